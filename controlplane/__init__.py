@@ -1,0 +1,1 @@
+"""The Django control plane: tenancy, workflows, fleet, executions, catalog and deployments."""

@@ -1,0 +1,2 @@
+"""Routes of the catalog app."""
+urlpatterns: list = []

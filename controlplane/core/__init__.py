@@ -1,0 +1,1 @@
+"""Cross-cutting pieces: the application error type, the API exception handler, parsers."""

@@ -1,0 +1,2 @@
+"""Routes of the deployments app."""
+urlpatterns: list = []

@@ -1,0 +1,2 @@
+"""Routes of the executions app."""
+urlpatterns: list = []

@@ -1,0 +1,2 @@
+"""Routes of the fleet app."""
+urlpatterns: list = []

@@ -1,0 +1,39 @@
+"""Who may do what in which company.
+
+Every lookup goes through the caller's memberships: an object of a company the caller does not
+belong to is reported as not found (404), never as forbidden, so its existence is not confirmed.
+A member whose role is too low gets 403 naming the role needed.
+"""
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from controlplane.core.errors import NotFound, PermissionDenied
+from controlplane.tenancy.models import Company, Membership, Role
+
+
+def member_company_ids(user) -> QuerySet:
+    """Ids of the companies `user` belongs to, as a subquery for `company_id__in=`."""
+    if not getattr(user, "is_authenticated", False):
+        return Company.objects.none().values("id")
+    return Membership.objects.filter(user=user).values("company_id")
+
+
+def role_in(user, company_id: int) -> Role | None:
+    if not getattr(user, "is_authenticated", False):
+        return None
+    role = Membership.objects.filter(user=user, company_id=company_id).values_list("role", flat=True).first()
+    return Role(role) if role else None
+
+
+def require_role(user, company_id: int, minimum: Role, *, what: str = "object") -> Role:
+    """The caller's role in the company, if at least `minimum`; NotFound for non-members."""
+    role = role_in(user, company_id)
+    if role is None:
+        raise NotFound(f"{what} not found")
+    if not role.at_least(minimum):
+        raise PermissionDenied(
+            f"this needs the {Role(minimum).value} role or higher in the company; you are {role.value}",
+            code="insufficient_role",
+        )
+    return role

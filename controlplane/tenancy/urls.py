@@ -1,0 +1,2 @@
+"""Routes of the tenancy app."""
+urlpatterns: list = []

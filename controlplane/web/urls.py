@@ -1,0 +1,2 @@
+"""Routes of the web app."""
+urlpatterns: list = []

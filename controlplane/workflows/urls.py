@@ -1,0 +1,2 @@
+"""Routes of the workflows app."""
+urlpatterns: list = []
