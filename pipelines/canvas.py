@@ -1,0 +1,378 @@
+"""Compile an execution graph into a canvas plan: plain, JSON-safe data shaped like Celery's canvas.
+
+The compiler knows nothing of Celery; one function in ``workers`` turns the plan into signatures
+(``Chain`` -> ``chain``, ``Chord`` -> ``chord(group(header), body)``, a task -> ``.si()``).
+
+Mapping (series-parallel graphs map exactly: no task waits for anything it does not depend on)::
+
+    a -> b -> c                 Chain(a, b, c)
+
+       +-> b -+
+    a -+      +-> d             Chain(a, Chord(header=(b, c), body=d))
+       +-> c -+
+
+    a -+
+       +-> c                    Chord(header=(a, b), body=c)
+    b -+
+
+       +-> b
+    a -+                        Chain(a, Chord(header=(b, c), body=Barrier("end")))
+       +-> c
+
+    x (replicas: 3)             Chord(header=(x#0/3, x#1/3, x#2/3), body=Merge(x))
+
+How: the graph's reachability order is split recursively. Nodes that fall apart into unrelated
+groups are a *parallel* composition (a chord header); nodes that fall into blocks where every
+node of one block precedes every node of the next are a *series* composition (a chain). A parallel
+block followed by more work becomes ``Chord(header=branches, body=<the rest>)``; at the very end
+the body is ``Barrier("end")``; inside a branch it is ``Barrier("join-<n>")``. Transitive edges
+(a->b->c plus a->c) are harmless: only reachability matters.
+
+Shape guarantees for the ``workers`` converter: a Chain has >= 2 items and never a Chain item; a
+Chord has >= 2 header items; a header item or body may be a task, a Chain or a Chord (a replicated
+node is a Chord even inside a header). Work after a fork/join lives in the chord's body, so k
+fork/joins in a row nest k chords deep.
+
+Fallback (strategy "layered"): a block that is neither series nor parallel holds an "N" (W shape,
+crossed diamonds) that chain/chord cannot express without duplicating tasks. That block alone is
+run in topological layers, a chain of chords; series/parallel structure around it is kept::
+
+    a -> c                      layer 0: a, b           Chord(header=(a, b),
+    a -> d      (N shape)       layer 1: c, d                 body=Chord(header=(c, d),
+    b -> d                                                               body=Barrier("end")))
+
+A node waits for the whole previous layer of its block, never less than its predecessors, so every
+edge holds. The cost: in the N above, c also waits for b; a node of a long branch inside the block
+waits for the slowest node of each earlier layer, and the block's sub-chains lose their own pace.
+Celery cannot express arbitrary DAGs without a scheduler of its own; this trades parallelism inside
+the irreducible block for plain canvases.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Union
+
+__all__ = [
+    "Barrier", "CanvasNode", "CanvasPlan", "Chain", "Chord", "MergeTask", "StepTask",
+    "compile_canvas", "iter_tasks", "plan_from_dict", "predecessors_satisfied", "unsatisfied_edges",
+]
+
+
+@dataclass(frozen=True)
+class CanvasNode:
+    """One job of the execution graph, as the compiler needs it."""
+
+    id: str
+    replicas: int = 1
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class StepTask:
+    """Run shard ``shard`` of ``shards`` of node ``node`` (shards == 1: the node itself)."""
+
+    node: str
+    shard: int = 0
+    shards: int = 1
+    group: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "step", "node": self.node, "shard": self.shard, "shards": self.shards,
+                "group": self.group}
+
+
+@dataclass(frozen=True)
+class MergeTask:
+    """Join the ``shards`` shards of a replicated node; the node is complete when this ran."""
+
+    node: str
+    shards: int
+    group: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "merge", "node": self.node, "shards": self.shards, "group": self.group}
+
+
+@dataclass(frozen=True)
+class Barrier:
+    """A no-op join, used only where a chord needs a body and no real node is there."""
+
+    label: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "barrier", "label": self.label}
+
+
+@dataclass(frozen=True)
+class Chain:
+    """Items run one after another."""
+
+    items: tuple[PlanItem, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "chain", "items": [item.to_dict() for item in self.items]}
+
+
+@dataclass(frozen=True)
+class Chord:
+    """Header items run in parallel; the body runs after all of them completed."""
+
+    header: tuple[PlanItem, ...]
+    body: PlanItem
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "chord", "header": [item.to_dict() for item in self.header],
+                "body": self.body.to_dict()}
+
+
+PlanItem = Union[StepTask, MergeTask, Barrier, Chain, Chord]
+Task = Union[StepTask, MergeTask, Barrier]
+Strategy = Literal["series-parallel", "layered"]
+
+
+@dataclass(frozen=True)
+class CanvasPlan:
+    """The compiled tree; ``task_count`` counts every task in it (steps, merges, barriers)."""
+
+    root: PlanItem
+    strategy: Strategy
+    task_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "plan", "strategy": self.strategy, "task_count": self.task_count,
+                "root": self.root.to_dict()}
+
+
+def plan_from_dict(d: Mapping[str, Any]) -> Any:
+    """Rebuild a plan item (or a whole ``CanvasPlan``, kind "plan") from its ``to_dict()`` form."""
+    try:
+        kind = d["kind"]
+        if kind == "step":
+            return StepTask(d["node"], d["shard"], d["shards"], d.get("group"))
+        if kind == "merge":
+            return MergeTask(d["node"], d["shards"], d.get("group"))
+        if kind == "barrier":
+            return Barrier(d["label"])
+        if kind == "chain":
+            return Chain(tuple(plan_from_dict(item) for item in d["items"]))
+        if kind == "chord":
+            return Chord(tuple(plan_from_dict(item) for item in d["header"]),
+                         plan_from_dict(d["body"]))
+        if kind == "plan":
+            return CanvasPlan(plan_from_dict(d["root"]), d["strategy"], d["task_count"])
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"malformed canvas plan item {dict(d)!r}: missing {exc}") from exc
+    raise ValueError(f"unknown canvas plan kind {kind!r}; expected step, merge, barrier, "
+                     "chain, chord or plan")
+
+
+def compile_canvas(nodes: Sequence[CanvasNode], edges: Sequence[tuple[str, str]]) -> CanvasPlan:
+    """Compile a DAG of jobs into a canvas plan; raise ``ValueError`` on bad input."""
+    ids, succ = _validate(nodes, edges)
+    compiler = _Compiler(nodes, ids, succ)
+    root = compiler.emit(compiler.decompose((1 << len(ids)) - 1), final=True)
+    strategy: Strategy = "layered" if compiler.layered else "series-parallel"
+    return CanvasPlan(root, strategy, sum(1 for _ in iter_tasks(root)))
+
+
+def iter_tasks(plan: CanvasPlan | PlanItem) -> Iterator[Task]:
+    """Yield every task of the plan, depth first (chain items in order, chord header then body)."""
+    item = plan.root if isinstance(plan, CanvasPlan) else plan
+    if isinstance(item, Chain):
+        for sub in item.items:
+            yield from iter_tasks(sub)
+    elif isinstance(item, Chord):
+        for sub in item.header:
+            yield from iter_tasks(sub)
+        yield from iter_tasks(item.body)
+    else:
+        yield item
+
+
+def unsatisfied_edges(plan: CanvasPlan, edges: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Edges (u, v) where some task of v may start before u completed (its merge, if replicated)."""
+    before: dict[str, set[str]] = {}  # node -> nodes surely complete when any of its tasks starts
+
+    def walk(item: PlanItem, done: frozenset[str]) -> frozenset[str]:
+        if isinstance(item, Chain):
+            for sub in item.items:
+                done = walk(sub, done)
+            return done
+        if isinstance(item, Chord):
+            joined = frozenset().union(*(walk(sub, done) for sub in item.header))
+            return walk(item.body, joined)
+        if isinstance(item, Barrier):
+            return done
+        if isinstance(item, StepTask):
+            known = before.setdefault(item.node, set(done))
+            known &= done
+        if isinstance(item, MergeTask) or item.shards == 1:
+            return done | {item.node}
+        return done
+
+    walk(plan.root, frozenset())
+    return [(u, v) for u, v in edges if u not in before.get(v, ())]
+
+
+def predecessors_satisfied(plan: CanvasPlan, edges: Sequence[tuple[str, str]]) -> bool:
+    """True when every edge's target starts only after its source completed."""
+    return not unsatisfied_edges(plan, edges)
+
+
+def _validate(nodes: Sequence[CanvasNode], edges: Sequence[tuple[str, str]]
+              ) -> tuple[list[str], list[set[int]]]:
+    """Check the input; return node ids sorted and successor sets by index."""
+    if not nodes:
+        raise ValueError("cannot compile an empty graph; add at least one node")
+    ids = sorted(node.id for node in nodes)
+    index = {node_id: i for i, node_id in enumerate(ids)}
+    if len(index) != len(ids):
+        dupes = sorted({x for x in ids if ids.count(x) > 1})
+        raise ValueError(f"duplicate node ids {dupes}; node ids must be unique")
+    for node in nodes:
+        if not isinstance(node.replicas, int) or node.replicas < 1:
+            raise ValueError(f"node {node.id!r} has replicas={node.replicas!r}; use an int >= 1")
+    succ: list[set[int]] = [set() for _ in ids]
+    for src, dst in edges:
+        for end in (src, dst):
+            if end not in index:
+                raise ValueError(f"edge {src!r} -> {dst!r} names unknown node {end!r}; "
+                                 "add the node or remove the edge")
+        succ[index[src]].add(index[dst])
+    cycle = _find_cycle(ids, succ)
+    if cycle:
+        raise ValueError(f"graph has a cycle {' -> '.join(cycle)}; remove one of its edges")
+    return ids, succ
+
+
+def _topological_order(succ: list[set[int]]) -> list[int]:
+    """Kahn's order of the node indices; shorter than the graph when there is a cycle."""
+    indegree = [0] * len(succ)
+    for targets in succ:
+        for t in targets:
+            indegree[t] += 1
+    order = [i for i, d in enumerate(indegree) if d == 0]
+    for i in order:  # grows while iterating
+        for t in succ[i]:
+            indegree[t] -= 1
+            if indegree[t] == 0:
+                order.append(t)
+    return order
+
+
+def _find_cycle(ids: list[str], succ: list[set[int]]) -> list[str]:
+    """Return one cycle as ids (first repeated at the end), or [] when the graph is acyclic."""
+    left = set(range(len(ids))) - set(_topological_order(succ))
+    if not left:
+        return []
+    path, node = [], min(left)  # every node left has a predecessor left: walk back to a repeat
+    while node not in path:
+        path.append(node)
+        node = min(p for p in left if node in succ[p])
+    cycle = path[path.index(node):][::-1]
+    cycle = cycle[cycle.index(min(cycle)):] + cycle[:cycle.index(min(cycle))]
+    return [ids[i] for i in cycle + cycle[:1]]
+
+
+def _bits(mask: int) -> Iterator[int]:
+    while mask:
+        low = mask & -mask
+        yield low.bit_length() - 1
+        mask ^= low
+
+
+# A series is a list of parts run one after another; a part is a node index, or a parallel
+# block: a list of branches, each branch itself a series.
+Series = list[Any]
+
+
+class _Compiler:
+    """Holds the reachability order (bitsets by node index) during one compilation."""
+
+    def __init__(self, nodes: Sequence[CanvasNode], ids: list[str], succ: list[set[int]]):
+        self.ids = ids
+        self.by_id = {node.id: node for node in nodes}
+        self.layered = False
+        self.joins = 0
+        self.related = self._closure(succ)  # i -> bitset of nodes before or after i
+
+    def _closure(self, succ: list[set[int]]) -> list[int]:
+        desc = [0] * len(succ)
+        for i in reversed(_topological_order(succ)):
+            for t in succ[i]:
+                desc[i] |= (1 << t) | desc[t]
+        anc = [0] * len(succ)
+        for i, below in enumerate(desc):
+            for t in _bits(below):
+                anc[t] |= 1 << i
+        self.anc = anc
+        return [d | a for d, a in zip(desc, anc)]
+
+    def _components(self, mask: int, comparable: bool) -> list[int]:
+        """Connected components of ``mask`` under (in)comparability, ordered by lowest index."""
+        comps = []
+        remaining = mask
+        while remaining:
+            comp = frontier = remaining & -remaining
+            while frontier:
+                reach = 0
+                for i in _bits(frontier):
+                    rel = self.related[i] if comparable else ~(self.related[i] | (1 << i))
+                    reach |= rel
+                frontier = reach & remaining & ~comp
+                comp |= frontier
+            comps.append(comp)
+            remaining &= ~comp
+        return comps
+
+    def decompose(self, mask: int) -> Series:
+        if mask & (mask - 1) == 0:
+            return [mask.bit_length() - 1]
+        parallel = self._components(mask, comparable=True)
+        if len(parallel) > 1:
+            return [[self.decompose(comp) for comp in parallel]]
+        blocks = self._components(mask, comparable=False)
+        if len(blocks) > 1:  # every node of an earlier block precedes every node of a later one
+            blocks.sort(key=lambda b: (self.anc[(b & -b).bit_length() - 1] & mask).bit_count())
+            return [part for block in blocks for part in self.decompose(block)]
+        self.layered = True
+        return [layer[0] if len(layer) == 1 else [[i] for i in layer]
+                for layer in self._layers(mask)]
+
+    def _layers(self, mask: int) -> list[list[int]]:
+        """Topological layers of ``mask``: a node's layer is its longest chain of ancestors."""
+        depth: dict[int, int] = {}
+        for i in sorted(_bits(mask), key=lambda i: (self.anc[i] & mask).bit_count()):
+            depth[i] = 1 + max((depth[a] for a in _bits(self.anc[i] & mask)), default=-1)
+        layers: list[list[int]] = [[] for _ in range(max(depth.values()) + 1)]
+        for i in sorted(depth):
+            layers[depth[i]].append(i)
+        return layers
+
+    def emit(self, series: Series, final: bool) -> PlanItem:
+        items: list[PlanItem] = []
+        for k, part in enumerate(series):
+            if isinstance(part, int):
+                items.append(self._node(part))
+                continue
+            header = tuple(self.emit(branch, False) for branch in part)
+            rest = series[k + 1:]
+            items.append(Chord(header, self.emit(rest, final) if rest else self._barrier(final)))
+            break
+        return items[0] if len(items) == 1 else Chain(tuple(items))
+
+    def _barrier(self, final: bool) -> Barrier:
+        if final:
+            return Barrier("end")
+        self.joins += 1
+        return Barrier(f"join-{self.joins}")
+
+    def _node(self, i: int) -> PlanItem:
+        node = self.by_id[self.ids[i]]
+        if node.replicas == 1:
+            return StepTask(node.id, 0, 1, node.group)
+        shards = tuple(StepTask(node.id, k, node.replicas, node.group)
+                       for k in range(node.replicas))
+        return Chord(shards, MergeTask(node.id, node.replicas, node.group))
