@@ -1,0 +1,26 @@
+"""Extension points other apps register into, so fleet never imports them.
+
+`on_workers_offline`: callables taking the list of hostnames that `workers_mark_offline` just
+marked offline. They run after the transaction that marked them has committed, one after the
+other; a hook that raises is logged and does not stop the others. The executions app registers
+its lost-step recovery here (in its `AppConfig.ready`):
+
+    from controlplane.fleet import hooks
+    hooks.on_workers_offline.append(recover_steps_of_lost_workers)
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+logger = logging.getLogger(__name__)
+
+on_workers_offline: list[Callable[[list[str]], None]] = []
+
+
+def run_workers_offline(hostnames: list[str]) -> None:
+    for hook in list(on_workers_offline):
+        try:
+            hook(list(hostnames))
+        except Exception:  # one broken hook must not keep the others from running
+            logger.exception("fleet.hook_failed", extra={"hook": getattr(hook, "__qualname__", repr(hook))})
