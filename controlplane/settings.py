@@ -145,6 +145,14 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
+if CELERY_RESULT_BACKEND.startswith("file://"):
+    _results_dir = Path(CELERY_RESULT_BACKEND[len("file://"):])
+else:
+    _results_dir = None
+# The file-based broker and result backend need their folders before the first message.
+for _folder in [_results_dir, *[CELERY_BROKER_TRANSPORT_OPTIONS.get(k) for k in ("data_folder_in", "processed_folder", "control_folder")]]:
+    if _folder:
+        Path(_folder).mkdir(parents=True, exist_ok=True)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -154,6 +162,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A chord header that fails must reach the error callback; Celery skips it otherwise.
 CELERY_TASK_ALLOW_ERROR_CB_ON_CHORD_HEADER = True
 CELERY_RESULT_EXTENDED = False
+# Backends without native chord support join by polling chord_unlock; poll often.
+CELERY_RESULT_CHORD_RETRY_INTERVAL = float(os.environ.get("CELERY_RESULT_CHORD_RETRY_INTERVAL", "0.1"))
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_DEFAULT_QUEUE", "controlplane")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
