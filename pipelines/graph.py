@@ -1,0 +1,501 @@
+"""The graph document (DESIGN.md "Graph document") as a typed, immutable model.
+
+``load_document`` turns JSON or YAML text into a dict, ``parse_graph`` turns that dict into a
+``Graph`` (or raises ``GraphError`` listing every structural problem with its path), and
+``canonical_json`` / ``graph_digest`` give a form that does not change with key order,
+whitespace, JSON vs YAML, or the order of the node and edge lists.
+
+Step types, config schemas and jq are not checked here; that is ``validation.validate_graph``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import math
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping
+
+from pipelines import errors as E
+from pipelines.errors import CycleError, GraphError, Issue, NodeNotFound
+
+ID_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+# Blueprint expansion namespaces ids as "<alias>/<id>"; only expanded graphs may use them.
+EXPANDED_ID_RE = re.compile(r"^[a-z0-9_-]{1,64}(/[a-z0-9_-]{1,64})*$")
+BLUEPRINT_REF_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)@([1-9][0-9]*)$")
+TEMPLATE_REF_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+DELIVERIES = ("local", "landing")
+BACKOFFS = ("exponential", "fixed")
+BRANCHES = ("true", "false")
+CONDITION_TYPE = "condition"
+
+NODE_KINDS = ("type", "blueprint", "template")
+NODE_FIELDS = frozenset(
+    {"id", *NODE_KINDS, "config", "group", "replicas", "retry", "timeout_s", "compensate",
+     "params", "description"}
+)
+EDGE_FIELDS = frozenset({"from", "to", "delivery", "branch"})
+RETRY_FIELDS = frozenset({"max_attempts", "backoff", "initial_delay_s", "max_delay_s", "jitter"})
+COMPENSATE_FIELDS = frozenset({"type", "config", "group"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a failed step is tried again."""
+
+    max_attempts: int = 1
+    backoff: str = "exponential"
+    initial_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+    jitter: bool = True
+
+    def delay_for(self, attempt: int, rand: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based) before the next.
+
+        Exponential doubles from ``initial_delay_s``, both kinds are capped at ``max_delay_s``,
+        and jitter draws uniformly from [0, delay] ("full jitter") so that many steps failing
+        together do not retry in lockstep.
+        """
+        if attempt < 1:
+            raise ValueError(f"attempt must be >= 1, got {attempt}")
+        if self.backoff == "fixed":
+            delay = self.initial_delay_s
+        else:
+            # Cap the exponent: 2**1000 is a float overflow and far above any sane max_delay_s.
+            delay = self.initial_delay_s * (2.0 ** min(attempt - 1, 64))
+        delay = min(delay, self.max_delay_s)
+        if self.jitter:
+            delay = (rand or random).uniform(0.0, delay)
+        return float(delay)
+
+    def should_retry(self, attempt: int) -> bool:
+        """True when failed attempt ``attempt`` (1-based) leaves attempts to spare."""
+        return attempt < self.max_attempts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_attempts": self.max_attempts,
+            "backoff": self.backoff,
+            "initial_delay_s": self.initial_delay_s,
+            "max_delay_s": self.max_delay_s,
+            "jitter": self.jitter,
+        }
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+@dataclass(frozen=True)
+class CompensationSpec:
+    """The step that undoes a completed step when the saga unwinds."""
+
+    type: str
+    config: dict = field(default_factory=dict)
+    group: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "config": _copy(self.config)}
+        if self.group is not None:
+            out["group"] = self.group
+        return out
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node: a step (``type``), a blueprint to expand, or a catalog template."""
+
+    id: str
+    type: str | None = None
+    blueprint: str | None = None
+    template: str | None = None
+    config: dict = field(default_factory=dict)
+    group: str | None = None
+    replicas: int = 1
+    retry: RetryPolicy = DEFAULT_RETRY
+    timeout_s: float | None = None
+    compensate: CompensationSpec | None = None
+    params: dict = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def kind(self) -> str:
+        """``"type"``, ``"blueprint"`` or ``"template"``."""
+        if self.blueprint is not None:
+            return "blueprint"
+        if self.template is not None:
+            return "template"
+        return "type"
+
+    @property
+    def blueprint_name(self) -> str | None:
+        return self.blueprint.rsplit("@", 1)[0] if self.blueprint else None
+
+    @property
+    def blueprint_version(self) -> int | None:
+        return int(self.blueprint.rsplit("@", 1)[1]) if self.blueprint else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Document form; fields at their default are left out, as an author would write it."""
+        out: dict[str, Any] = {"id": self.id, self.kind: getattr(self, self.kind)}
+        if self.config:
+            out["config"] = _copy(self.config)
+        if self.group is not None:
+            out["group"] = self.group
+        if self.replicas != 1:
+            out["replicas"] = self.replicas
+        if self.retry != DEFAULT_RETRY:
+            out["retry"] = {
+                k: v for k, v in self.retry.to_dict().items() if getattr(DEFAULT_RETRY, k) != v
+            }
+        if self.timeout_s is not None:
+            out["timeout_s"] = self.timeout_s
+        if self.compensate is not None:
+            out["compensate"] = self.compensate.to_dict()
+        if self.params:
+            out["params"] = _copy(self.params)
+        if self.description:
+            out["description"] = self.description
+        return out
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A dependency ``source -> target``; ``branch`` is set only on edges leaving a condition."""
+
+    source: str
+    target: str
+    delivery: str = "local"
+    branch: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"from": self.source, "to": self.target}
+        if self.delivery != "local":
+            out["delivery"] = self.delivery
+        if self.branch is not None:
+            out["branch"] = self.branch
+        return out
+
+
+@dataclass(frozen=True)
+class Graph:
+    """An immutable, structurally valid graph; build it with ``parse_graph``."""
+
+    params: dict
+    nodes: tuple[Node, ...]
+    edges: tuple[Edge, ...]
+    _index: dict = field(init=False, repr=False, compare=False)
+    _succ: dict = field(init=False, repr=False, compare=False)
+    _pred: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index = {n.id: i for i, n in enumerate(self.nodes)}
+        succ: dict[str, list[str]] = {n.id: [] for n in self.nodes}
+        pred: dict[str, list[str]] = {n.id: [] for n in self.nodes}
+        for e in self.edges:
+            if e.source in succ and e.target in pred:
+                if e.target not in succ[e.source]:
+                    succ[e.source].append(e.target)
+                if e.source not in pred[e.target]:
+                    pred[e.target].append(e.source)
+        object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_succ", {k: tuple(v) for k, v in succ.items()})
+        object.__setattr__(self, "_pred", {k: tuple(v) for k, v in pred.items()})
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._index
+
+    def __iter__(self) -> Iterator[Node]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def node(self, node_id: str) -> Node:
+        try:
+            return self.nodes[self._index[node_id]]
+        except KeyError:
+            raise NodeNotFound(f"unknown node {node_id!r}; known nodes: {', '.join(self._index)}")
+
+    def node_ids(self) -> tuple[str, ...]:
+        return tuple(n.id for n in self.nodes)
+
+    def successors(self, node_id: str) -> tuple[str, ...]:
+        self.node(node_id)
+        return self._succ[node_id]
+
+    def predecessors(self, node_id: str) -> tuple[str, ...]:
+        self.node(node_id)
+        return self._pred[node_id]
+
+    def out_edges(self, node_id: str) -> tuple[Edge, ...]:
+        self.node(node_id)
+        return tuple(e for e in self.edges if e.source == node_id)
+
+    def in_edges(self, node_id: str) -> tuple[Edge, ...]:
+        self.node(node_id)
+        return tuple(e for e in self.edges if e.target == node_id)
+
+    def sources(self) -> tuple[str, ...]:
+        """Nodes with no predecessors, in document order."""
+        return tuple(n.id for n in self.nodes if not self._pred[n.id])
+
+    def sinks(self) -> tuple[str, ...]:
+        """Nodes with no successors, in document order."""
+        return tuple(n.id for n in self.nodes if not self._succ[n.id])
+
+    def topological_order(self) -> tuple[str, ...]:
+        """Every node after its predecessors; ties broken by document order so it is stable."""
+        return tuple(n for gen in self.generations() for n in gen)
+
+    def generations(self) -> tuple[tuple[str, ...], ...]:
+        """Layers of nodes whose predecessors are all in earlier layers (networkx's
+        ``topological_generations``), each in document order. Raises ``CycleError``."""
+        indegree = {n: len(p) for n, p in self._pred.items()}
+        layer = [n.id for n in self.nodes if indegree[n.id] == 0]
+        out: list[tuple[str, ...]] = []
+        seen = 0
+        while layer:
+            out.append(tuple(layer))
+            seen += len(layer)
+            nxt: list[tuple[int, str]] = []
+            for n in layer:
+                for s in self._succ[n]:
+                    indegree[s] -= 1
+                    if indegree[s] == 0:
+                        heapq.heappush(nxt, (self._index[s], s))
+            layer = [heapq.heappop(nxt)[1] for _ in range(len(nxt))]
+        if seen != len(self.nodes):
+            cycle = find_cycle(self.node_ids(), [(e.source, e.target) for e in self.edges])
+            raise CycleError(cycle or [])
+        return tuple(out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "params": _copy(self.params),
+            "nodes": [n.to_dict() for n in self.nodes],
+            "edges": [e.to_dict() for e in self.edges],
+        }
+
+
+# --------------------------------------------------------------------------- cycles
+
+
+def find_cycle(node_ids, pairs) -> list[str] | None:
+    """One cycle as ``[a, b, ..., a]`` (graphlib's shape) or None. Self-loops count."""
+    succ: dict[str, list[str]] = {n: [] for n in node_ids}
+    for a, b in pairs:
+        if a in succ and b in succ:
+            succ[a].append(b)
+    WHITE, GREY, BLACK = 0, 1, 2
+    color = dict.fromkeys(succ, WHITE)
+    for root in succ:
+        if color[root] != WHITE:
+            continue
+        # Iterative DFS: deep chains must not hit the recursion limit.
+        stack: list[tuple[str, Iterator[str]]] = [(root, iter(succ[root]))]
+        path = [root]
+        color[root] = GREY
+        while stack:
+            node, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                color[node] = BLACK
+                stack.pop()
+                path.pop()
+            elif color[nxt] == GREY:
+                return path[path.index(nxt):] + [nxt]
+            elif color[nxt] == WHITE:
+                color[nxt] = GREY
+                stack.append((nxt, iter(succ[nxt])))
+                path.append(nxt)
+    return None
+
+
+# --------------------------------------------------------------------------- documents
+
+
+def load_document(text: str | bytes) -> dict:
+    """Parse JSON, or YAML when it is not JSON, into a dict. Raises ``GraphError``."""
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            _fail_document(f"document is not UTF-8 (byte {exc.start}); save it as UTF-8")
+    if not isinstance(text, str):
+        _fail_document(f"expected JSON or YAML text, got {type(text).__name__}")
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except ValueError as json_exc:
+        doc = _load_yaml(text, json_exc)
+    if not isinstance(doc, dict):
+        got = "nothing" if doc is None else f"a {_json_type(doc)}"
+        _fail_document(f"top level must be a mapping with 'nodes' and 'edges', got {got}")
+    bad = _first_non_string_key(doc, "")
+    if bad is not None:
+        _fail_document(f"{bad}: mapping keys must be strings; quote the key")
+    return doc
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _load_yaml(text: str, json_exc: ValueError) -> Any:
+    import yaml  # lazily: only YAML input pays for it
+
+    try:
+        return yaml.load(text, Loader=_json_compatible_loader(yaml))
+    except yaml.YAMLError as exc:
+        stripped = text.lstrip()
+        if stripped.startswith(("{", "[")) and isinstance(json_exc, json.JSONDecodeError):
+            # It was meant as JSON; JSON's own position is the useful one.
+            _fail_document(
+                f"invalid JSON at line {json_exc.lineno}, column {json_exc.colno}: {json_exc.msg}"
+            )
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        _fail_document(f"document is neither JSON nor YAML{where}: {problem}")
+
+
+_LOADER_CACHE: dict[str, type] = {}
+
+
+def _json_compatible_loader(yaml):
+    # YAML 1.1 turns 2024-01-01 into a date, which JSON (and the digest) cannot hold: keep it text.
+    if "loader" not in _LOADER_CACHE:
+        class Loader(yaml.SafeLoader):
+            pass
+
+        Loader.yaml_implicit_resolvers = {
+            ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+            for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        }
+        _LOADER_CACHE["loader"] = Loader
+    return _LOADER_CACHE["loader"]
+
+
+def _first_non_string_key(value: Any, path: str) -> str | None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return f"{path}.{k}" if path else str(k)
+            found = _first_non_string_key(v, f"{path}.{k}" if path else k)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _first_non_string_key(v, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def _fail_document(message: str):
+    raise GraphError([Issue("", message, E.INVALID_DOCUMENT)])
+
+
+def canonical_document(doc: Any) -> Any:
+    """A deep copy with nodes sorted by id and edges by (from, to, branch).
+
+    Nothing is added or removed (no defaults, unknown keys kept): two documents share a
+    canonical form exactly when they say the same thing in the same words.
+    """
+    if isinstance(doc, (str, bytes, bytearray)):
+        doc = load_document(doc)
+    out = _copy(doc)
+    if not isinstance(out, dict):
+        return out
+    if isinstance(out.get("nodes"), list):
+        out["nodes"] = sorted(out["nodes"], key=_node_sort_key)
+    if isinstance(out.get("edges"), list):
+        out["edges"] = sorted(out["edges"], key=_edge_sort_key)
+    return out
+
+
+def canonical_json(doc: Any) -> str:
+    """Compact, key-sorted JSON of ``canonical_document(doc)``."""
+    return json.dumps(
+        canonical_document(doc),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+
+
+def graph_digest(doc: Any) -> str:
+    """``"sha256:<hex>"`` of the canonical JSON."""
+    return "sha256:" + hashlib.sha256(canonical_json(doc).encode("utf-8")).hexdigest()
+
+
+def _node_sort_key(node: Any) -> tuple:
+    if isinstance(node, dict) and isinstance(node.get("id"), str):
+        return (0, node["id"], _dump(node))
+    return (1, "", _dump(node))
+
+
+def _edge_sort_key(edge: Any) -> tuple:
+    if isinstance(edge, dict):
+        parts = tuple("" if edge.get(k) is None else str(edge.get(k)) for k in ("from", "to", "branch"))
+        return (0, parts, _dump(edge))
+    return (1, ("", "", ""), _dump(edge))
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+
+
+def _copy(value: Any) -> Any:
+    # JSON documents only hold dicts, lists and scalars; this is deepcopy without its overhead.
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_copy(v) for v in value]
+    return value
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)):
+        return "list"
+    if isinstance(value, Mapping):
+        return "mapping"
+    return type(value).__name__
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def parse_graph(doc: Any, *, expanded: bool = False) -> Graph:
+    """Build a ``Graph`` or raise ``GraphError`` (``CycleError`` if a cycle is among the issues)
+    carrying every structural problem found, each with its path.
+
+    ``expanded=True`` accepts the ``alias/id`` node ids that blueprint expansion produces.
+    """
+    from pipelines.structure import parse_structure
+
+    graph, issues, cycle = parse_structure(doc, expanded=expanded)
+    if issues:
+        issues = E.sort_issues(issues)
+        if cycle:
+            raise CycleError(cycle, issues)
+        raise GraphError(issues)
+    assert graph is not None
+    return graph
