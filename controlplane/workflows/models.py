@@ -1,1 +1,146 @@
-"""Models of the workflows app."""
+"""Workflows: a mutable draft graph per workflow, and the immutable versions published from it.
+
+Deletion policy: a published version is history that deployments and executions point at, so it
+is never deleted. `WorkflowVersion.workflow` is PROTECT, which makes a workflow with versions (and
+so its project and company) undeletable through the ORM; the services refuse such deletions with
+409 and workflows are archived instead. On PostgreSQL a trigger additionally refuses UPDATE and
+DELETE of version rows (migration 0002), so not even raw SQL rewrites history. Purging a tenant
+outright is a database-administrator operation, not something the application offers.
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from controlplane.core.errors import Conflict
+from controlplane.tenancy.models import Project, slug_validator
+
+
+def empty_graph() -> dict:
+    return {"nodes": [], "edges": []}
+
+
+class WorkflowStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    ARCHIVED = "archived", "Archived"
+
+
+class Workflow(models.Model):
+    project = models.ForeignKey(
+        Project, on_delete=models.CASCADE, related_name="workflows", help_text="The project the workflow belongs to."
+    )
+    slug = models.SlugField(max_length=50, validators=[slug_validator], help_text="Unique within the project.")
+    name = models.CharField(max_length=200, help_text="Display name.")
+    description = models.TextField(blank=True, default="", help_text="What the workflow does.")
+    status = models.CharField(
+        max_length=10,
+        choices=WorkflowStatus.choices,
+        default=WorkflowStatus.DRAFT,
+        help_text="draft until first published; active, paused or archived afterwards. Archived workflows "
+        "refuse draft edits and publishing.",
+    )
+    draft_graph = models.JSONField(
+        default=empty_graph,
+        help_text="The graph being edited. May be invalid; publishing validates it and freezes a copy as a version.",
+    )
+    draft_revision = models.PositiveIntegerField(
+        default=1, help_text="Starts at 1 and grows by one on each draft write; the API's ETag."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Who created the workflow.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the workflow was created.")
+    updated_at = models.DateTimeField(auto_now=True, help_text="When the workflow or its draft last changed.")
+
+    class Meta:
+        ordering = ["project_id", "slug"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "slug"], name="workflow_slug_unique_per_project"),
+            models.CheckConstraint(condition=models.Q(draft_revision__gte=1), name="workflow_draft_revision_positive"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=[s.value for s in WorkflowStatus]), name="workflow_status_is_known"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id}/{self.slug}"
+
+    @property
+    def company_id(self) -> int:
+        return self.project.company_id
+
+
+class VersionImmutable(Conflict):
+    """A published version was about to be changed or deleted."""
+
+    default_code = "version_immutable"
+
+
+class WorkflowVersionQuerySet(models.QuerySet):
+    """Bulk writes would bypass `WorkflowVersion.save()` / `delete()`: refuse them here too."""
+
+    def update(self, **kwargs):
+        raise VersionImmutable("workflow versions are immutable; publish a new version instead")
+
+    def delete(self):
+        raise VersionImmutable("workflow versions are immutable and are never deleted; archive the workflow instead")
+
+    def bulk_update(self, objs, fields, batch_size=None):
+        raise VersionImmutable("workflow versions are immutable; publish a new version instead")
+
+    def update_or_create(self, *args, **kwargs):
+        raise VersionImmutable("workflow versions are immutable; use workflow_publish")
+
+
+class WorkflowVersion(models.Model):
+    """A frozen copy of a workflow's graph. Written once by `workflow_publish`, never changed."""
+
+    workflow = models.ForeignKey(
+        Workflow,
+        on_delete=models.PROTECT,
+        related_name="versions",
+        help_text="The workflow this version was published from; a workflow with versions cannot be deleted.",
+    )
+    number = models.PositiveIntegerField(help_text="1, 2, 3 ... per workflow, without gaps.")
+    graph = models.JSONField(help_text="The published graph document, as it was when published.")
+    digest = models.CharField(
+        max_length=71, help_text="sha256:<hex> of the canonical graph; one version per distinct graph."
+    )
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        help_text="Who published the version.",
+    )
+    published_at = models.DateTimeField(auto_now_add=True, help_text="When the version was published.")
+
+    objects = WorkflowVersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["workflow_id", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "number"], name="workflow_version_number_unique"),
+            models.UniqueConstraint(fields=["workflow", "digest"], name="workflow_version_digest_unique"),
+            models.CheckConstraint(condition=models.Q(number__gte=1), name="workflow_version_number_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id} v{self.number}"
+
+    def save(self, *args, **kwargs):
+        # The one rule enforced in save(): history is append-only (see the module docstring).
+        if not self._state.adding:
+            raise VersionImmutable(f"version {self.number} is immutable; publish a new version instead")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise VersionImmutable(
+            f"version {self.number} is immutable and is never deleted; archive the workflow instead"
+        )
