@@ -1,0 +1,556 @@
+"""The deployment planner: a published graph + fleet + what is deployed -> a ``Plan``.
+
+``plan_deployment`` is pure: it reads its inputs, never mutates them, and returns frozen data.
+Stages, each a function of the previous one's output:
+
+1. validate the document's structure once (``structure.parse_structure``);
+2. expand blueprints and templates (``blueprints.expand_graph``): stable job ids;
+3. place jobs: group and replicas from overrides keyed by job id or blueprint alias (the most
+   specific key wins: ``harvest/fetch`` over ``harvest``), else the node's own value (an
+   instance's ``group``/``replicas`` apply to its inner nodes), else ``default_group`` / 1;
+4. resolve transports: a ``landing`` edge ``P -> C`` becomes ``P -> W -> R -> C`` with adapter jobs
+   ``W = "P->C/landing-write"`` (type ``landing_write``, on P's group) and
+   ``R = "P->C/landing-read"`` (type ``landing_read``, on C's group), both configured with
+   ``{store, key: "{{ .execution.id }}/P->C", edge: "P->C"}``. Ids depend only on P and C, and
+   ``>`` cannot occur in a node id, so adapters never collide with jobs;
+5. check what users hit: groups (``missing_group``, ``unknown_group``, ``no_live_worker``),
+   advertised step types (``unsupported_step_type``), secrets (``missing_secret``), step config
+   (``missing_config``/``invalid_config`` via the step registry, ``invalid_jq``), overrides
+   naming nothing (``unknown_target``), cycles created by expansion; warn on capacity;
+6. render one artifact (``spec``) per job and its digest;
+7. diff against the deployed jobs by job id (``diff_jobs``).
+
+The artifact spec is ``{type, config, retry, timeout_s, compensate, replicas, group, upstream,
+downstream, branches}``; ``config`` keeps ``{"$secret": name}`` references as they are. The
+digest is ``"sha256:" + sha256(json.dumps(spec, sort_keys=True, separators=(",", ":"),
+ensure_ascii=False))`` -- the same bytes as ``graph.canonical_json`` for a spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipelines import errors as E
+from pipelines.blueprints import BlueprintRef, ExpandedNode, expand_graph
+from pipelines.errors import Issue
+from pipelines.graph import find_cycle, is_int
+
+FORMAT_VERSION = 1
+STEP, LANDING_WRITE, LANDING_READ = "step", "landing_write", "landing_read"
+ACTIONS = ("create", "update", "delete", "replace", "noop")
+
+MISSING_GROUP = "missing_group"
+UNKNOWN_GROUP = "unknown_group"
+NO_LIVE_WORKER = "no_live_worker"
+UNSUPPORTED_STEP_TYPE = "unsupported_step_type"
+MISSING_SECRET = "missing_secret"
+UNKNOWN_TARGET = "unknown_target"
+CAPACITY = "capacity"
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class GroupState:
+    """A worker group as the fleet reports it; ``concurrency`` is the sum of live slots."""
+
+    slug: str
+    live_workers: int
+    concurrency: int
+    step_types: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class FleetSnapshot:
+    """Every worker group of the company, keyed by slug."""
+
+    groups: Mapping[str, GroupState]
+
+
+@dataclass(frozen=True)
+class DeployedJob:
+    """One job as the active deployment holds it (a ``JobDeployment``)."""
+
+    job_id: str
+    type: str
+    group: str | None
+    replicas: int
+    spec: dict
+    digest: str
+
+    @classmethod
+    def from_job(cls, job: Job) -> DeployedJob:
+        return cls(job.job_id, job.type, job.group, job.replicas, job.spec, job.digest)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One planned job: its rendered artifact (``spec``), digest and where it came from."""
+
+    job_id: str
+    type: str | None
+    group: str | None
+    replicas: int
+    spec: dict
+    digest: str
+    source: str  # document path: "nodes[3](fanout-ingest@2).nodes[1]", or "edges[4]" for adapters
+    kind: str = STEP  # "step" | "landing_write" | "landing_read"
+
+
+@dataclass(frozen=True)
+class JobChange:
+    """How one job changes; ``fields`` are dotted spec paths (``config.url``, ``replicas``)."""
+
+    job_id: str
+    action: str  # "create" | "update" | "delete" | "replace" | "noop"
+    fields: tuple[str, ...] = ()
+    moved_from: str | None = None
+    moved_to: str | None = None
+    disruptive: bool = False
+
+    @property
+    def moved(self) -> bool:
+        return self.moved_from is not None or self.moved_to is not None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The previewed change set. ``changes`` holds one entry per job, noops included."""
+
+    jobs: tuple[Job, ...]
+    edges: tuple[tuple[str, str], ...]
+    changes: tuple[JobChange, ...]
+    errors: tuple[Issue, ...] = ()
+    warnings: tuple[Issue, ...] = ()
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def summary(self) -> dict[str, int]:
+        """Counts per action plus ``move`` (a moved job is also counted under its action)."""
+        return summarize(self.changes)
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.action != "noop" for c in self.changes)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def summarize(changes: Iterable[JobChange]) -> dict[str, int]:
+    counts = dict.fromkeys((*ACTIONS, "move"), 0)
+    for change in changes:
+        counts[change.action] += 1
+        counts["move"] += change.moved
+    return counts
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass
+class _Draft:
+    job_id: str
+    kind: str
+    type: str | None
+    config: dict
+    source: str
+    type_path: str
+    group: str | None = None
+    group_path: str | None = None
+    replicas: int = 1
+    retry: Any = None
+    timeout_s: Any = None
+    compensate: Any = None
+    upstream: set = field(default_factory=set)
+    downstream: set = field(default_factory=set)
+    branches: dict = field(default_factory=dict)
+
+
+def plan_deployment(
+    graph: Mapping,
+    *,
+    blueprints: Mapping[BlueprintRef, Mapping],
+    templates: Mapping[str, Mapping],
+    placement: Mapping[str, str],
+    replicas: Mapping[str, int],
+    fleet: FleetSnapshot,
+    deployed: Mapping[str, DeployedJob],
+    secrets: frozenset[str],
+    landing_store: str,
+    default_group: str | None = None,
+) -> Plan:
+    """Plan ``graph`` onto ``fleet`` and diff it against ``deployed``; see the module docstring."""
+    expansion = expand_graph(graph, blueprints=blueprints, templates=templates)
+    errors: list[Issue] = list(expansion.issues)
+    errors += _structure_issues(graph, {i.path for i in errors})
+    warnings: list[Issue] = []
+
+    drafts = {n.job_id: _step_draft(n) for n in expansion.nodes}
+    targets = set(drafts) | expansion.aliases
+    placement_keys = _check_keys(placement, "placement", targets, errors)
+    replica_keys = _check_keys(replicas, "replicas", targets, errors)
+    for node in expansion.nodes:
+        _place(drafts[node.job_id], node, placement, placement_keys, replicas, replica_keys, default_group, errors)
+    edges = _link(drafts, expansion.edges, landing_store, placement, replicas, default_group, errors)
+    if not any(i.code == E.CYCLE for i in errors):
+        _check_cycles(drafts, edges, errors)
+    _check_jobs(drafts.values(), fleet, secrets, errors)
+    _check_capacity(drafts.values(), fleet, warnings)
+
+    jobs = tuple(_render(drafts[job_id]) for job_id in sorted(drafts))
+    return Plan(
+        jobs=jobs,
+        edges=tuple(sorted(edges)),
+        changes=diff_jobs(jobs, deployed),
+        errors=_unique(errors),
+        warnings=_unique(warnings),
+    )
+
+
+def _structure_issues(graph: Mapping, covered: set[str]) -> list[Issue]:
+    """Structural issues of the top-level document that expansion does not already report.
+
+    Expansion resolves ports (``harvest:in``), which structure cannot, so its ``dangling_edge``
+    reports are dropped in favour of expansion's own.
+    """
+    from pipelines.structure import parse_structure
+
+    _, issues, _ = parse_structure(graph)
+    return [i for i in issues if i.code != E.DANGLING_EDGE and i.path not in covered]
+
+
+def _step_draft(node: ExpandedNode) -> _Draft:
+    return _Draft(
+        job_id=node.job_id,
+        kind=STEP,
+        type=node.type,
+        config=node.config,
+        source=node.path,
+        type_path=f"{node.path}.type",
+        retry=node.retry,
+        timeout_s=node.timeout_s,
+        compensate=node.compensate,
+    )
+
+
+def _check_keys(overrides: Mapping, name: str, targets: set[str], errors: list[Issue]) -> set[str]:
+    for key in overrides:
+        if key not in targets and not _is_adapter_id(key):
+            errors.append(Issue(f"{name}.{key}", f"{name} override for {key!r} names no job or blueprint "
+                                "alias; fix the key or remove it", UNKNOWN_TARGET))
+    return set(overrides)
+
+
+def _is_adapter_id(key: str) -> bool:
+    return "->" in key and key.endswith(("/landing-write", "/landing-read"))
+
+
+def _override(job_id: str, aliases: tuple[str, ...], overrides: Mapping, keys: set[str]):
+    """``(key, value)`` of the most specific override for a job, or None."""
+    if not keys:
+        return None
+    if job_id in keys:
+        return job_id, overrides[job_id]
+    for alias in reversed(aliases):
+        if alias in keys:
+            return alias, overrides[alias]
+    return None
+
+
+def _place(draft: _Draft, node: ExpandedNode, placement, placement_keys, replicas, replica_keys,
+           default_group, errors) -> None:
+    hit = _override(node.job_id, node.aliases, placement, placement_keys)
+    if hit is not None:
+        draft.group, draft.group_path = hit[1], f"placement.{hit[0]}"
+    elif node.group is not None:
+        draft.group, draft.group_path = node.group, node.group_path
+    elif default_group is not None:
+        draft.group, draft.group_path = default_group, "default_group"
+    else:
+        errors.append(Issue(f"{node.path}.group", f"job {node.job_id!r} has no worker group; set group on "
+                            "the node, a placement override, or a default group", MISSING_GROUP))
+    hit = _override(node.job_id, node.aliases, replicas, replica_keys)
+    value, path = (hit[1], f"replicas.{hit[0]}") if hit is not None else (node.replicas, node.replicas_path)
+    if value is None:
+        return
+    if not is_int(value) or value < 1:
+        errors.append(Issue(path, f"replicas must be an integer >= 1, got {value!r}", E.INVALID_FIELD))
+        return
+    draft.replicas = value
+
+
+def _link(drafts: dict, expanded_edges, landing_store, placement, replicas, default_group, errors) -> set:
+    """Job-level edges; inserts landing adapters (mutates the drafts it owns)."""
+    edges: set[tuple[str, str]] = set()
+
+    def connect(src: str, dst: str, branch=None) -> None:
+        edges.add((src, dst))
+        drafts[src].downstream.add(dst)
+        drafts[dst].upstream.add(src)
+        if branch is not None:
+            drafts[src].branches[dst] = branch
+
+    for edge in expanded_edges:
+        if edge.src not in drafts or edge.dst not in drafts:
+            continue
+        if edge.delivery != "landing":
+            connect(edge.src, edge.dst, edge.branch)
+            continue
+        channel = f"{edge.src}->{edge.dst}"
+        write_id, read_id = f"{channel}/landing-write", f"{channel}/landing-read"
+        if write_id not in drafts:
+            config = {"store": landing_store, "key": "{{ .execution.id }}/" + channel, "edge": channel}
+            for job_id, kind, side in ((write_id, LANDING_WRITE, edge.src), (read_id, LANDING_READ, edge.dst)):
+                end = drafts[side]
+                drafts[job_id] = _Draft(job_id=job_id, kind=kind, type=kind, config=dict(config),
+                                        source=edge.path, type_path=f"{edge.path}.delivery",
+                                        group=end.group, group_path=end.group_path)
+                _adapter_overrides(drafts[job_id], placement, replicas, errors)
+        connect(edge.src, write_id, edge.branch)
+        connect(write_id, read_id)
+        connect(read_id, edge.dst)
+    return edges
+
+
+def _adapter_overrides(draft: _Draft, placement, replicas, errors) -> None:
+    if draft.job_id in placement:
+        draft.group, draft.group_path = placement[draft.job_id], f"placement.{draft.job_id}"
+    if draft.job_id in replicas:
+        value = replicas[draft.job_id]
+        if is_int(value) and value >= 1:
+            draft.replicas = value
+        else:
+            errors.append(Issue(f"replicas.{draft.job_id}", f"replicas must be an integer >= 1, got {value!r}",
+                                E.INVALID_FIELD))
+
+
+def _check_cycles(drafts: dict, edges: set, errors: list[Issue]) -> None:
+    cycle = find_cycle(drafts.keys(), sorted(edges))
+    if cycle:
+        errors.append(Issue("edges", f"cycle {' -> '.join(repr(n) for n in cycle)} after blueprint "
+                            "expansion; remove one of these edges", E.CYCLE))
+
+
+def _check_jobs(drafts: Iterable[_Draft], fleet: FleetSnapshot, secrets: frozenset[str], errors) -> None:
+    registry = _StepRegistry()
+    for d in drafts:
+        state = _group_state(d.group, d.group_path, fleet, errors)
+        if state is not None and d.type and d.type not in state.step_types:
+            errors.append(Issue(d.type_path, f"step type {d.type!r} is not advertised by the workers of group "
+                                f"{d.group!r}; place the job on a group that runs it", UNSUPPORTED_STEP_TYPE))
+        path = d.type_path[: -len(".type")] if d.kind == STEP else d.source
+        if d.kind == STEP:
+            errors.extend(registry.issues(d.type, d.config, f"{path}.config", d.type_path))
+        _check_secrets(d.config, f"{path}.config", secrets, errors)
+        comp = d.compensate
+        if isinstance(comp, Mapping) and comp.get("type"):
+            comp_path = f"{path}.compensate"
+            if comp.get("group"):
+                comp_group, group_path = comp["group"], f"{comp_path}.group"
+                comp_state = _group_state(comp_group, group_path, fleet, errors)
+            else:
+                comp_group, comp_state = d.group, state
+            if comp_state is not None and comp["type"] not in comp_state.step_types:
+                errors.append(Issue(f"{comp_path}.type", f"compensation step type {comp['type']!r} is not "
+                                    f"advertised by group {comp_group!r}", UNSUPPORTED_STEP_TYPE))
+            errors.extend(registry.issues(comp["type"], comp.get("config") or {}, f"{comp_path}.config",
+                                          f"{comp_path}.type"))
+            _check_secrets(comp.get("config") or {}, f"{comp_path}.config", secrets, errors)
+
+
+def _group_state(group, path, fleet: FleetSnapshot, errors) -> GroupState | None:
+    if group is None:
+        return None
+    state = fleet.groups.get(group)
+    if state is None:
+        known = ", ".join(sorted(fleet.groups)) or "none"
+        errors.append(Issue(path, f"unknown worker group {group!r}; known groups: {known}", UNKNOWN_GROUP))
+        return None
+    if state.live_workers <= 0:
+        errors.append(Issue(path, f"worker group {group!r} has no live worker; start a worker for it "
+                            "or place the job elsewhere", NO_LIVE_WORKER))
+        return None
+    return state
+
+
+def _check_secrets(value, path: str, secrets: frozenset[str], errors: list[Issue]) -> None:
+    if isinstance(value, dict):
+        name = value.get("$secret")
+        if name is not None:
+            if name not in secrets:
+                errors.append(Issue(path, f"secret {name!r} does not exist; create it or fix the reference",
+                                    MISSING_SECRET))
+            return
+        for key, item in value.items():
+            if isinstance(item, (dict, list)):
+                _check_secrets(item, f"{path}.{key}", secrets, errors)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, (dict, list)):
+                _check_secrets(item, f"{path}[{i}]", secrets, errors)
+
+
+class _StepRegistry:
+    """Config checks through ``pipelines.steps`` (when present) and jq compile checks."""
+
+    def __init__(self):
+        try:
+            from pipelines.steps import get_step_type
+        except ImportError:  # registry not installed: skip schema checks, keep jq checks
+            get_step_type = None
+        try:
+            from pipelines.templating import template_issues
+        except ImportError:
+            template_issues = None
+        self._get = get_step_type
+        self._template_issues = template_issues
+        self._types: dict[str, Any] = {}
+
+    def step_type(self, name: str):
+        if name not in self._types:
+            try:
+                self._types[name] = self._get(name)
+            except (KeyError, LookupError, E.PipelineError):
+                self._types[name] = None
+        return self._types[name]
+
+    def issues(self, type_name, config, config_path: str, type_path: str) -> list[Issue]:
+        out: list[Issue] = []
+        if self._template_issues is not None:
+            out += self._template_issues(config, config_path)
+        if self._get is None or not isinstance(type_name, str):
+            return out
+        step = self.step_type(type_name)
+        if step is None:
+            out.append(Issue(type_path, f"unknown step type {type_name!r}; use a registered step type",
+                             E.UNKNOWN_STEP_TYPE))
+            return out
+        return out + list(step.validate_config(_secrets_as_text(config), config_path))
+
+
+def _secrets_as_text(value):
+    """``{"$secret": name}`` -> ``"<secret:name>"`` so schema checks see the string it resolves to.
+
+    Only for validation; the rendered spec keeps the reference. Copies only what it changes.
+    """
+    if isinstance(value, dict):
+        if isinstance(value.get("$secret"), str) and len(value) == 1:
+            return f"<secret:{value['$secret']}>"
+        out = None
+        for key, item in value.items():
+            if isinstance(item, (dict, list)):
+                new = _secrets_as_text(item)
+                if new is not item:
+                    out = dict(value) if out is None else out
+                    out[key] = new
+        return value if out is None else out
+    if isinstance(value, list):
+        new = [_secrets_as_text(item) for item in value]
+        return value if all(a is b for a, b in zip(new, value)) else new
+    return value
+
+
+def _check_capacity(drafts: Iterable[_Draft], fleet: FleetSnapshot, warnings: list[Issue]) -> None:
+    needed: dict[str, int] = {}
+    for d in drafts:
+        if d.group is not None:
+            needed[d.group] = needed.get(d.group, 0) + d.replicas
+    for group in sorted(needed):
+        state = fleet.groups.get(group)
+        if state is not None and state.live_workers > 0 and needed[group] > state.concurrency:
+            warnings.append(Issue(
+                f"fleet.{group}",
+                f"group {group!r} needs {needed[group]} replicas but has {state.concurrency} live slots "
+                f"on {state.live_workers} worker(s); add workers or lower replicas",
+                CAPACITY,
+            ))
+
+
+def _render(d: _Draft) -> Job:
+    spec = {
+        "type": d.type,
+        "config": d.config,
+        "retry": d.retry,
+        "timeout_s": d.timeout_s,
+        "compensate": d.compensate,
+        "replicas": d.replicas,
+        "group": d.group,
+        "upstream": sorted(d.upstream),
+        "downstream": sorted(d.downstream),
+        "branches": dict(sorted(d.branches.items())),
+    }
+    return Job(d.job_id, d.type, d.group, d.replicas, spec, spec_digest(spec), d.source, d.kind)
+
+
+def spec_digest(spec: Mapping) -> str:
+    """``"sha256:<hex>"`` of the canonical JSON of one artifact spec."""
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _unique(issues: Iterable[Issue]) -> tuple[Issue, ...]:
+    seen: dict[tuple, Issue] = {}
+    for issue in issues:
+        seen.setdefault((issue.path, issue.code, issue.message), issue)
+    return E.sort_issues(seen.values())
+
+
+# --------------------------------------------------------------------------- diff
+
+
+def diff_jobs(jobs: Iterable[Job], deployed: Mapping[str, DeployedJob]) -> tuple[JobChange, ...]:
+    """One ``JobChange`` per job id in either side, sorted by id.
+
+    A changed ``type`` is a ``replace``; any other spec change an ``update`` listing the changed
+    spec paths. A changed ``group`` is a move (``moved_from``/``moved_to``, ``disruptive``),
+    reported on the update or replace it belongs to.
+    """
+    changes: list[JobChange] = []
+    planned: set[str] = set()
+    for job in jobs:
+        planned.add(job.job_id)
+        old = deployed.get(job.job_id)
+        if old is None:
+            changes.append(JobChange(job.job_id, "create"))
+            continue
+        if old.digest == job.digest and old.group == job.group:
+            changes.append(JobChange(job.job_id, "noop"))
+            continue
+        fields = tuple(changed_fields(old.spec, job.spec))
+        if not fields and old.type == job.type and old.group == job.group and old.replicas == job.replicas:
+            changes.append(JobChange(job.job_id, "noop"))
+            continue
+        action = "replace" if old.type != job.type else "update"
+        moved = old.group != job.group
+        changes.append(JobChange(
+            job.job_id, action, fields or ("spec",),
+            moved_from=old.group if moved else None,
+            moved_to=job.group if moved else None,
+            disruptive=moved,
+        ))
+    for job_id in deployed:
+        if job_id not in planned:
+            changes.append(JobChange(job_id, "delete"))
+    changes.sort(key=lambda c: c.job_id)
+    return tuple(changes)
+
+
+def changed_fields(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths where two specs differ; lists and scalars count as one field."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        out: list[str] = []
+        for key in sorted(old.keys() | new.keys()):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if key not in old or key not in new:
+                out.append(path)
+            elif old[key] != new[key]:
+                out += changed_fields(old[key], new[key], path)
+        return out
+    return [prefix or "spec"] if old != new else []
