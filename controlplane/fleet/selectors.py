@@ -6,6 +6,7 @@ from typing import Iterable
 from django.db.models import Count, Prefetch, Q, QuerySet, Sum
 from django.utils import timezone
 
+from controlplane.core.errors import NotFound
 from controlplane.fleet.models import Worker, WorkerGroup, offline_threshold, parse_queue_name
 from controlplane.tenancy.access import member_company_ids
 from controlplane.tenancy.models import Company
@@ -95,3 +96,19 @@ def worker_list(*, user, group_id: int | None = None) -> QuerySet:
         )
         .order_by("hostname")
     )
+
+
+def worker_group_get(*, user, group_id: int) -> WorkerGroup:
+    """One of the caller's groups (with capacity); another tenant's group is not found."""
+    group = worker_group_list(user=user).filter(pk=group_id).first()
+    if group is None:
+        raise NotFound("worker group not found", path="group")
+    return group
+
+
+def worker_get(*, user, worker_id: int) -> Worker:
+    """A worker serving one of the caller's groups; any other worker is not found."""
+    worker = worker_list(user=user).filter(pk=worker_id).first()
+    if worker is None:
+        raise NotFound("worker not found")
+    return worker
