@@ -334,9 +334,9 @@ def load_document(text: str | bytes) -> dict:
     if not isinstance(doc, dict):
         got = "nothing" if doc is None else f"a {_json_type(doc)}"
         _fail_document(f"top level must be a mapping with 'nodes' and 'edges', got {got}")
-    bad = _first_non_string_key(doc, "")
-    if bad is not None:
-        _fail_document(f"{bad}: mapping keys must be strings; quote the key")
+    problem = _first_non_json(doc, "")
+    if problem is not None:
+        _fail_document(problem)
     return doc
 
 
@@ -379,19 +379,23 @@ def _json_compatible_loader(yaml):
     return _LOADER_CACHE["loader"]
 
 
-def _first_non_string_key(value: Any, path: str) -> str | None:
+def _first_non_json(value: Any, path: str) -> str | None:
+    # YAML can express what JSON cannot (non-string keys, .nan, .inf); the digest needs JSON.
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, str):
-                return f"{path}.{k}" if path else str(k)
-            found = _first_non_string_key(v, f"{path}.{k}" if path else k)
+                where = f"{path}.{k}" if path else str(k)
+                return f"{where}: mapping keys must be strings; quote the key"
+            found = _first_non_json(v, f"{path}.{k}" if path else k)
             if found:
                 return found
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            found = _first_non_string_key(v, f"{path}[{i}]")
+            found = _first_non_json(v, f"{path}[{i}]")
             if found:
                 return found
+    elif isinstance(value, float) and not math.isfinite(value):
+        return f"{path or 'document'}: {value} is not a JSON number; use a finite number or a string"
     return None
 
 
