@@ -70,6 +70,9 @@ def split_template(text: str) -> tuple[tuple[str, str], ...]:
 
 
 def _find_close(text: str, i: int) -> int:
+    # If brackets never balance (the expression itself is broken), fall back to the first
+    # "}}" so the author hears about the jq error, not about a missing "}}".
+    fallback = text.find(CLOSE, i)
     stack: list[str] = []
     in_string = False
     while i < len(text):
@@ -89,7 +92,7 @@ def _find_close(text: str, i: int) -> int:
         elif stack and ch == stack[-1]:
             stack.pop()
         i += 1
-    return -1
+    return fallback
 
 
 def find_templates(value: Any, path: str = "config") -> list[tuple[str, str]]:
