@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.errors import DANGLING_EDGE, DUPLICATE_ID, Issue, TemplateError
-from pipelines.graph import BLUEPRINT_REF_RE
+from pipelines.graph import BLUEPRINT_REF_RE, _copy
 from pipelines.templating import split_template
 
 BlueprintRef = tuple[str, int]
@@ -53,7 +53,6 @@ BlueprintRef = tuple[str, int]
 _PARAM_EXPR = re.compile(r"""^\s*\.params(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*"([^"]+)"\s*\])\s*$""")
 _MENTIONS_PARAMS = re.compile(r"(?<![A-Za-z0-9_\]\)])\.params\b")
 _STEP_REF = re.compile(r"""\.steps(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[\s*"([^"]+)"\s*\])""")
-_NODE_FIELDS = ("retry", "timeout_s")
 
 
 def parse_ref(ref: Any) -> BlueprintRef | None:
@@ -146,6 +145,7 @@ class _Expander:
         self.edges: list[ExpandedEdge] = []
         self.aliases: set[str] = set()
         self.issues: list[Issue] = []
+        self.checked: set[BlueprintRef] = set()
 
     def issue(self, path: str, message: str, code: str) -> None:
         self.issues.append(Issue(path=path, message=message, code=code))
@@ -189,6 +189,18 @@ class _Expander:
         for i, edge in enumerate(edges):
             self.expand_edge(edge, f"{scope.path}edges[{i}]", scope)
 
+    def check_structure(self, doc: Mapping, prefix: str) -> None:
+        """Structural checks of a blueprint's own nodes and edges, once per blueprint version.
+
+        Dangling edges and duplicate ids are left to expansion, which understands ports.
+        """
+        from pipelines.structure import parse_structure
+
+        _, issues, _ = parse_structure({"nodes": doc.get("nodes"), "edges": doc.get("edges")})
+        for issue in issues:
+            if issue.code not in (DANGLING_EDGE, DUPLICATE_ID):
+                self.issue(prefix + issue.path, issue.message, issue.code)
+
     def check_ports_bound(self, scope: _Scope) -> None:
         for local, inst in scope.instances.items():
             for port in inst.inputs:
@@ -227,7 +239,7 @@ class _Expander:
                 group_path=group[1],
                 replicas=replicas[0],
                 replicas_path=replicas[1],
-                retry=node.get("retry"),
+                retry=_copy(node.get("retry")),
                 timeout_s=node.get("timeout_s"),
                 compensate=compensate,
             )
@@ -261,6 +273,9 @@ class _Expander:
             return
         doc = self.blueprints[ref]
         ref_text = format_ref(ref)
+        if ref not in self.checked:
+            self.checked.add(ref)
+            self.check_structure(doc, f"{path}({ref_text}).")
         prefix = scope.prefix + alias + "/"
         self.aliases.add(scope.prefix + alias)
         given = self.transform(node.get("params") or {}, scope, f"{path}.params")

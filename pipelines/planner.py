@@ -193,12 +193,13 @@ def plan_deployment(
     warnings: list[Issue] = []
 
     drafts = {n.job_id: _step_draft(n) for n in expansion.nodes}
-    targets = set(drafts) | expansion.aliases
-    placement_keys = _check_keys(placement, "placement", targets, errors)
-    replica_keys = _check_keys(replicas, "replicas", targets, errors)
+    placement_keys, replica_keys = set(placement), set(replicas)
     for node in expansion.nodes:
         _place(drafts[node.job_id], node, placement, placement_keys, replicas, replica_keys, default_group, errors)
-    edges = _link(drafts, expansion.edges, landing_store, placement, replicas, default_group, errors)
+    edges = _link(drafts, expansion.edges, landing_store, placement, replicas, errors)
+    targets = set(drafts) | expansion.aliases
+    _check_keys(placement, "placement", targets, errors)
+    _check_keys(replicas, "replicas", targets, errors)
     if not any(i.code == E.CYCLE for i in errors):
         _check_cycles(drafts, edges, errors)
     _check_jobs(drafts.values(), fleet, secrets, errors)
@@ -240,16 +241,11 @@ def _step_draft(node: ExpandedNode) -> _Draft:
     )
 
 
-def _check_keys(overrides: Mapping, name: str, targets: set[str], errors: list[Issue]) -> set[str]:
+def _check_keys(overrides: Mapping, name: str, targets: set[str], errors: list[Issue]) -> None:
     for key in overrides:
-        if key not in targets and not _is_adapter_id(key):
+        if key not in targets:
             errors.append(Issue(f"{name}.{key}", f"{name} override for {key!r} names no job or blueprint "
                                 "alias; fix the key or remove it", UNKNOWN_TARGET))
-    return set(overrides)
-
-
-def _is_adapter_id(key: str) -> bool:
-    return "->" in key and key.endswith(("/landing-write", "/landing-read"))
 
 
 def _override(job_id: str, aliases: tuple[str, ...], overrides: Mapping, keys: set[str]):
@@ -286,7 +282,7 @@ def _place(draft: _Draft, node: ExpandedNode, placement, placement_keys, replica
     draft.replicas = value
 
 
-def _link(drafts: dict, expanded_edges, landing_store, placement, replicas, default_group, errors) -> set:
+def _link(drafts: dict, expanded_edges, landing_store, placement, replicas, errors) -> set:
     """Job-level edges; inserts landing adapters (mutates the drafts it owns)."""
     edges: set[tuple[str, str]] = set()
 
@@ -498,7 +494,7 @@ def spec_digest(spec: Mapping) -> str:
 def _unique(issues: Iterable[Issue]) -> tuple[Issue, ...]:
     seen: dict[tuple, Issue] = {}
     for issue in issues:
-        seen.setdefault((issue.path, issue.code, issue.message), issue)
+        seen.setdefault((issue.path, issue.code), issue)  # one report per place and kind
     return E.sort_issues(seen.values())
 
 

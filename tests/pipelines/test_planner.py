@@ -284,3 +284,25 @@ def test_diff_jobs_alone_and_changed_fields():
     assert {c.action for c in gone} == {"delete"}
     assert changed_fields({"a": {"b": 1, "c": 2}, "l": [1]}, {"a": {"b": 1, "c": 3}, "l": [2], "n": 1}) == [
         "a.c", "l", "n"]
+
+
+def test_blueprint_structure_is_checked_once_with_instance_path():
+    bp = copy.deepcopy(BLUEPRINT)
+    bp["nodes"][1]["replicas"] = 0
+    g = base_graph()
+    g["nodes"].append({"id": "second", "blueprint": "fanout@1", "group": "ingest", "params": {"url": "u"}})
+    g["edges"].append({"from": "refresh", "to": "second"})
+    codes = error_codes(plan(g, blueprints={("fanout", 1): bp}))
+    assert codes.count(("invalid_field", "nodes[1](fanout@1).nodes[1].replicas")) == 1
+
+
+def test_cycle_through_a_blueprint_is_found_after_expansion():
+    g = base_graph()
+    g["edges"].append({"from": "harvest", "to": "refresh"})
+    assert [c for c, _ in error_codes(plan(g))] == ["cycle"]
+
+
+def test_adapter_placement_override_and_unknown_adapter_key():
+    p = plan(placement={"harvest/store->load/landing-read": "gpu", "a->b/landing-read": "gpu"})
+    assert jobs(p)["harvest/store->load/landing-read"].group == "gpu"
+    assert error_codes(p) == [("unknown_target", "placement.a->b/landing-read")]
