@@ -19,7 +19,8 @@ themselves be ``inner`` or ``inner:port`` of a nested instance). Edges out use `
 fed (``unbound_port``); an output port nobody consumes is allowed.
 
 Params, resolved at expansion time. Blueprint params are declared ``{name: {default?,
-required?}}``; a param without a default is required unless ``required: false`` (then null).
+required?, type?}}``; a param without a default is required unless ``required: false`` (then
+null); a given value must fit ``type`` (``invalid_param``) unless it is a runtime template.
 Inside a blueprint (and inside a JobTemplate's default config) a template whose whole expression
 is ``.params.<name>`` (or ``.params["name"]``) is replaced by the param value: a string that is
 exactly one such template takes the value with its JSON type; a template embedded in a longer
@@ -300,6 +301,11 @@ class _Expander:
         for name, spec in declared.items():
             if name in given:
                 params[name] = given[name]
+                expected = spec.get("type")
+                if expected in _PARAM_TYPES and not _PARAM_TYPES[expected](given[name]) \
+                        and not (isinstance(given[name], str) and "{{" in given[name]):
+                    self.issue(f"{path}.params.{name}", f"param {name!r} must be {expected}, "
+                               f"got {type(given[name]).__name__}", "invalid_param")
             elif "default" in spec:
                 params[name] = spec["default"]
             else:
@@ -454,6 +460,20 @@ class _Expander:
 
 
 _NO_PARAM = object()
+# Param specs may declare a type (the step config field types); a runtime template always fits.
+_PARAM_TYPES = {
+    "string": lambda v: isinstance(v, str) or _is_secret(v),  # a secret resolves to text
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "object": lambda v: isinstance(v, Mapping),
+    "array": lambda v: isinstance(v, list),
+    "any": lambda v: True,
+}
+
+
+def _is_secret(value) -> bool:
+    return isinstance(value, Mapping) and isinstance(value.get("$secret"), str)
 
 
 def _json_text(value) -> str:

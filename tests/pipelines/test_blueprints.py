@@ -225,3 +225,15 @@ def test_instance_group_and_replicas_apply_to_inner_nodes_without_their_own():
     assert (nodes["h/fetch"].group, nodes["h/fetch"].group_path) == ("ingest", "nodes[1].group")
     assert (nodes["h/merge"].group, nodes["h/merge"].group_path) == ("batch", "nodes[1](fanout@1).nodes[1].group")
     assert nodes["h/fetch"].replicas == 2
+
+
+@pytest.mark.parametrize(
+    "value, ok",
+    [("s3://a", True), (3, False), ("{{ .steps.src.output }}", True), ({"$secret": "key"}, True)],
+)
+def test_param_type_is_checked_unless_templated(value, ok):
+    bp = fanout()
+    bp["params"]["source"]["type"] = "string"
+    doc = graph(SRC, {"id": "h", "blueprint": "fanout@1", "params": {"source": value}},
+                edges=[{"from": "src", "to": "h"}])
+    assert codes(expand(doc, {("fanout", 1): bp})) == ([] if ok else [("invalid_param", "nodes[1].params.source")])
