@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from controlplane.fleet.selectors import fleet_snapshot, group_live_concurrency, groups_by_queue, live_workers
 from controlplane.fleet.services import worker_group_create, worker_stopped
-from tests.controlplane.fleet.conftest import beat
+from .support import beat
 from tests.factories import make_company
 
 pytestmark = pytest.mark.django_db

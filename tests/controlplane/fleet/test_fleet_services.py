@@ -15,7 +15,7 @@ from controlplane.fleet.services import (
     worker_stopped,
     workers_mark_offline,
 )
-from tests.controlplane.fleet.conftest import beat
+from .support import beat
 from tests.factories import make_company
 
 pytestmark = pytest.mark.django_db
