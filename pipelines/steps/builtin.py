@@ -43,7 +43,8 @@ class LogStep(StepType):
     name = "log"
     description = "Write a message to the worker log."
     config_schema = {
-        "message": Field("string", required=True, description="text to log (may use templates)"),
+        # "any": a whole-value template may render to a number or object; it is logged as text.
+        "message": Field("any", required=True, description="text to log (may use templates)"),
         "level": Field("string", default="info", choices=LOG_LEVELS),
     }
 
@@ -93,7 +94,8 @@ class ConditionStep(StepType):
     name = "condition"
     description = "Evaluate a jq expression on the context and take the 'true' or 'false' branch."
     config_schema = {
-        "expression": Field("string", required=True,
+        # "any": a whole-value template ("{{ .x > 1 }}") arrives already rendered to a value.
+        "expression": Field("any", required=True,
                             description="jq evaluated against the context; null/false is false"),
     }
 
