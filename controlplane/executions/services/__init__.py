@@ -1,0 +1,40 @@
+"""Writes of the executions app (the only code that changes executions, step runs and events)."""
+from controlplane.executions.services.attempts import Delivery, Outcome
+from controlplane.executions.services.events import event_append, locked_execution
+from controlplane.executions.services.recovery import step_runs_recover_lost
+from controlplane.executions.services.saga import compensation_execute, saga_finish, saga_start
+from controlplane.executions.services.start import (
+    execution_cancel,
+    execution_graph_from_version,
+    execution_queues,
+    execution_start,
+)
+from controlplane.executions.services.steps import (
+    barrier_execute,
+    execution_finish,
+    fail_execution,
+    merge_execute,
+    step_execute,
+    step_idempotency_key,
+)
+
+__all__ = [
+    "Delivery",
+    "Outcome",
+    "barrier_execute",
+    "compensation_execute",
+    "event_append",
+    "execution_cancel",
+    "execution_finish",
+    "execution_graph_from_version",
+    "execution_queues",
+    "execution_start",
+    "fail_execution",
+    "locked_execution",
+    "merge_execute",
+    "saga_finish",
+    "saga_start",
+    "step_execute",
+    "step_idempotency_key",
+    "step_runs_recover_lost",
+]

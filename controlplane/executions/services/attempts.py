@@ -1,0 +1,146 @@
+"""Shared machinery of one attempt: outcomes, deliveries, running a step spec, classifying errors.
+
+Services return an `Outcome`; the task shim turns it into Celery behaviour (return, retry,
+Ignore, raise), so the services stay testable without a broker.
+"""
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.utils import timezone
+
+from controlplane.executions.models import EventType, Execution, StepRun, StepStatus
+from controlplane.executions.services.events import event_append
+from pipelines.errors import PipelineError, StepConfigError, StepFailed, TemplateError
+from pipelines.steps import StepContext, run_step
+from pipelines.templating import render
+
+# Waiting for predecessors (a duplicate or early chord body) or for running steps (the saga):
+# short polls first, then at most WAIT_MAX_S apart, for at most MAX_WAITS polls.
+WAIT_FIRST_S = 0.05
+WAIT_MAX_S = 1.0
+MAX_WAITS = 600
+# A running attempt this long past its step's timeout is dead even if its worker looks alive
+# (Celery killed it at the hard time limit without re-queueing it).
+HARD_LIMIT_GRACE_S = 10.0
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Who received the task: Celery request facts the services record."""
+
+    task_id: str = ""
+    worker: str = ""
+    queue: str = ""
+    retries: int = 0
+    request: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the task should do next.
+
+    action: ``done`` (return the status), ``wait`` (retry after ``countdown`` without a new
+    attempt), ``retry`` (retry: a new attempt after ``countdown``), ``ignore`` (stop, record no
+    result: a duplicate or a run that is no longer running), ``fail`` (the step failed for good).
+    """
+
+    action: str
+    status: str = ""
+    countdown: float = 0.0
+    detail: str = ""
+
+    def result(self) -> dict[str, Any]:
+        return {"status": self.status or self.action, "detail": self.detail}
+
+
+def wait_countdown(retries: int) -> float:
+    return min(WAIT_MAX_S, WAIT_FIRST_S * (1.5 ** retries))
+
+
+_callables_loaded = False
+
+
+def load_callable_modules() -> None:
+    """Import the allow-listed `python` callables (PIPELINES_CALLABLE_MODULES) once per process."""
+    global _callables_loaded
+    if not _callables_loaded:
+        for module in settings.PIPELINES_CALLABLE_MODULES:
+            importlib.import_module(module)
+        _callables_loaded = True
+
+
+def run_spec(
+    spec: dict[str, Any], *, context: dict, execution_id: str, node_id: str, attempt: int, shard: int,
+    shard_count: int, idempotency_key: str, timeout_s: float | None,
+) -> tuple[Any, Any, dict | None]:
+    """Render and run one step spec: (rendered input, output, error dict or None). Never raises."""
+    load_callable_modules()
+    rendered = None
+    try:
+        rendered = render(spec.get("config") or {}, context)
+        ctx = StepContext(
+            execution_id=execution_id,
+            node_id=node_id,
+            attempt=attempt,
+            shard_index=shard,
+            shard_count=shard_count,
+            idempotency_key=idempotency_key,
+            context=context,
+            deadline_s=time.time() + timeout_s if timeout_s else None,
+        )
+        output = run_step({"type": spec["type"], "config": rendered}, ctx, render_templates=False)
+        return rendered, output, None
+    except Exception as exc:  # every failure becomes data: the retry policy decides
+        return rendered, None, error_dict(exc, timeout_s=timeout_s)
+
+
+def error_dict(exc: BaseException, *, timeout_s: float | None = None) -> dict[str, Any]:
+    """{message, retryable, details}: StepFailed says; config/template errors never heal; a
+    timeout and unexpected exceptions may."""
+    if isinstance(exc, StepFailed):
+        return exc.to_dict()
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return {"message": f"step exceeded its timeout of {timeout_s}s", "retryable": True,
+                "details": {"reason": "timeout"}}
+    if isinstance(exc, TemplateError):
+        return {"message": str(exc), "retryable": False,
+                "details": {"path": exc.path, "expression": exc.expression}}
+    if isinstance(exc, StepConfigError):
+        return {"message": str(exc), "retryable": False, "details": {"issues": [i.to_dict() for i in exc.issues]}}
+    if isinstance(exc, PipelineError):
+        return {"message": str(exc), "retryable": False, "details": {}}
+    return {"message": f"{type(exc).__name__}: {exc}", "retryable": True, "details": {"reason": "exception"}}
+
+
+def attempt_expired(run: StepRun, job: dict[str, Any]) -> bool:
+    """True when a running attempt is past its hard time limit: nobody is running it any more."""
+    if not job.get("timeout_s") or run.started_at is None:
+        return False
+    limit = timedelta(seconds=hard_time_limit(job["timeout_s"]) + HARD_LIMIT_GRACE_S)
+    return timezone.now() - run.started_at > limit
+
+
+def hard_time_limit(timeout_s: float) -> float:
+    """Celery's hard limit for a step: the soft limit (timeout_s) plus time to record the failure."""
+    return float(timeout_s) + 5.0
+
+
+def mark_lost(execution: Execution, run: StepRun, *, reason: str) -> None:
+    """Record that a running attempt will never report (its worker died or it was killed)."""
+    run.status = StepStatus.LOST
+    run.finished_at = timezone.now()
+    run.error = {"message": reason, "retryable": True, "details": {"worker": run.worker}}
+    run.save(update_fields=["status", "finished_at", "error"])
+    event_append(
+        execution=execution,
+        type=EventType.STEP_LOST,
+        data={"node_id": run.node_id, "shard": run.shard, "attempt": run.attempt, "worker": run.worker,
+              "compensation": run.is_compensation, "reason": reason},
+    )

@@ -1,0 +1,229 @@
+"""Starting and cancelling executions.
+
+`execution_start` validates everything a run needs before anything is written or dispatched:
+the version (tenant-scoped), the input, every job's worker group and a live worker in it. The run
+is pinned (graph snapshot + compiled canvas), marked running with `execution.started`, and its
+canvas is published only after the transaction commits.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from controlplane.core.errors import ApplicationError, Conflict, NotFound, issues_to_errors
+from controlplane.executions.models import EventType, Execution, ExecutionStatus, TERMINAL_EXECUTION_STATUSES, Trigger
+from controlplane.executions.services.events import event_append, locked_execution
+from controlplane.fleet.models import WorkerGroup, queue_name_for
+from controlplane.fleet.selectors import live_workers
+from controlplane.tenancy.access import member_company_ids, require_role
+from controlplane.tenancy.models import Role
+from controlplane.workflows.models import WorkflowVersion
+from pipelines.canvas import CanvasNode, compile_canvas
+from pipelines.errors import GraphError
+from pipelines.graph import parse_graph
+
+logger = logging.getLogger(__name__)
+
+
+def execution_graph_from_version(version: WorkflowVersion) -> dict[str, Any]:
+    """The plain execution graph of a published version: {params, jobs, edges}.
+
+    This is the one place a run's jobs come from; deployments will feed their rendered artifacts
+    through here later. Blueprint and template nodes are expanded at plan time, which a bare
+    version has not been through, so they are refused.
+    """
+    try:
+        graph = parse_graph(version.graph, expanded=True)
+    except GraphError as exc:
+        raise ApplicationError(
+            f"version {version.number} does not hold a runnable graph: {exc}",
+            code="invalid_graph",
+            path="version",
+            errors=issues_to_errors(exc.issues),
+        ) from exc
+    jobs = []
+    for node in graph.nodes:
+        if node.kind != "type":
+            raise ApplicationError(
+                f"node {node.id!r} is a {node.kind}; deploy the workflow so it is expanded before running",
+                code="unexpanded_node",
+                path=f"jobs.{node.id}",
+            )
+        jobs.append(
+            {
+                "id": node.id,
+                "type": node.type,
+                "config": node.config,
+                "group": node.group,
+                "replicas": node.replicas,
+                "retry": node.retry.to_dict(),
+                "timeout_s": node.timeout_s,
+                "compensate": node.compensate.to_dict() if node.compensate else None,
+            }
+        )
+    edges = [{"from": e.source, "to": e.target, "branch": e.branch} for e in graph.edges]
+    return {"params": graph.params, "jobs": jobs, "edges": edges}
+
+
+def execution_queues(execution: Execution) -> dict[str, str]:
+    """{group slug: Celery queue} for every group a job or compensation of the run uses."""
+    slug = execution.company.slug
+    groups = set()
+    for job in execution.graph["jobs"]:
+        groups.add(job["group"])
+        if job.get("compensate") and job["compensate"].get("group"):
+            groups.add(job["compensate"]["group"])
+    return {group: queue_name_for(slug, group) for group in groups}
+
+
+def _check_placement(company, graph: dict[str, Any]) -> None:
+    """Every group used must exist in the company and have a live worker: 400 / 409 otherwise."""
+    placements: list[tuple[str, str | None]] = []
+    for job in graph["jobs"]:
+        placements.append((f"jobs.{job['id']}.group", job["group"]))
+        compensate = job.get("compensate") or {}
+        if compensate.get("group"):
+            placements.append((f"jobs.{job['id']}.compensate.group", compensate["group"]))
+    groups = {g.slug: g for g in WorkerGroup.objects.filter(company=company).select_related("company")}
+    for path, slug in placements:
+        if not slug:
+            raise ApplicationError(
+                f"{path.rsplit('.', 1)[0]} has no worker group; set `group` to one of: {', '.join(sorted(groups)) or 'none'}",
+                code="unknown_group",
+                path=path,
+            )
+        if slug not in groups:
+            raise ApplicationError(
+                f"worker group {slug!r} does not exist in {company.slug}; create it or place the job on one of: "
+                f"{', '.join(sorted(groups)) or 'none'}",
+                code="unknown_group",
+                path=path,
+            )
+    for path, slug in placements:
+        if not live_workers(groups[slug]).exists():
+            raise Conflict(
+                f"worker group {slug!r} has no live worker; start a worker on queue {groups[slug].queue_name}",
+                code="no_live_worker",
+                path=path,
+            )
+
+
+def _version_for(user, version_id) -> WorkflowVersion:
+    try:
+        return (
+            WorkflowVersion.objects.select_related("workflow__project__company")
+            .filter(workflow__project__company_id__in=member_company_ids(user))
+            .get(pk=version_id)
+        )
+    except (WorkflowVersion.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"workflow version {version_id!r} not found", path="version") from None
+
+
+def execution_start(
+    *,
+    version: WorkflowVersion | int,
+    input: Any,
+    user,
+    idempotency_key: str | None = None,
+    trigger: str = Trigger.MANUAL,
+) -> tuple[Execution, bool]:
+    """Start a run of `version` (an instance or id visible to `user`); returns (execution, created).
+
+    The same idempotency key in the same company returns the existing execution; reusing it for a
+    different version or input is a 409 `idempotency_conflict`. Nothing is dispatched unless the
+    transaction commits.
+    """
+    version_id = version.pk if isinstance(version, WorkflowVersion) else version
+    version = _version_for(user, version_id)
+    company = version.workflow.project.company
+    require_role(user, company.id, Role.EDITOR, what="workflow version")
+    if not isinstance(input, dict):
+        raise ApplicationError("input must be a JSON object", code="invalid", path="input")
+    if idempotency_key is not None and (not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200):
+        raise ApplicationError("idempotency_key must be a string of 1-200 characters", path="idempotency_key")
+    if idempotency_key:
+        existing = Execution.objects.filter(company=company, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _idempotent_repeat(existing, version, input), False
+    graph = execution_graph_from_version(version)
+    _check_placement(company, graph)
+    plan = compile_canvas(
+        [CanvasNode(job["id"], job["replicas"], job["group"]) for job in graph["jobs"]],
+        [(edge["from"], edge["to"]) for edge in graph["edges"]],
+    )
+    try:
+        with transaction.atomic():
+            execution = Execution.objects.create(
+                company=company,
+                version=version,
+                trigger=trigger,
+                input=input,
+                idempotency_key=idempotency_key or None,
+                graph=graph,
+                canvas={**plan.to_dict(), "timeouts": {j["id"]: j["timeout_s"] for j in graph["jobs"] if j["timeout_s"]}},
+                status=ExecutionStatus.RUNNING,
+                created_by=user if getattr(user, "is_authenticated", False) else None,
+                started_at=timezone.now(),
+            )
+            execution = locked_execution(execution.pk)
+            event_append(
+                execution=execution,
+                type=EventType.EXECUTION_STARTED,
+                data={"version": version.pk, "trigger": trigger, "strategy": plan.strategy, "tasks": plan.task_count},
+            )
+            transaction.on_commit(lambda: _dispatch(execution.pk))
+    except IntegrityError:
+        # A concurrent request with the same key won the insert.
+        existing = Execution.objects.filter(company=company, idempotency_key=idempotency_key).first()
+        if existing is None:
+            raise
+        return _idempotent_repeat(existing, version, input), False
+    return execution, True
+
+
+def _idempotent_repeat(existing: Execution, version: WorkflowVersion, input: dict) -> Execution:
+    if existing.version_id != version.pk or existing.input != input:
+        raise Conflict(
+            "idempotency_key was already used for a different version or input; use a new key",
+            code="idempotency_conflict",
+            path="idempotency_key",
+            extra={"execution": str(existing.pk)},
+        )
+    return existing
+
+
+def _dispatch(execution_id) -> None:
+    """Publish the run's canvas (after commit). A broker failure fails the run instead of hiding it."""
+    from workers.canvas import build_signature  # workers depends on us; import at call time
+
+    execution = Execution.objects.select_related("company").get(pk=execution_id)
+    try:
+        build_signature(str(execution.pk), execution.canvas, execution_queues(execution)).apply_async()
+    except Exception as exc:
+        logger.exception("execution.dispatch_failed", extra={"execution_id": str(execution_id)})
+        with transaction.atomic():
+            locked = locked_execution(execution_id)
+            if locked.status == ExecutionStatus.RUNNING:
+                locked.status = ExecutionStatus.FAILED
+                locked.error = {"message": f"dispatch failed: {exc}"}
+                locked.finished_at = timezone.now()
+                locked.save(update_fields=["status", "error", "finished_at"])
+                event_append(execution=locked, type=EventType.EXECUTION_FAILED, data={"error": locked.error})
+
+
+@transaction.atomic
+def execution_cancel(*, execution: Execution, user) -> Execution:
+    """Stop a run: tasks not yet claimed see the status and stop; running steps finish their attempt."""
+    require_role(user, execution.company_id, Role.EDITOR, what="execution")
+    locked = locked_execution(execution.pk)
+    if locked.status in TERMINAL_EXECUTION_STATUSES or locked.status == ExecutionStatus.COMPENSATING:
+        raise Conflict(f"execution is {locked.status}; only pending or running executions can be cancelled",
+                       code="not_cancellable")
+    locked.status = ExecutionStatus.CANCELLED
+    locked.finished_at = timezone.now()
+    locked.save(update_fields=["status", "finished_at"])
+    event_append(execution=locked, type=EventType.EXECUTION_CANCELLED, data={"by": getattr(user, "username", None)})
+    return locked

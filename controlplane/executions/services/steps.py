@@ -1,0 +1,235 @@
+"""Running the canvas: claim-before-work steps, merges, barriers and the finish.
+
+Every task of a canvas may be delivered more than once (late ack, redelivery, a chord body
+fired twice on Redis, a lost step re-published). So each service decides from PostgreSQL alone:
+
+- the execution is not running (failed, compensating, cancelled) -> ignore, act on nothing;
+- the shard already succeeded or was skipped -> report that status again, act on nothing;
+- an attempt of the shard is running -> a duplicate delivery -> ignore;
+- a predecessor has not completed -> wait (retry with a short countdown, bounded);
+- all incoming edges are dead -> record the shard skipped;
+- otherwise claim attempt max+1 (the unique constraint settles a race), run, record.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from controlplane.executions.models import (
+    DeadLetter,
+    EventType,
+    Execution,
+    ExecutionStatus,
+    StepRun,
+    StepStatus,
+)
+from controlplane.executions.services.attempts import (
+    MAX_WAITS,
+    Delivery,
+    Outcome,
+    attempt_expired,
+    mark_lost,
+    run_spec,
+    wait_countdown,
+)
+from controlplane.executions.services.events import event_append, locked_execution
+from controlplane.executions.services.state import (
+    PENDING,
+    SKIPPED,
+    is_dead,
+    node_state,
+    runs_by_shard,
+    shard_state,
+    template_context,
+    waiting_on,
+)
+from pipelines.graph import RetryPolicy
+
+logger = logging.getLogger(__name__)
+
+
+def step_idempotency_key(execution_id, node_id: str, shard: int) -> str:
+    """The key a step presents to the outside world: stable across attempts and redeliveries."""
+    return f"{execution_id}:{node_id}:{shard}"
+
+
+def step_execute(*, execution_id, node_id: str, shard: int, shard_count: int, delivery: Delivery) -> Outcome:
+    """Claim, run and record one attempt of one shard of a node."""
+    claim = _claim_step(execution_id, node_id, shard, shard_count, delivery)
+    if isinstance(claim, Outcome):
+        return claim
+    run, job, context = claim
+    rendered, output, error = run_spec(
+        job,
+        context=context,
+        execution_id=str(execution_id),
+        node_id=node_id,
+        attempt=run.attempt,
+        shard=shard,
+        shard_count=shard_count,
+        idempotency_key=step_idempotency_key(execution_id, node_id, shard),
+        timeout_s=job.get("timeout_s"),
+    )
+    return _record_step(execution_id, run.pk, job, rendered, output, error, context, delivery)
+
+
+def _claim_step(execution_id, node_id, shard, shard_count, delivery: Delivery):
+    with transaction.atomic():
+        execution = locked_execution(execution_id)
+        if execution.status != ExecutionStatus.RUNNING:
+            return Outcome("ignore", execution.status, detail=f"execution is {execution.status}")
+        job = execution.job(node_id)
+        by_shard = runs_by_shard(execution.step_runs.filter(is_compensation=False))
+        mine = by_shard.get((node_id, shard), [])
+        state = shard_state(mine)
+        if state != PENDING:
+            return Outcome("done", state, detail="already recorded; not run again")
+        running = [run for run in mine if run.status == StepStatus.RUNNING]
+        if running:
+            if not attempt_expired(running[-1], job):
+                return Outcome("ignore", "running", detail=f"duplicate delivery: attempt {running[-1].attempt} "
+                               f"is running on {running[-1].worker}")
+            mark_lost(execution, running[-1], reason="attempt ran past its hard time limit")
+        waiting = waiting_on(execution, node_id, by_shard)
+        if waiting:
+            return _wait_or_give_up(execution, delivery, f"predecessors {waiting} have not completed")
+        attempt = max((run.attempt for run in mine), default=0) + 1
+        now = timezone.now()
+        fields = dict(
+            execution=execution, node_id=node_id, shard=shard, shard_count=shard_count, attempt=attempt,
+            group=job["group"], queue=delivery.queue, worker=delivery.worker, task_id=delivery.task_id,
+            started_at=now, request=delivery.request,
+        )
+        if is_dead(execution, node_id, by_shard):
+            StepRun.objects.create(status=StepStatus.SKIPPED, finished_at=now, **fields)
+            event_append(execution=execution, type=EventType.STEP_SKIPPED,
+                         data={"node_id": node_id, "shard": shard, "reason": "all incoming edges are dead"})
+            return Outcome("done", StepStatus.SKIPPED)
+        try:
+            with transaction.atomic():
+                run = StepRun.objects.create(status=StepStatus.RUNNING, **fields)
+        except IntegrityError:
+            return Outcome("ignore", "running", detail="claimed concurrently by another delivery")
+        event_append(execution=execution, type=EventType.STEP_STARTED,
+                     data={"node_id": node_id, "shard": shard, "attempt": attempt, "worker": delivery.worker,
+                           "queue": delivery.queue})
+        return run, job, template_context(execution, by_shard)
+
+
+def _record_step(execution_id, run_id, job, rendered, output, error, context, delivery: Delivery) -> Outcome:
+    with transaction.atomic():
+        execution = locked_execution(execution_id)
+        run = StepRun.objects.select_for_update().get(pk=run_id)
+        if run.status != StepStatus.RUNNING:
+            # Marked lost while it ran (its worker looked dead): the re-published delivery owns the
+            # shard now and presents the same idempotency key, so this result is dropped.
+            return Outcome("ignore", run.status, detail=f"attempt was marked {run.status} while it ran")
+        run.input = rendered
+        run.finished_at = timezone.now()
+        base = {"node_id": run.node_id, "shard": run.shard, "attempt": run.attempt}
+        if error is None:
+            event = event_append(execution=execution, type=EventType.STEP_COMPLETED, data={**base, "output": output})
+            run.status, run.output, run.completed_seq = StepStatus.SUCCEEDED, output, event.seq
+            run.save(update_fields=["input", "finished_at", "status", "output", "completed_seq"])
+            return Outcome("done", StepStatus.SUCCEEDED)
+        run.status, run.error = StepStatus.FAILED, error
+        run.save(update_fields=["input", "finished_at", "status", "error"])
+        policy = RetryPolicy(**job["retry"])
+        if error.get("retryable") and policy.should_retry(run.attempt) and execution.status == ExecutionStatus.RUNNING:
+            countdown = policy.delay_for(run.attempt)
+            event_append(execution=execution, type=EventType.STEP_RETRYING,
+                         data={**base, "error": error, "countdown_s": round(countdown, 3)})
+            return Outcome("retry", StepStatus.FAILED, countdown=countdown, detail=error["message"])
+        event_append(execution=execution, type=EventType.STEP_FAILED, data={**base, "error": error})
+        letter = DeadLetter.objects.create(
+            execution=execution, step_run=run, node_id=run.node_id, shard=run.shard, attempts=run.attempt,
+            error=error,
+            payload={
+                "job": job, "input": rendered, "context": context, "queue": run.queue, "group": run.group,
+                "shard_count": run.shard_count,
+                "idempotency_key": step_idempotency_key(execution.pk, run.node_id, run.shard),
+            },
+        )
+        event_append(execution=execution, type=EventType.STEP_DEAD_LETTERED, data={**base, "dead_letter": letter.pk})
+        fail_execution(execution, error={**base, "error": error}, saga_queue=run.queue)
+        return Outcome("fail", StepStatus.FAILED, detail=error["message"])
+
+
+def fail_execution(execution: Execution, *, error: dict[str, Any], saga_queue: str) -> bool:
+    """running -> compensating, once: the caller holds the row lock, so only the first failing
+    branch wins; it appends `execution.failed` and, after commit, publishes the saga."""
+    if execution.status != ExecutionStatus.RUNNING:
+        return False
+    execution.status = ExecutionStatus.COMPENSATING
+    execution.error = error
+    execution.save(update_fields=["status", "error"])
+    event_append(execution=execution, type=EventType.EXECUTION_FAILED, data={"error": error})
+    execution_id = execution.pk
+    transaction.on_commit(lambda: _dispatch_saga(execution_id, saga_queue))
+    return True
+
+
+def _dispatch_saga(execution_id, queue: str) -> None:
+    from workers.canvas import saga_signature  # workers depends on us; import at call time
+
+    saga_signature(str(execution_id), queue).apply_async()
+
+
+def _wait_or_give_up(execution: Execution, delivery: Delivery, reason: str) -> Outcome:
+    if delivery.retries < MAX_WAITS:
+        return Outcome("wait", "waiting", countdown=wait_countdown(delivery.retries), detail=reason)
+    logger.error("execution.gave_up_waiting", extra={"execution_id": str(execution.pk), "reason": reason})
+    fail_execution(execution, error={"message": f"gave up waiting: {reason}"}, saga_queue=delivery.queue)
+    return Outcome("fail", "failed", detail=reason)
+
+
+def merge_execute(*, execution_id, node_id: str, shards: int, delivery: Delivery) -> Outcome:
+    """The join of a replicated node: complete once every shard is recorded (outputs stay in the
+    store; `.steps.<id>.output` is the list of shard outputs by index)."""
+    with transaction.atomic():
+        execution = locked_execution(execution_id)
+        if execution.status != ExecutionStatus.RUNNING:
+            return Outcome("ignore", execution.status, detail=f"execution is {execution.status}")
+        by_shard = runs_by_shard(execution.step_runs.filter(node_id=node_id, is_compensation=False))
+        state = node_state(execution.job(node_id), by_shard)
+        if state == PENDING:
+            return _wait_or_give_up(execution, delivery, f"shards of {node_id!r} have not completed")
+        return Outcome("done", state)
+
+
+def barrier_execute(*, execution_id, label: str, delivery: Delivery) -> Outcome:
+    """A chord body with no node of its own: passes while the run is running."""
+    status = Execution.objects.filter(pk=execution_id).values_list("status", flat=True).first()
+    if status != ExecutionStatus.RUNNING:
+        return Outcome("ignore", status or "missing", detail=f"execution is {status}")
+    return Outcome("done", "passed", detail=label)
+
+
+def execution_finish(*, execution_id, delivery: Delivery) -> Outcome:
+    """The end of the canvas: succeeded once every node is recorded succeeded or skipped."""
+    with transaction.atomic():
+        execution = locked_execution(execution_id)
+        if execution.status == ExecutionStatus.SUCCEEDED:
+            return Outcome("done", execution.status, detail="already finished")
+        if execution.status != ExecutionStatus.RUNNING:
+            return Outcome("ignore", execution.status, detail=f"execution is {execution.status}")
+        by_shard = runs_by_shard(execution.step_runs.filter(is_compensation=False))
+        pending = [job["id"] for job in execution.graph["jobs"] if node_state(job, by_shard) == PENDING]
+        if pending:
+            return _wait_or_give_up(execution, delivery, f"nodes {pending} have not completed")
+        execution.status = ExecutionStatus.SUCCEEDED
+        execution.finished_at = timezone.now()
+        execution.save(update_fields=["status", "finished_at"])
+        skipped = [job["id"] for job in execution.graph["jobs"] if node_state(job, by_shard) == SKIPPED]
+        event_append(execution=execution, type=EventType.EXECUTION_SUCCEEDED,
+                     data={"duration_ms": _duration_ms(execution), "skipped": skipped})
+        return Outcome("done", execution.status)
+
+
+def _duration_ms(execution: Execution) -> int | None:
+    if execution.started_at and execution.finished_at:
+        return int((execution.finished_at - execution.started_at).total_seconds() * 1000)
+    return None

@@ -1,0 +1,60 @@
+"""Turn a compiled canvas plan (`pipelines.canvas`, stored on the execution) into Celery signatures.
+
+Every signature is immutable (`.si()`): tasks take ids and read their inputs from PostgreSQL, so
+no return value flows between tasks. Steps and merges go to their group's queue with the node's
+`timeout_s` as soft limit (hard limit a little later); barriers and the finish go to the queue of
+the run's first step, so no extra control-plane worker is needed. The whole run is
+`chain(root, finish)`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from celery import chain, chord, signature
+
+from controlplane.executions.services.attempts import hard_time_limit
+from pipelines.canvas import Barrier, Chain, Chord, MergeTask, StepTask, iter_tasks, plan_from_dict
+
+
+def build_signature(execution_id: str, canvas_dict: dict[str, Any], queues: dict[str, str]):
+    """The Celery canvas of one run. `queues` maps group slug -> queue name;
+    `canvas_dict.get("timeouts")` maps node id -> timeout_s."""
+    plan = plan_from_dict(canvas_dict)
+    timeouts = canvas_dict.get("timeouts") or {}
+    first = next(task for task in iter_tasks(plan) if isinstance(task, StepTask))
+    control = queues[first.group]
+
+    def limits(node: str) -> dict[str, float]:
+        timeout = timeouts.get(node)
+        return {"soft_time_limit": float(timeout), "time_limit": hard_time_limit(timeout)} if timeout else {}
+
+    def convert(item):
+        if isinstance(item, StepTask):
+            return signature("flowplane.step", args=(execution_id, item.node, item.shard, item.shards),
+                             immutable=True, queue=queues[item.group], **limits(item.node))
+        if isinstance(item, MergeTask):
+            return signature("flowplane.merge", args=(execution_id, item.node, item.shards),
+                             immutable=True, queue=queues[item.group])
+        if isinstance(item, Barrier):
+            return signature("flowplane.barrier", args=(execution_id, item.label), immutable=True, queue=control)
+        if isinstance(item, Chain):
+            return chain(*[convert(sub) for sub in item.items])
+        if isinstance(item, Chord):
+            return chord([convert(sub) for sub in item.header], convert(item.body))
+        raise ValueError(f"unknown canvas item {item!r}")
+
+    finish = signature("flowplane.finish", args=(execution_id,), immutable=True, queue=control)
+    return chain(convert(plan.root), finish)
+
+
+def saga_signature(execution_id: str, queue: str):
+    """The saga's start, on the queue of the step whose failure triggered it."""
+    return signature("flowplane.saga", args=(execution_id,), immutable=True, queue=queue)
+
+
+def compensation_signature(execution_id: str, plan: list[tuple[int, str]], finish_queue: str):
+    """chain(compensate(run) on its queue ..., saga_finish): `plan` is already in undo order."""
+    finish = signature("flowplane.saga_finish", args=(execution_id,), immutable=True, queue=finish_queue)
+    steps = [signature("flowplane.compensate", args=(execution_id, run_id), immutable=True, queue=queue)
+             for run_id, queue in plan]
+    return chain(*steps, finish) if steps else finish

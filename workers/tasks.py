@@ -1,0 +1,91 @@
+"""Thin task shims: take ids, call one service, turn its `Outcome` into Celery behaviour.
+
+Every task is `acks_late` (a crash re-delivers rather than loses), has a stable name, and
+`max_retries=None`: the node's retry policy (in the service) decides how often a step is tried,
+and waits are bounded by the services (`MAX_WAITS`).
+
+A step that fails for good RAISES `StepFailedFinally` rather than raising `Ignore`: a failed task
+is what makes Celery stop a chain (no further link is published) and, for a chord header part,
+what the result backend counts as a part that returned with an error, so the chord is closed,
+its body never runs and its bookkeeping keys are dropped; `Ignore` would leave the chord counting
+forever and hide the failure from Flower. The saga is not driven by Celery's error callbacks
+(header failures and lost bodies make them unreliable); the service publishes it exactly once,
+after the running -> compensating transition commits. Duplicates and runs that are no longer
+running raise `Ignore`: nothing happened, nothing is counted.
+"""
+from __future__ import annotations
+
+from celery import shared_task
+from celery.exceptions import Ignore
+
+from controlplane.executions import services
+from workers.routing import delivery_of
+
+TASK_OPTIONS = dict(bind=True, acks_late=True, max_retries=None)
+
+
+class StepFailedFinally(Exception):
+    """A step or compensation failed after its last attempt; the run's flow stops here."""
+
+
+def _act(task, outcome: services.Outcome) -> dict:
+    if outcome.action == "done":
+        return outcome.result()
+    if outcome.action in ("wait", "retry"):
+        raise task.retry(countdown=outcome.countdown, max_retries=None)
+    if outcome.action == "ignore":
+        raise Ignore()
+    raise StepFailedFinally(outcome.detail)
+
+
+@shared_task(name="flowplane.step", throws=(StepFailedFinally,), **TASK_OPTIONS)
+def step(self, execution_id: str, node_id: str, shard: int = 0, shards: int = 1) -> dict:
+    """One shard of one node; retries per the node's policy, soft/hard limits from timeout_s."""
+    return _act(self, services.step_execute(
+        execution_id=execution_id, node_id=node_id, shard=shard, shard_count=shards, delivery=delivery_of(self)))
+
+
+@shared_task(name="flowplane.merge", **TASK_OPTIONS)
+def merge(self, execution_id: str, node_id: str, shards: int) -> dict:
+    """Join of a replicated node's shards (waits, bounded, until PostgreSQL has them all)."""
+    return _act(self, services.merge_execute(
+        execution_id=execution_id, node_id=node_id, shards=shards, delivery=delivery_of(self)))
+
+
+@shared_task(name="flowplane.barrier", **TASK_OPTIONS)
+def barrier(self, execution_id: str, label: str) -> dict:
+    """A chord body without a node of its own."""
+    return _act(self, services.barrier_execute(execution_id=execution_id, label=label, delivery=delivery_of(self)))
+
+
+@shared_task(name="flowplane.finish", **TASK_OPTIONS)
+def finish(self, execution_id: str) -> dict:
+    """Last link of a run: marks it succeeded once every node is recorded."""
+    return _act(self, services.execution_finish(execution_id=execution_id, delivery=delivery_of(self)))
+
+
+@shared_task(name="flowplane.saga", **TASK_OPTIONS)
+def saga(self, execution_id: str) -> dict:
+    """Plan and publish the compensation chain (waits, bounded, for running steps first)."""
+    return _act(self, services.saga_start(execution_id=execution_id, delivery=delivery_of(self)))
+
+
+@shared_task(name="flowplane.compensate", throws=(StepFailedFinally,), **TASK_OPTIONS)
+def compensate(self, execution_id: str, step_run_id: int) -> dict:
+    """Undo one completed step; retries per the node's policy."""
+    return _act(self, services.compensation_execute(
+        execution_id=execution_id, step_run_id=step_run_id, delivery=delivery_of(self)))
+
+
+@shared_task(name="flowplane.saga_finish", **TASK_OPTIONS)
+def saga_finish(self, execution_id: str) -> dict:
+    """Last link of the saga: compensated (or failed when nothing needed undoing)."""
+    return _act(self, services.saga_finish(execution_id=execution_id, delivery=delivery_of(self)))
+
+
+@shared_task(name="flowplane.sweep", bind=True, acks_late=True, ignore_result=True)
+def sweep(self) -> dict:
+    """For beat: mark stale workers offline; their running steps are recovered by the hook."""
+    from controlplane.fleet.services import fleet_sweep
+
+    return {"offline": fleet_sweep()}
