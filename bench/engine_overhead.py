@@ -1,0 +1,280 @@
+"""Engine overhead against bare Celery, measured in one run on the same Redis and workers.
+
+Shapes (DESIGN.md / issue 3):
+  chain20      a 20-step chain
+  fanout100    1 -> 100 -> 1 (a chord of 100 and a join)
+  concurrent   200 concurrent 3-step executions (reported as steps/second)
+
+Bare Celery runs canvases of no-op tasks (`workers.baseline`); the engine runs published workflow
+versions of `noop` steps through `execution_start`, with everything it does for real: claims,
+context reads, event appends, PostgreSQL as the join's truth. Both are dispatched from this process
+and served by the same `celery worker` processes on the same queue.
+
+    python bench/engine_overhead.py [--repeat 5] [--workers 1] [--concurrency 2]
+
+It uses its own PostgreSQL database (`flowplane_bench`, created and migrated here) and Redis
+database 15, and stops the workers it started by process id.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/flowplane_bench")
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("CELERY_RESULT_BACKEND", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
+os.environ.setdefault("WORKER_HEARTBEAT_INTERVAL_S", "1")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+import django  # noqa: E402
+
+QUEUE_GROUP = "run"
+COMPANY = "bench"
+
+
+def ensure_database() -> None:
+    import psycopg
+
+    name = os.environ["DATABASE_URL"].rsplit("/", 1)[1]
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        if not conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone():
+            conn.execute(f'create database "{name}"')
+
+
+def start_workers(count: int, concurrency: int, queue: str, log_dir: Path) -> list[subprocess.Popen]:
+    procs = []
+    for index in range(count):
+        log = open(log_dir / f"bench-worker-{index}.log", "wb")
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queue,
+                 "-n", f"bench{index}@%h", "-c", str(concurrency), "--include", "workers.baseline",
+                 "--loglevel", "WARNING", "--without-gossip", "--without-mingle"],
+                cwd=REPO, env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        )
+        log.close()
+    return procs
+
+
+def stop_workers(procs: list[subprocess.Popen]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.002):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+# --------------------------------------------------------------------------- shapes as graphs
+
+
+def chain_graph(length: int) -> dict:
+    nodes = [{"id": f"s{i}", "type": "noop", "group": QUEUE_GROUP} for i in range(length)]
+    edges = [{"from": f"s{i}", "to": f"s{i + 1}"} for i in range(length - 1)]
+    return {"nodes": nodes, "edges": edges}
+
+
+def fanout_graph(width: int) -> dict:
+    nodes = [{"id": "start", "type": "noop", "group": QUEUE_GROUP}, {"id": "join", "type": "noop", "group": QUEUE_GROUP}]
+    edges = []
+    for i in range(width):
+        nodes.append({"id": f"b{i}", "type": "noop", "group": QUEUE_GROUP})
+        edges += [{"from": "start", "to": f"b{i}"}, {"from": f"b{i}", "to": "join"}]
+    return {"nodes": nodes, "edges": edges}
+
+
+# --------------------------------------------------------------------------- bare Celery
+
+
+def bare_chain(noop, queue: str, length: int):
+    from celery import chain
+
+    return chain(*[noop.si().set(queue=queue) for _ in range(length)])
+
+
+def bare_fanout(noop, queue: str, width: int):
+    from celery import chain, chord, group
+
+    return chain(
+        noop.si().set(queue=queue),
+        chord(group(noop.si().set(queue=queue) for _ in range(width)), noop.si().set(queue=queue)),
+    )
+
+
+def time_bare(make_canvas, runs: int) -> list[float]:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        make_canvas().apply_async().get(timeout=120, disable_sync_subtasks=False)
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def time_bare_concurrent(noop, queue: str, executions: int, steps: int) -> float:
+    started = time.perf_counter()
+    results = [bare_chain(noop, queue, steps).apply_async() for _ in range(executions)]
+    for result in results:
+        result.get(timeout=300)
+    return time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------- the engine
+
+
+class Engine:
+    def __init__(self) -> None:
+        from django.contrib.auth import get_user_model
+
+        from controlplane.fleet.models import WorkerGroup
+        from controlplane.tenancy.models import Company, Membership, Project, Role
+        from controlplane.workflows.models import Workflow
+
+        self.user, _ = get_user_model().objects.get_or_create(username="bench")
+        self.company, _ = Company.objects.get_or_create(slug=COMPANY, defaults={"name": "Bench"})
+        Membership.objects.get_or_create(user=self.user, company=self.company, defaults={"role": Role.OWNER})
+        self.project, _ = Project.objects.get_or_create(company=self.company, slug="bench", defaults={"name": "Bench"})
+        if not WorkerGroup.objects.filter(company=self.company, slug=QUEUE_GROUP).exists():
+            from controlplane.fleet.services import worker_group_create
+
+            worker_group_create(company=self.company, slug=QUEUE_GROUP, name="Run")
+        self.group = WorkerGroup.objects.get(company=self.company, slug=QUEUE_GROUP)
+        self.Workflow = Workflow
+
+    @property
+    def queue(self) -> str:
+        return self.group.queue_name
+
+    def publish(self, slug: str, graph: dict):
+        from controlplane.workflows import services
+
+        workflow = self.Workflow.objects.filter(project=self.project, slug=slug).first()
+        if workflow is None:
+            workflow = services.workflow_create(project=self.project, slug=slug, name=slug, user=self.user)
+        workflow.refresh_from_db()
+        services.workflow_update_draft(
+            workflow=workflow, graph=graph, expected_revision=workflow.draft_revision, user=self.user
+        )
+        version, _ = services.workflow_publish(workflow=workflow, user=self.user)
+        return version
+
+    def start(self, version):
+        from controlplane.executions.services import execution_start
+
+        execution, _ = execution_start(version=version, input={}, idempotency_key=None, user=self.user)
+        return execution.id
+
+    def wait(self, execution_ids, timeout: float) -> None:
+        from controlplane.executions.models import Execution
+
+        pending = set(execution_ids)
+
+        def done():
+            finished = Execution.objects.filter(id__in=pending).exclude(status__in=["pending", "running"])
+            rows = list(finished.values_list("id", "status"))
+            failed = [str(i) for i, status in rows if status != "succeeded"]
+            if failed:
+                raise RuntimeError(f"engine executions did not succeed: {failed[:5]}")
+            pending.difference_update(i for i, _ in rows)
+            return not pending
+
+        wait_until(done, timeout, f"{len(pending)} executions")
+
+    def time_runs(self, version, runs: int) -> list[float]:
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            self.wait([self.start(version)], timeout=120)
+            times.append(time.perf_counter() - started)
+        return times
+
+    def time_concurrent(self, version, executions: int) -> float:
+        started = time.perf_counter()
+        ids = [self.start(version) for _ in range(executions)]
+        self.wait(ids, timeout=300)
+        return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per shape (median reported)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--executions", type=int, default=200, help="concurrent 3-step executions")
+    args = parser.parse_args()
+
+    ensure_database()
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)
+    import redis
+
+    redis.Redis.from_url(os.environ["CELERY_BROKER_URL"]).flushdb()
+
+    from workers.baseline import noop
+
+    engine = Engine()
+    log_dir = REPO / "var" / "bench"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    procs = start_workers(args.workers, args.concurrency, engine.queue, log_dir)
+    try:
+        from controlplane.fleet.selectors import live_workers
+
+        wait_until(lambda: live_workers(engine.group).count() >= args.workers, 60, "worker heartbeats", 0.2)
+        versions = {
+            "chain20": engine.publish("chain20", chain_graph(20)),
+            "fanout100": engine.publish("fanout100", fanout_graph(100)),
+            "concurrent": engine.publish("chain3", chain_graph(3)),
+        }
+        # Warm-up: the first canvases pay for connections and imports on both sides.
+        time_bare(lambda: bare_chain(noop, engine.queue, 3), 2)
+        engine.time_runs(versions["concurrent"], 2)
+
+        rows = []
+        bare = statistics.median(time_bare(lambda: bare_chain(noop, engine.queue, 20), args.repeat))
+        eng = statistics.median(engine.time_runs(versions["chain20"], args.repeat))
+        rows.append(("20-step chain (s)", bare, eng, eng / bare))
+        bare = statistics.median(time_bare(lambda: bare_fanout(noop, engine.queue, 100), args.repeat))
+        eng = statistics.median(engine.time_runs(versions["fanout100"], args.repeat))
+        rows.append(("1->100->1 fan-out (s)", bare, eng, eng / bare))
+        steps = args.executions * 3
+        bare_rate = steps / time_bare_concurrent(noop, engine.queue, args.executions, 3)
+        eng_rate = steps / engine.time_concurrent(versions["concurrent"], args.executions)
+        rows.append((f"{args.executions} concurrent 3-step (steps/s)", bare_rate, eng_rate, bare_rate / eng_rate))
+    finally:
+        stop_workers(procs)
+
+    print(f"engine overhead vs bare Celery ({args.workers} worker x {args.concurrency} processes, "
+          f"median of {args.repeat}; ratio = engine cost / bare cost, target <= 3.0)")
+    print(f"{'shape':<34}{'bare':>12}{'engine':>12}{'ratio':>8}")
+    worst = 0.0
+    for name, bare_value, engine_value, ratio in rows:
+        worst = max(worst, ratio)
+        print(f"{name:<34}{bare_value:>12.3f}{engine_value:>12.3f}{ratio:>8.2f}")
+    print(f"worst ratio {worst:.2f} ({'within' if worst <= 3.0 else 'ABOVE'} the 3x target)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
