@@ -42,3 +42,39 @@ def api_client_for(user) -> APIClient:
     token, _ = Token.objects.get_or_create(user=user)
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
     return client
+
+
+# Workflows ---------------------------------------------------------------------------------------
+
+
+def valid_graph(*, message: str = "hello") -> dict:
+    """A small graph that passes `validate_graph`: noop -> log."""
+    return {
+        "nodes": [
+            {"id": "start", "type": "noop"},
+            {"id": "say", "type": "log", "config": {"message": message}},
+        ],
+        "edges": [{"from": "start", "to": "say"}],
+    }
+
+
+def make_workflow(project: Project, slug: str | None = None, *, graph: dict | None = None, user=None):
+    from controlplane.workflows.models import Workflow
+
+    slug = slug or f"wf{next(_sequence)}"
+    return Workflow.objects.create(
+        project=project, slug=slug, name=slug.title(), draft_graph=graph or valid_graph(), created_by=user
+    )
+
+
+def make_version(workflow, *, user, graph: dict | None = None):
+    """Publish `graph` (default: the workflow's draft) through the service, as the API would."""
+    from controlplane.workflows.models import Workflow
+    from controlplane.workflows.services import workflow_publish, workflow_update_draft
+
+    if graph is not None:
+        workflow = workflow_update_draft(
+            user=user, workflow=workflow, expected_revision=workflow.draft_revision, graph=graph
+        )
+    version, _ = workflow_publish(user=user, workflow=Workflow.objects.get(pk=workflow.pk))
+    return version
