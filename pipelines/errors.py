@@ -121,7 +121,7 @@ class CycleError(GraphError):
             issues = [
                 Issue(
                     "nodes",
-                    f"cycle {' -> '.join(self.cycle)}; remove one of these edges",
+                    f"cycle {' -> '.join(repr(n) for n in self.cycle)}; remove one of these edges",
                     CYCLE,
                 )
             ]

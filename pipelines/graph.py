@@ -97,6 +97,9 @@ class CompensationSpec:
     config: dict = field(default_factory=dict)
     group: str | None = None
 
+    def __hash__(self) -> int:  # config is a dict
+        return hash(("compensate", self.type, self.group))
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "config": _copy(self.config)}
         if self.group is not None:
@@ -120,6 +123,9 @@ class Node:
     compensate: CompensationSpec | None = None
     params: dict = field(default_factory=dict)
     description: str = ""
+
+    def __hash__(self) -> int:  # config is a dict; ids are unique within a graph
+        return hash(("node", self.id, self.kind, getattr(self, self.kind)))
 
     @property
     def kind(self) -> str:
@@ -204,6 +210,9 @@ class Graph:
         object.__setattr__(self, "_index", index)
         object.__setattr__(self, "_succ", {k: tuple(v) for k, v in succ.items()})
         object.__setattr__(self, "_pred", {k: tuple(v) for k, v in pred.items()})
+
+    def __hash__(self) -> int:  # params and configs are dicts
+        return hash((self.nodes, self.edges))
 
     def __contains__(self, node_id: object) -> bool:
         return node_id in self._index

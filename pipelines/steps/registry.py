@@ -59,6 +59,9 @@ class StepSpec:
     type: str
     config: dict = field(default_factory=dict)
 
+    def __hash__(self) -> int:  # config is a dict
+        return hash(("step", self.type))
+
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, "config": dict(self.config)}
 

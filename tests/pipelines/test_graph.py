@@ -285,3 +285,22 @@ def test_retry_should_retry_and_bad_attempt():
     assert [policy.should_retry(a) for a in (1, 2, 3)] == [True, True, False]
     with pytest.raises(ValueError):
         policy.delay_for(0)
+
+
+def test_model_objects_are_hashable_despite_dict_fields():
+    g = parse_graph(DOC)
+    assert len({g, parse_graph(DOC)}) == 1
+    assert len({n for n in g.nodes}) == 3
+    hash(g.node("refresh").compensate)
+
+
+def test_graph_error_summarizes_and_serializes():
+    from pipelines.errors import Issue
+
+    err = GraphError([Issue("nodes[0].id", "bad id", "invalid_id"),
+                      Issue("edges[0].to", "unknown", "dangling_edge")])
+    assert str(err) == "nodes[0].id: bad id (and 1 more issue)"
+    assert err.issues[0].to_dict() == {"path": "nodes[0].id", "message": "bad id",
+                                       "code": "invalid_id"}
+    assert isinstance(CycleError(["a", "b", "a"]), GraphError)
+    assert "cycle 'a' -> 'b' -> 'a'" in str(CycleError(["a", "b", "a"]))
