@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class DeploymentsConfig(AppConfig):
     name = "controlplane.deployments"
     label = "deployments"
+    verbose_name = "Deployments"
+
+    def ready(self) -> None:
+        # Autodiscovery covers `workers.tasks` only: register this app's task shims here.
+        from controlplane.deployments import tasks  # noqa: F401

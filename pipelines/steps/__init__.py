@@ -20,6 +20,7 @@ from pipelines.steps.python import callable_names, get_callable, register_callab
 from pipelines.steps import builtin as _builtin  # noqa: F401,E402
 from pipelines.steps import http as _http  # noqa: F401,E402
 from pipelines.steps import builtin_callables as _builtin_callables  # noqa: F401,E402
+from pipelines.steps import landing as _landing  # noqa: F401,E402
 
 __all__ = [
     "Field",

@@ -1,0 +1,126 @@
+"""Publishing desired artifacts to workers, after commit: load/unload broadcasts and pool growth.
+
+Each live worker is told to hold exactly the artifacts of every *active* deployment on the groups it
+serves (`flowplane_load_artifacts`, `replace=True`), so one deployment's rollout never drops
+another's artifacts from a shared worker. Replies are recorded as `job_deployed` events.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any, Iterable
+
+from django.db import transaction
+from django.db.models import Sum
+
+from controlplane.deployments.models import (
+    Deployment,
+    DeploymentStatus,
+    EventKind,
+    JobDeployment,
+    JobDeploymentStatus,
+    artifact_key,
+)
+from controlplane.deployments.services.events import deployment_event
+from controlplane.fleet.models import Worker, WorkerGroup
+from controlplane.fleet.selectors import group_live_concurrency
+from workers import deploy
+
+logger = logging.getLogger(__name__)
+
+
+def _active_jobs():
+    return JobDeployment.objects.filter(deployment__status=DeploymentStatus.ACTIVE)
+
+
+def desired_artifacts(worker: Worker) -> list[dict[str, Any]]:
+    """What `worker` should hold: `[{job_id: <artifact key>, digest, spec}]` of its groups' active jobs."""
+    jobs = _active_jobs().filter(group__in=worker.groups.all()).order_by("deployment_id", "job_id")
+    return [
+        {"job_id": artifact_key(jd.deployment_id, jd.job_id), "digest": jd.digest, "spec": jd.spec}
+        for jd in jobs.only("deployment_id", "job_id", "digest", "spec")
+    ]
+
+
+def group_needed_replicas(group: WorkerGroup) -> int:
+    """Slots the group needs: the replicas of every active job placed on it."""
+    return _active_jobs().filter(group=group).aggregate(total=Sum("replicas"))["total"] or 0
+
+
+def live_workers_of(group_ids: Iterable[int]) -> list[Worker]:
+    return list(Worker.objects.live().filter(groups__id__in=list(group_ids)).distinct().order_by("hostname"))
+
+
+def load_on(worker: Worker) -> dict | None:
+    """Re-send a worker its full desired set (replace=True); its reply or None."""
+    return deploy.load_artifacts(worker.hostname, desired_artifacts(worker), replace=True)
+
+
+def grow_pools(groups: Iterable[WorkerGroup]) -> list[dict[str, Any]]:
+    """Grow live workers' pools where a group's replicas exceed its live concurrency."""
+    actions = []
+    for group in groups:
+        needed = group_needed_replicas(group)
+        deficit = needed - group_live_concurrency(group)
+        workers = live_workers_of([group.id])
+        if deficit <= 0 or not workers:
+            continue
+        for index, worker in enumerate(workers):
+            n = deficit // len(workers) + (1 if index < deficit % len(workers) else 0)
+            if n:
+                reply = deploy.pool_grow(worker.hostname, n)
+                actions.append({"action": "pool_grow", "group": group.slug, "worker": worker.hostname, "n": n,
+                                "reply": reply})
+    return actions
+
+
+def rollout_sync(
+    *, group_ids: Iterable[int], deployment_id: int | None = None, unload_keys: Iterable[str] = (), actor_id=None
+) -> dict[str, Any]:
+    """Bring the live workers of `group_ids` to their desired artifacts; grow pools; record replies."""
+    group_ids = sorted(set(group_ids))
+    workers = live_workers_of(group_ids)
+    unload_keys = sorted(set(unload_keys))
+    unloaded = deploy.unload_artifacts([w.hostname for w in workers], unload_keys) if unload_keys else {}
+    replies: dict[str, dict | None] = {}
+    for worker in workers:
+        replies[worker.hostname] = load_on(worker)
+    groups = list(WorkerGroup.objects.filter(id__in=group_ids).select_related("company"))
+    grown = grow_pools(groups)
+    if deployment_id is not None:
+        _record_replies(deployment_id, workers, replies, actor_id)
+    logger.info(
+        "deploy.rollout",
+        extra={"deployment_id": deployment_id, "workers": sorted(replies), "pool_grow": len(grown)},
+    )
+    return {"loaded": replies, "unloaded": unloaded, "pool_grow": grown}
+
+
+@transaction.atomic
+def _record_replies(deployment_id: int, workers: list[Worker], replies: dict, actor_id) -> None:
+    deployment = Deployment.objects.filter(pk=deployment_id).first()
+    if deployment is None or deployment.status != DeploymentStatus.ACTIVE:
+        return
+    by_group: dict[int, list[str]] = defaultdict(list)
+    for worker in workers:
+        for group_id in worker.groups.values_list("id", flat=True):
+            by_group[group_id].append(worker.hostname)
+    deployed = []
+    for jd in JobDeployment.objects.filter(deployment=deployment).select_related("group"):
+        key = artifact_key(deployment.pk, jd.job_id)
+        expected = by_group.get(jd.group_id, [])
+        acked = sorted(
+            h for h in expected
+            if (replies.get(h) or {}).get("ok") is True and (replies[h].get("artifacts") or {}).get(key) == jd.digest
+        )
+        if not acked:
+            continue
+        deployment_event(
+            deployment, EventKind.JOB_DEPLOYED, actor=actor_id,
+            data={"job_id": jd.job_id, "group": jd.group.slug, "digest": jd.digest, "workers": acked,
+                  "missing": sorted(set(expected) - set(acked))},
+        )
+        if set(acked) == set(expected) and jd.status != JobDeploymentStatus.DEPLOYED:
+            deployed.append(jd.pk)
+    if deployed:
+        JobDeployment.objects.filter(pk__in=deployed).update(status=JobDeploymentStatus.DEPLOYED)
