@@ -38,10 +38,16 @@ from pipelines import errors as E
 from pipelines.blueprints import BlueprintRef, ExpandedNode, expand_graph
 from pipelines.errors import Issue
 from pipelines.graph import find_cycle, is_int
+from pipelines.job_diff import (  # noqa: F401  re-exported: callers import them from here
+    ACTIONS,
+    JobChange,
+    changed_fields,
+    diff_jobs,
+    summarize,
+)
 
 FORMAT_VERSION = 1
 STEP, LANDING_WRITE, LANDING_READ = "step", "landing_write", "landing_read"
-ACTIONS = ("create", "update", "delete", "replace", "noop")
 
 MISSING_GROUP = "missing_group"
 UNKNOWN_GROUP = "unknown_group"
@@ -103,22 +109,6 @@ class Job:
 
 
 @dataclass(frozen=True)
-class JobChange:
-    """How one job changes; ``fields`` are dotted spec paths (``config.url``, ``replicas``)."""
-
-    job_id: str
-    action: str  # "create" | "update" | "delete" | "replace" | "noop"
-    fields: tuple[str, ...] = ()
-    moved_from: str | None = None
-    moved_to: str | None = None
-    disruptive: bool = False
-
-    @property
-    def moved(self) -> bool:
-        return self.moved_from is not None or self.moved_to is not None
-
-
-@dataclass(frozen=True)
 class Plan:
     """The previewed change set. ``changes`` holds one entry per job, noops included."""
 
@@ -141,14 +131,6 @@ class Plan:
     @property
     def ok(self) -> bool:
         return not self.errors
-
-
-def summarize(changes: Iterable[JobChange]) -> dict[str, int]:
-    counts = dict.fromkeys((*ACTIONS, "move"), 0)
-    for change in changes:
-        counts[change.action] += 1
-        counts["move"] += change.moved
-    return counts
 
 
 # --------------------------------------------------------------------------- planning
@@ -496,57 +478,3 @@ def _unique(issues: Iterable[Issue]) -> tuple[Issue, ...]:
     for issue in issues:
         seen.setdefault((issue.path, issue.code), issue)  # one report per place and kind
     return E.sort_issues(seen.values())
-
-
-# --------------------------------------------------------------------------- diff
-
-
-def diff_jobs(jobs: Iterable[Job], deployed: Mapping[str, DeployedJob]) -> tuple[JobChange, ...]:
-    """One ``JobChange`` per job id in either side, sorted by id.
-
-    A changed ``type`` is a ``replace``; any other spec change an ``update`` listing the changed
-    spec paths. A changed ``group`` is a move (``moved_from``/``moved_to``, ``disruptive``),
-    reported on the update or replace it belongs to.
-    """
-    changes: list[JobChange] = []
-    planned: set[str] = set()
-    for job in jobs:
-        planned.add(job.job_id)
-        old = deployed.get(job.job_id)
-        if old is None:
-            changes.append(JobChange(job.job_id, "create"))
-            continue
-        if old.digest == job.digest and old.group == job.group:
-            changes.append(JobChange(job.job_id, "noop"))
-            continue
-        fields = tuple(changed_fields(old.spec, job.spec))
-        if not fields and old.type == job.type and old.group == job.group and old.replicas == job.replicas:
-            changes.append(JobChange(job.job_id, "noop"))
-            continue
-        action = "replace" if old.type != job.type else "update"
-        moved = old.group != job.group
-        changes.append(JobChange(
-            job.job_id, action, fields or ("spec",),
-            moved_from=old.group if moved else None,
-            moved_to=job.group if moved else None,
-            disruptive=moved,
-        ))
-    for job_id in deployed:
-        if job_id not in planned:
-            changes.append(JobChange(job_id, "delete"))
-    changes.sort(key=lambda c: c.job_id)
-    return tuple(changes)
-
-
-def changed_fields(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted paths where two specs differ; lists and scalars count as one field."""
-    if isinstance(old, Mapping) and isinstance(new, Mapping):
-        out: list[str] = []
-        for key in sorted(old.keys() | new.keys()):
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if key not in old or key not in new:
-                out.append(path)
-            elif old[key] != new[key]:
-                out += changed_fields(old[key], new[key], path)
-        return out
-    return [prefix or "spec"] if old != new else []
