@@ -1,0 +1,121 @@
+"""End-to-end runs on real workers: chains, chords, replicas, placement, retries, idempotency."""
+from __future__ import annotations
+
+import pytest
+
+from controlplane.executions.models import EventType, ExecutionStatus, StepRun, StepStatus
+from tests.controlplane.executions.builders import edges, job, make_version
+from tests.e2e.engine_support import HOSTS, fleet, run_to_end  # noqa: F401  (fleet is a fixture)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+FAST_RETRY = {"max_attempts": 3, "initial_delay_s": 0.05, "max_delay_s": 0.2, "jitter": False}
+
+
+def runs(execution, **filters):
+    return StepRun.objects.filter(execution=execution, is_compensation=False, **filters)
+
+
+def test_linear_run_passes_outputs_through_the_store(fleet, project, owner):
+    version = make_version(project, [
+        job("a", "python", config={"callable": "echo", "kwargs": {"x": "{{ .trigger.n }}"}}),
+        job("b", "jq", group="load", config={"program": ".x + 1", "input": "{{ .steps.a.output }}"}),
+        job("c", "python", config={"callable": "echo", "kwargs": {"total": "{{ .steps.b.output }}"}}),
+    ], edges(("a", "b"), ("b", "c")), user=owner)
+
+    execution = run_to_end(version, owner, {"n": 41})
+
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    assert runs(execution, node_id="c").get().output == {"total": 42}
+    types = list(execution.events.order_by("seq").values_list("type", flat=True))
+    assert types[0] == EventType.EXECUTION_STARTED and types[-1] == EventType.EXECUTION_SUCCEEDED
+    assert types.count(EventType.STEP_COMPLETED) == 3
+    assert list(execution.events.values_list("seq", flat=True)) == list(range(1, len(types) + 1))
+
+
+def test_fan_out_fan_in_joins_with_a_chord(fleet, project, owner):
+    version = make_version(project, [
+        job("split"),
+        job("left", "python", config={"callable": "echo", "kwargs": {"v": 1}}),
+        job("right", "python", group="load", config={"callable": "echo", "kwargs": {"v": 2}}),
+        job("join", "jq", config={"program": ".steps.left.output.v + .steps.right.output.v"}),
+    ], edges(("split", "left"), ("split", "right"), ("left", "join"), ("right", "join")), user=owner)
+
+    execution = run_to_end(version, owner)
+
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    assert execution.canvas["root"]["kind"] == "chain"
+    assert runs(execution, node_id="join").get().output == 3
+    join = runs(execution, node_id="join").get()
+    assert all(run.finished_at <= join.started_at for run in runs(execution, node_id__in=["left", "right"]))
+
+
+def test_replicas_run_every_shard_and_merge_their_outputs(fleet, project, owner):
+    version = make_version(project, [
+        job("fan", "python", group="load", replicas=4, config={"callable": "e2e.shard"}),
+        job("sum", "jq", config={"program": "[.steps.fan.output[].shard] | add"}),
+    ], edges(("fan", "sum")), user=owner)
+
+    execution = run_to_end(version, owner)
+
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    shards = runs(execution, node_id="fan", status=StepStatus.SUCCEEDED)
+    assert sorted(shards.values_list("shard", flat=True)) == [0, 1, 2, 3]
+    assert {run.output["count"] for run in shards} == {4}
+    assert runs(execution, node_id="sum").get().output == 0 + 1 + 2 + 3
+
+
+def test_a_step_placed_on_a_group_runs_only_on_that_groups_worker(fleet, project, owner):
+    version = make_version(project, [
+        job("here"), job("there", group="load"), job("back"),
+    ], edges(("here", "there"), ("there", "back")), user=owner)
+
+    execution = run_to_end(version, owner)
+
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    workers = dict(runs(execution).values_list("node_id", "worker"))
+    assert workers == {"here": HOSTS["ingest"], "there": HOSTS["load"], "back": HOSTS["ingest"]}
+    assert runs(execution, node_id="there").get().queue == fleet.queue("load")
+
+
+def test_a_step_that_fails_twice_is_retried_then_succeeds(fleet, project, owner):
+    version = make_version(project, [
+        job("flaky", "fail", group="load", config={"fail_attempts": 2}, retry=FAST_RETRY),
+        job("after"),
+    ], edges(("flaky", "after")), user=owner)
+
+    execution = run_to_end(version, owner)
+
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    attempts = list(runs(execution, node_id="flaky").order_by("attempt").values_list("attempt", "status"))
+    assert attempts == [(1, "failed"), (2, "failed"), (3, "succeeded")]
+    assert execution.events.filter(type=EventType.STEP_RETRYING).count() == 2
+    assert len({run.task_id for run in runs(execution, node_id="flaky")}) == 1  # Celery retry: same task id
+
+
+def test_a_condition_skips_the_untaken_branch(fleet, project, owner):
+    version = make_version(project, [
+        job("check", "condition", config={"expression": ".trigger.go"}),
+        job("yes", "python", config={"callable": "echo", "kwargs": {"took": "yes"}}),
+        job("no", "python", group="load", config={"callable": "echo", "kwargs": {"took": "no"}}),
+        job("after_no"),
+    ], edges(("check", "yes", "true"), ("check", "no", "false"), ("no", "after_no")), user=owner)
+
+    execution = run_to_end(version, owner, {"go": True})
+
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    statuses = dict(runs(execution).values_list("node_id", "status"))
+    assert statuses == {"check": "succeeded", "yes": "succeeded", "no": "skipped", "after_no": "skipped"}
+
+
+def test_the_same_idempotency_key_twice_gives_one_execution(fleet, project, owner):
+    from controlplane.executions.services import execution_start
+
+    version = make_version(project, [job("only")], user=owner)
+    first, created = execution_start(version=version, input={"a": 1}, user=owner, idempotency_key="k-1")
+    second, created_again = execution_start(version=version, input={"a": 1}, user=owner, idempotency_key="k-1")
+
+    assert (created, created_again) == (True, False) and first.pk == second.pk
+    done = run_to_end(version, owner, {"a": 1}, idempotency_key="k-1")
+    assert done.pk == first.pk and done.status == ExecutionStatus.SUCCEEDED
+    assert runs(done).count() == 1
