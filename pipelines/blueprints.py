@@ -45,7 +45,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.errors import DANGLING_EDGE, DUPLICATE_ID, Issue, TemplateError
+from pipelines.errors import DANGLING_EDGE, DUPLICATE_ID, UNKNOWN_PORT, Issue, TemplateError
 from pipelines.graph import BLUEPRINT_REF_RE, _copy
 from pipelines.templating import split_template
 
@@ -193,13 +193,13 @@ class _Expander:
     def check_structure(self, doc: Mapping, prefix: str) -> None:
         """Structural checks of a blueprint's own nodes and edges, once per blueprint version.
 
-        Dangling edges and duplicate ids are left to expansion, which understands ports.
+        Dangling edges, ports and duplicate ids are left to expansion, which knows the ports.
         """
         from pipelines.structure import parse_structure
 
         _, issues, _ = parse_structure({"nodes": doc.get("nodes"), "edges": doc.get("edges")})
         for issue in issues:
-            if issue.code not in (DANGLING_EDGE, DUPLICATE_ID):
+            if issue.code not in (DANGLING_EDGE, DUPLICATE_ID, UNKNOWN_PORT):
                 self.issue(prefix + issue.path, issue.message, issue.code)
 
     def check_ports_bound(self, scope: _Scope) -> None:

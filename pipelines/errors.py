@@ -35,6 +35,7 @@ INVALID_FIELD = "invalid_field"
 INVALID_BRANCH = "invalid_branch"
 INVALID_REFERENCE = "invalid_reference"
 DUPLICATE_EDGE = "duplicate_edge"
+UNKNOWN_PORT = "unknown_port"
 
 ISSUE_CODES = frozenset(
     {
@@ -53,6 +54,7 @@ ISSUE_CODES = frozenset(
         INVALID_BRANCH,
         INVALID_REFERENCE,
         DUPLICATE_EDGE,
+        UNKNOWN_PORT,
     }
 )
 

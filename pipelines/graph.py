@@ -30,6 +30,8 @@ from pipelines.documents import (  # noqa: F401  re-exported: callers import the
 from pipelines.errors import CycleError, GraphError, NodeNotFound
 
 ID_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+# A blueprint's input/output port name, as in an edge end "alias:port".
+PORT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 # Blueprint expansion namespaces ids as "<alias>/<id>"; only expanded graphs may use them.
 EXPANDED_ID_RE = re.compile(r"^[a-z0-9_-]{1,64}(/[a-z0-9_-]{1,64})*$")
 BLUEPRINT_REF_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)@([1-9][0-9]*)$")
@@ -177,20 +179,47 @@ class Node:
 
 @dataclass(frozen=True)
 class Edge:
-    """A dependency ``source -> target``; ``branch`` is set only on edges leaving a condition."""
+    """A dependency ``source -> target``; ``branch`` is set only on edges leaving a condition.
+
+    ``source`` and ``target`` are node ids. An end at a blueprint instance may name one of its
+    ports (``from: "harvest:out"``): the node id is then ``harvest`` and the port ``out``.
+    """
 
     source: str
     target: str
     delivery: str = "local"
     branch: str | None = None
+    source_port: str | None = None
+    target_port: str | None = None
+
+    @property
+    def source_end(self) -> str:
+        """The ``from`` end as written: ``id`` or ``id:port``."""
+        return endpoint(self.source, self.source_port)
+
+    @property
+    def target_end(self) -> str:
+        """The ``to`` end as written: ``id`` or ``id:port``."""
+        return endpoint(self.target, self.target_port)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"from": self.source, "to": self.target}
+        out: dict[str, Any] = {"from": self.source_end, "to": self.target_end}
         if self.delivery != "local":
             out["delivery"] = self.delivery
         if self.branch is not None:
             out["branch"] = self.branch
         return out
+
+
+def split_endpoint(end: str) -> tuple[str, str | None]:
+    """``"harvest:out"`` -> ``("harvest", "out")``; ``"load"`` -> ``("load", None)``."""
+    node_id, sep, port = end.partition(":")
+    return node_id, (port if sep else None)
+
+
+def endpoint(node_id: str, port: str | None = None) -> str:
+    """The inverse of ``split_endpoint``."""
+    return node_id if port is None else f"{node_id}:{port}"
 
 
 @dataclass(frozen=True)

@@ -200,8 +200,9 @@ def plan_deployment(
 def _structure_issues(graph: Mapping, covered: set[str]) -> list[Issue]:
     """Structural issues of the top-level document that expansion does not already report.
 
-    Expansion resolves ports (``harvest:in``), which structure cannot, so its ``dangling_edge``
-    reports are dropped in favour of expansion's own.
+    Structure knows only that ``harvest:in`` names a blueprint node; expansion knows whether the
+    blueprint declares the port, so structure's ``dangling_edge`` reports are dropped in favour
+    of expansion's own (and its ``unknown_port`` reports at the same path are deduplicated).
     """
     from pipelines.structure import parse_structure
 

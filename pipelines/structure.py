@@ -24,6 +24,7 @@ from pipelines.graph import (
     ID_RE,
     NODE_FIELDS,
     NODE_KINDS,
+    PORT_RE,
     RETRY_FIELDS,
     TEMPLATE_REF_RE,
     CompensationSpec,
@@ -36,6 +37,7 @@ from pipelines.graph import (
     find_cycle,
     is_int,
     is_number,
+    split_endpoint,
 )
 
 MAX_CYCLES_REPORTED = 10
@@ -99,11 +101,12 @@ def parse_structure(doc: Any, *, expanded: bool = False):
         edge = _parse_edge(raw, f"edges[{i}]", issues, kinds)
         if edge is None:
             continue
-        key = (edge.source, edge.target, edge.branch)
+        key = (edge.source_end, edge.target_end, edge.branch)
         if key in seen_edges:
             issues.append(Issue(
                 f"edges[{i}]",
-                f"duplicate edge {edge.source!r} -> {edge.target!r} (same as edges[{seen_edges[key]}]); "
+                f"duplicate edge {edge.source_end!r} -> {edge.target_end!r} "
+                f"(same as edges[{seen_edges[key]}]); "
                 "remove one",
                 E.DUPLICATE_EDGE,
             ))
@@ -275,15 +278,14 @@ def _parse_edge(raw: Any, p: str, issues: list[Issue], kinds: dict) -> Edge | No
     for key in sorted(set(raw) - EDGE_FIELDS):
         issues.append(Issue(f"{p}.{key}", f"unknown edge field {key!r}; known fields: "
                                           f"{', '.join(sorted(EDGE_FIELDS))}", E.INVALID_FIELD))
-    ends = {}
-    for key, word in (("from", "from"), ("to", "to")):
+    ends, ports = {}, {}
+    for key in ("from", "to"):
         value = raw.get(key)
         if not isinstance(value, str) or not value:
             issues.append(_bad(f"{p}.{key}", f"edge '{key}'", "a node id", value))
-        elif value not in kinds:
-            issues.append(Issue(f"{p}.{key}", f"edge {word} unknown node {value!r}; add the node "
-                                              "or remove the edge", E.DANGLING_EDGE))
-        ends[key] = value
+            ends[key], ports[key] = value, None
+        else:
+            ends[key], ports[key] = _parse_end(value, f"{p}.{key}", key, kinds, issues)
     source, target = ends["from"], ends["to"]
     if isinstance(source, str) and source and source == target:
         issues.append(Issue(p, f"edge from {source!r} to itself; a node cannot depend on itself, "
@@ -308,7 +310,30 @@ def _parse_edge(raw: Any, p: str, issues: list[Issue], kinds: dict) -> Edge | No
                                 E.INVALID_BRANCH))
     if len(issues) != start:
         return None
-    return Edge(source=source, target=target, delivery=delivery, branch=branch)
+    return Edge(source=source, target=target, delivery=delivery, branch=branch,
+                source_port=ports["from"], target_port=ports["to"])
+
+
+def _parse_end(value: str, p: str, word: str, kinds: dict, issues: list[Issue]):
+    """``(node id, port or None)`` of one edge end; reports unknown nodes and misplaced ports.
+
+    Only a blueprint instance has ports (``harvest:in``); whether the blueprint declares that
+    port is the planner's question, since only it has the blueprint.
+    """
+    node_id, port = split_endpoint(value)
+    if node_id not in kinds:
+        hint = f" (in {value!r})" if port is not None else ""
+        issues.append(Issue(p, f"edge {word} unknown node {node_id!r}{hint}; add the node or "
+                               "remove the edge", E.DANGLING_EDGE))
+    elif port is not None and kinds[node_id][0] != "blueprint":
+        issues.append(Issue(p, f"edge {word} {value!r}: node {node_id!r} is not a blueprint "
+                               f"instance and has no ports; write {node_id!r} without "
+                               f"':{port}'", E.UNKNOWN_PORT))
+    elif port is not None and not PORT_RE.match(port):
+        issues.append(Issue(p, f"edge {word} {value!r} has an invalid port name {port!r}; write "
+                               f"'{node_id}:<port>' with 1-64 letters, digits, '_' or '-', or "
+                               f"{node_id!r} for its only port", E.UNKNOWN_PORT))
+    return node_id, port
 
 
 def _check_conditions(raw_edges: list, kinds: dict, issues: list[Issue]) -> None:

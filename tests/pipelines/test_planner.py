@@ -306,3 +306,32 @@ def test_adapter_placement_override_and_unknown_adapter_key():
     p = plan(placement={"harvest/store->load/landing-read": "gpu", "a->b/landing-read": "gpu"})
     assert jobs(p)["harvest/store->load/landing-read"].group == "gpu"
     assert error_codes(p) == [("unknown_target", "placement.a->b/landing-read")]
+
+
+# --------------------------------------------------------------------------- ports
+
+
+def test_named_ports_plan_like_single_ports():
+    g = base_graph()
+    g["edges"] = [{"from": "refresh", "to": "harvest:in"},
+                  {"from": "harvest:out", "to": "load", "delivery": "landing"}]
+    named, single = plan(g), plan()
+    assert named.errors == ()
+    assert named.jobs == single.jobs and named.edges == single.edges
+
+
+@pytest.mark.parametrize(
+    "edge, expected",
+    [
+        pytest.param({"from": "refresh", "to": "harvest:nope"}, ("unknown_port", "edges[2].to"),
+                     id="undeclared-port"),
+        pytest.param({"from": "refresh:out", "to": "load"}, ("unknown_port", "edges[2].from"),
+                     id="port-on-a-step"),
+        pytest.param({"from": "refresh", "to": "ghost:in"}, ("dangling_edge", "edges[2].to"),
+                     id="unknown-node"),
+    ],
+)
+def test_bad_port_ends_are_reported_once(edge, expected):
+    g = base_graph()
+    g["edges"].append(edge)
+    assert error_codes(plan(g)) == [expected]
