@@ -36,6 +36,9 @@ def _flatten(detail: Any, prefix: str = "") -> list[dict[str, str]]:
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
         return Response(exc.to_dict(), status=exc.status_code)
+    if isinstance(exc, RecursionError):
+        # json.load and yaml give up on absurdly nested bodies this way; it is the client's error.
+        exc = drf.ParseError("the request body is nested too deeply; flatten it")
     if isinstance(exc, Http404):
         exc = drf.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -1,2 +1,15 @@
 """Routes of the workflows app."""
-urlpatterns: list = []
+from django.urls import path
+
+from controlplane.workflows import api
+
+urlpatterns = [
+    path("workflows", api.WorkflowListApi.as_view(), name="workflow-list"),
+    path("workflows/<int:workflow_id>", api.WorkflowDetailApi.as_view(), name="workflow-detail"),
+    path("workflows/<int:workflow_id>/validate", api.WorkflowValidateApi.as_view(), name="workflow-validate"),
+    path("workflows/<int:workflow_id>/publish", api.WorkflowPublishApi.as_view(), name="workflow-publish"),
+    path("workflows/<int:workflow_id>/status", api.WorkflowStatusApi.as_view(), name="workflow-status"),
+    path("workflows/<int:workflow_id>/versions", api.WorkflowVersionListApi.as_view(), name="workflow-version-list"),
+    path("versions/<int:version_id>", api.VersionDetailApi.as_view(), name="version-detail"),
+    path("versions/<int:version_id>/diff", api.VersionDiffApi.as_view(), name="version-diff"),
+]

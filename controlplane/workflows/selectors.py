@@ -1,0 +1,70 @@
+"""Reads of the workflows app, always scoped to the caller's companies (others' objects: 404)."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Count, Max, QuerySet
+
+from controlplane.core.errors import NotFound
+from controlplane.tenancy.access import member_company_ids
+from controlplane.tenancy.selectors import is_db_id
+from controlplane.workflows.models import Workflow, WorkflowVersion
+from pipelines.validation import ValidationReport, validate_graph
+
+
+def workflow_list(
+    *, user, project_id: int | None = None, company_id: int | None = None, status: str | None = None
+) -> QuerySet[Workflow]:
+    workflows = (
+        Workflow.objects.filter(project__company_id__in=member_company_ids(user))
+        .select_related("project", "created_by")
+        .annotate(version_count=Count("versions"), latest_version_number=Max("versions__number"))
+        .order_by("project_id", "slug")
+    )
+    if project_id is not None:
+        workflows = workflows.filter(project_id=project_id)
+    if company_id is not None:
+        workflows = workflows.filter(project__company_id=company_id)
+    if status is not None:
+        workflows = workflows.filter(status=status)
+    return workflows
+
+
+def workflow_get(*, user, workflow_id: int) -> Workflow:
+    workflow = workflow_list(user=user).filter(pk=workflow_id).first() if is_db_id(workflow_id) else None
+    if workflow is None:
+        raise NotFound("workflow not found", path="workflow")
+    return workflow
+
+
+def version_list(*, user, workflow: Workflow) -> QuerySet[WorkflowVersion]:
+    return (
+        WorkflowVersion.objects.filter(workflow=workflow, workflow__project__company_id__in=member_company_ids(user))
+        .select_related("workflow", "published_by")
+        .order_by("number")
+    )
+
+
+def version_get(*, user, version_id: int, path: str | None = None) -> WorkflowVersion:
+    if not is_db_id(version_id):
+        raise NotFound("version not found", path=path)
+    version = (
+        WorkflowVersion.objects.filter(pk=version_id, workflow__project__company_id__in=member_company_ids(user))
+        .select_related("workflow__project", "published_by")
+        .first()
+    )
+    if version is None:
+        raise NotFound("version not found", path=path)
+    return version
+
+
+def graph_validation(graph: Any) -> ValidationReport:
+    """Every issue of a graph document, with paths; never raises."""
+    return validate_graph(graph)
+
+
+def version_diff(*, older: WorkflowVersion, newer: WorkflowVersion):
+    """`pipelines.diff.GraphDiff` from `older`'s graph to `newer`'s."""
+    from pipelines.diff import diff_graphs
+
+    return diff_graphs(older.graph, newer.graph)
