@@ -36,7 +36,7 @@ class AcceptDriftIn(serializers.Serializer):
 class PlanOut(serializers.ModelSerializer):
     workflow = serializers.IntegerField(source="workflow_id")
     version = serializers.IntegerField(source="version.number")
-    version_id = serializers.IntegerField(source="version_id")
+    version_id = serializers.IntegerField()
 
     class Meta:
         model = DeploymentPlan
@@ -57,7 +57,7 @@ class DeploymentOut(serializers.ModelSerializer):
     workflow = serializers.IntegerField(source="workflow_id")
     workflow_slug = serializers.CharField(source="workflow.slug")
     version = serializers.IntegerField(source="version.number")
-    version_id = serializers.IntegerField(source="version_id")
+    version_id = serializers.IntegerField()
     accepts_executions = serializers.SerializerMethodField()
 
     class Meta:

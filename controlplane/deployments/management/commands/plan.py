@@ -32,6 +32,11 @@ def _pairs(values: list[str], option: str, cast=str) -> dict:
 class Command(BaseCommand):
     help = "Plan a workflow version onto the fleet and print the diff (exit 0 no changes, 2 changes, 1 errors)."
 
+    def add_base_argument(self, parser, *args, **kwargs):
+        if "--version" in args:  # Django's own --version would shadow the workflow version option
+            return
+        super().add_base_argument(parser, *args, **kwargs)
+
     def add_arguments(self, parser):
         parser.add_argument("--company", required=True, help="Company slug.")
         parser.add_argument("--project", help="Project slug (needed when the workflow slug is ambiguous).")
