@@ -49,6 +49,7 @@ def delivery_of(task) -> Delivery:
 
 def republish(request: dict[str, Any], queue: str):
     """Publish a stored request again to `queue`, keeping its task id and canvas options."""
+    from workers import tasks as _registered  # noqa: F401  (the control plane has not autodiscovered them)
     from workers.celery import app
 
     task = app.tasks[request["task"]]

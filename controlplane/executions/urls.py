@@ -1,2 +1,12 @@
 """Routes of the executions app."""
-urlpatterns: list = []
+from django.urls import path
+
+from controlplane.executions import api
+
+urlpatterns = [
+    path("executions", api.ExecutionListApi.as_view(), name="execution-list"),
+    path("executions/<str:execution_id>", api.ExecutionDetailApi.as_view(), name="execution-detail"),
+    path("executions/<str:execution_id>/timeline", api.ExecutionTimelineApi.as_view(), name="execution-timeline"),
+    path("executions/<str:execution_id>/events", api.ExecutionEventsApi.as_view(), name="execution-events"),
+    path("executions/<str:execution_id>/cancel", api.ExecutionCancelApi.as_view(), name="execution-cancel"),
+]

@@ -1,0 +1,109 @@
+"""Reads of the executions app: tenant-scoped lists, the timeline, the event log."""
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from django.db.models import QuerySet
+
+from controlplane.core.errors import NotFound
+from controlplane.executions.models import Execution, ExecutionEvent, StepRun
+from controlplane.tenancy.access import member_company_ids
+
+
+def execution_list(
+    *,
+    user,
+    status: str | None = None,
+    workflow_id: int | None = None,
+    version_id: int | None = None,
+    created_after=None,
+    created_before=None,
+) -> QuerySet:
+    """Executions of the caller's companies, newest first, filtered."""
+    qs = Execution.objects.filter(company_id__in=member_company_ids(user)).select_related(
+        "version__workflow", "company"
+    )
+    if status:
+        qs = qs.filter(status=status)
+    if workflow_id is not None:
+        qs = qs.filter(version__workflow_id=workflow_id)
+    if version_id is not None:
+        qs = qs.filter(version_id=version_id)
+    if created_after is not None:
+        qs = qs.filter(created_at__gte=created_after)
+    if created_before is not None:
+        qs = qs.filter(created_at__lt=created_before)
+    return qs.order_by("-created_at")
+
+
+def execution_get(*, user, execution_id) -> Execution:
+    """One execution of the caller's companies; another tenant's (or a malformed id) is a 404."""
+    try:
+        return execution_list(user=user).get(pk=execution_id)
+    except (Execution.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"execution {execution_id} not found") from None
+    except Exception as exc:  # a malformed UUID raises ValidationError from the field
+        if type(exc).__name__ == "ValidationError":
+            raise NotFound(f"execution {execution_id} not found") from None
+        raise
+
+
+def execution_events(*, execution: Execution, after: int = 0, limit: int = 1000) -> QuerySet:
+    return ExecutionEvent.objects.filter(execution=execution, seq__gt=after).order_by("seq")[:limit]
+
+
+def _ms(start, end) -> int | None:
+    return int((end - start).total_seconds() * 1000) if start and end else None
+
+
+def _entry(attempts: list[StepRun]) -> dict[str, Any]:
+    last = attempts[-1]
+    started = attempts[0].started_at
+    return {
+        "node_id": last.node_id,
+        "shard": last.shard,
+        "shard_count": last.shard_count,
+        "status": last.status,
+        "attempts": len(attempts),
+        "group": last.group,
+        "queue": last.queue,
+        "worker": last.worker,
+        "started_at": started,
+        "finished_at": last.finished_at,
+        "duration_ms": _ms(started, last.finished_at),
+        "input": last.input,
+        "output": last.output,
+        "error": last.error,
+        "attempt_history": [
+            {"attempt": a.attempt, "status": a.status, "worker": a.worker, "started_at": a.started_at,
+             "finished_at": a.finished_at, "duration_ms": a.duration_ms, "error": a.error}
+            for a in attempts
+        ],
+    }
+
+
+def execution_timeline(*, execution: Execution) -> dict[str, Any]:
+    """Per step and shard: status, attempts, group, worker, timing, input, output, error; then the
+    compensations; and the run's total duration. Steps in graph order, shards by index."""
+    grouped: dict[tuple[bool, str, int], list[StepRun]] = defaultdict(list)
+    for run in StepRun.objects.filter(execution=execution).order_by("attempt"):
+        grouped[(run.is_compensation, run.node_id, run.shard)].append(run)
+    order = {job["id"]: i for i, job in enumerate(execution.graph.get("jobs", []))}
+
+    def entries(compensation: bool) -> list[dict[str, Any]]:
+        keys = sorted((k for k in grouped if k[0] == compensation), key=lambda k: (order.get(k[1], 1e9), k[2]))
+        return [_entry(grouped[k]) for k in keys]
+
+    compensations = entries(True)
+    compensations.sort(key=lambda e: e["started_at"] or execution.created_at)
+    return {
+        "execution": str(execution.pk),
+        "status": execution.status,
+        "started_at": execution.started_at,
+        "finished_at": execution.finished_at,
+        "duration_ms": _ms(execution.started_at, execution.finished_at),
+        "steps": entries(False),
+        "compensations": compensations,
+        "error": execution.error,
+    }

@@ -1,0 +1,47 @@
+"""kill -9 of a worker in the middle of a step: the run completes and the side effect happens once."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from controlplane.executions.models import EventType, ExecutionStatus, StepRun, StepStatus
+from controlplane.executions.services import execution_start
+from controlplane.fleet.services import fleet_sweep
+from tests.controlplane.executions.builders import edges, job, make_version
+from tests.e2e.engine_support import WORKER_ENV, fleet, recorder, wait_for_end, wait_live  # noqa: F401
+from tests.e2e.harness import wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+def test_kill_9_mid_step_is_recovered_and_the_side_effect_happens_once(
+    fleet, recorder, start_worker, project, owner, settings
+):
+    settings.WORKER_OFFLINE_AFTER_S = 2
+    recorder.hold["/charge"] = threading.Event()
+    version = make_version(project, [
+        job("before", group="load"),
+        job("charge", "http", config={"url": recorder.url("/charge"), "method": "POST", "json": {"amount": 5}},
+            timeout_s=30),
+        job("after", group="load"),
+    ], edges(("before", "charge"), ("charge", "after")), user=owner)
+
+    execution, _ = execution_start(version=version, input={}, user=owner)
+    wait_until(lambda: "/charge" in recorder.paths(), timeout=20, what="the charge request")
+    fleet.workers["ingest"].kill9()
+    replacement = start_worker([fleet.queue("ingest")], "ingest2@e2e", extra_env=WORKER_ENV)
+
+    wait_until(lambda: fleet_sweep() or StepRun.objects.filter(execution=execution, status=StepStatus.LOST).exists(),
+               timeout=20, interval=0.25, what="the killed worker to be swept offline")
+    recorder.hold["/charge"].set()
+    execution = wait_for_end(execution, timeout=30)
+
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    assert recorder.effects["/charge"] == 1
+    assert recorder.paths().count("/charge") == 2  # the same Idempotency-Key, presented twice
+    charge = list(StepRun.objects.filter(execution=execution, node_id="charge").order_by("attempt")
+                  .values_list("attempt", "status", "worker"))
+    assert charge == [(1, "lost", "ingest1@e2e"), (2, "succeeded", replacement.hostname)]
+    assert execution.events.filter(type=EventType.STEP_LOST).count() == 1
+    assert len({run.task_id for run in StepRun.objects.filter(execution=execution, node_id="charge")}) == 1
