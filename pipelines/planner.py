@@ -45,6 +45,7 @@ from pipelines.job_diff import (  # noqa: F401  re-exported: callers import them
     diff_jobs,
     summarize,
 )
+from pipelines.secrets import MISSING_SECRET, secret_issues  # noqa: F401  MISSING_SECRET re-exported
 
 FORMAT_VERSION = 1
 STEP, LANDING_WRITE, LANDING_READ = "step", "landing_write", "landing_read"
@@ -53,7 +54,6 @@ MISSING_GROUP = "missing_group"
 UNKNOWN_GROUP = "unknown_group"
 NO_LIVE_WORKER = "no_live_worker"
 UNSUPPORTED_STEP_TYPE = "unsupported_step_type"
-MISSING_SECRET = "missing_secret"
 UNKNOWN_TARGET = "unknown_target"
 CAPACITY = "capacity"
 
@@ -327,7 +327,7 @@ def _check_jobs(drafts: Iterable[_Draft], fleet: FleetSnapshot, secrets: frozens
         path = d.type_path[: -len(".type")] if d.kind == STEP else d.source
         if d.kind == STEP:
             errors.extend(registry.issues(d.type, d.config, f"{path}.config", d.type_path))
-        _check_secrets(d.config, f"{path}.config", secrets, errors)
+        errors.extend(secret_issues(d.config, f"{path}.config", secrets))
         comp = d.compensate
         if isinstance(comp, Mapping) and comp.get("type"):
             comp_path = f"{path}.compensate"
@@ -341,7 +341,7 @@ def _check_jobs(drafts: Iterable[_Draft], fleet: FleetSnapshot, secrets: frozens
                                     f"advertised by group {comp_group!r}", UNSUPPORTED_STEP_TYPE))
             errors.extend(registry.issues(comp["type"], comp.get("config") or {}, f"{comp_path}.config",
                                           f"{comp_path}.type"))
-            _check_secrets(comp.get("config") or {}, f"{comp_path}.config", secrets, errors)
+            errors.extend(secret_issues(comp.get("config") or {}, f"{comp_path}.config", secrets))
 
 
 def _group_state(group, path, fleet: FleetSnapshot, errors) -> GroupState | None:
@@ -357,23 +357,6 @@ def _group_state(group, path, fleet: FleetSnapshot, errors) -> GroupState | None
                             "or place the job elsewhere", NO_LIVE_WORKER))
         return None
     return state
-
-
-def _check_secrets(value, path: str, secrets: frozenset[str], errors: list[Issue]) -> None:
-    if isinstance(value, dict):
-        name = value.get("$secret")
-        if name is not None:
-            if name not in secrets:
-                errors.append(Issue(path, f"secret {name!r} does not exist; create it or fix the reference",
-                                    MISSING_SECRET))
-            return
-        for key, item in value.items():
-            if isinstance(item, (dict, list)):
-                _check_secrets(item, f"{path}.{key}", secrets, errors)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            if isinstance(item, (dict, list)):
-                _check_secrets(item, f"{path}[{i}]", secrets, errors)
 
 
 class _StepRegistry:
@@ -411,29 +394,7 @@ class _StepRegistry:
             out.append(Issue(type_path, f"unknown step type {type_name!r}; use a registered step type",
                              E.UNKNOWN_STEP_TYPE))
             return out
-        return out + list(step.validate_config(_secrets_as_text(config), config_path))
-
-
-def _secrets_as_text(value):
-    """``{"$secret": name}`` -> ``"<secret:name>"`` so schema checks see the string it resolves to.
-
-    Only for validation; the rendered spec keeps the reference. Copies only what it changes.
-    """
-    if isinstance(value, dict):
-        if isinstance(value.get("$secret"), str) and len(value) == 1:
-            return f"<secret:{value['$secret']}>"
-        out = None
-        for key, item in value.items():
-            if isinstance(item, (dict, list)):
-                new = _secrets_as_text(item)
-                if new is not item:
-                    out = dict(value) if out is None else out
-                    out[key] = new
-        return value if out is None else out
-    if isinstance(value, list):
-        new = [_secrets_as_text(item) for item in value]
-        return value if all(a is b for a, b in zip(new, value)) else new
-    return value
+        return out + list(step.validate_config(config, config_path))
 
 
 def _check_capacity(drafts: Iterable[_Draft], fleet: FleetSnapshot, warnings: list[Issue]) -> None:

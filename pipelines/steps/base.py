@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from pipelines import errors as E
 from pipelines.errors import Issue, StepConfigError
+from pipelines.secrets import is_secret_ref, malformed_ref_issue, malformed_secret_refs
 from pipelines.templating import has_template
 
 FIELD_TYPES = ("string", "number", "integer", "boolean", "object", "array", "any")
@@ -53,9 +54,20 @@ class Field:
             object.__setattr__(self, "choices", tuple(self.choices))
 
     def check(self, value: Any, path: str, key: str) -> list[Issue]:
-        """Issues for one present value; a templated string passes, it is rendered at run time."""
+        """Issues for one present value; a templated string passes, it is rendered at run time.
+
+        A secret reference ``{"$secret": name}`` passes where text is accepted (a string
+        without choices, or any value): it is resolved to text right before ``run``.
+        """
         if has_template(value):
             return []
+        if is_secret_ref(value):
+            return self._check_secret_ref(path, key)
+        if self.type in ("object", "array", "any"):
+            # Free-form values may hold references anywhere; only malformed ones are wrong.
+            malformed = [malformed_ref_issue(p) for p in malformed_secret_refs(value, path)]
+            if malformed:
+                return malformed
         if not _TYPE_CHECKS[self.type](value):
             return [Issue(path, f"config {key!r} must be {_article(self.type)}, "
                                 f"got {_json_type(value)}", E.INVALID_CONFIG)]
@@ -71,6 +83,16 @@ class Field:
                 return [Issue(path, f"config {key!r} is {value}; it must be <= {self.maximum:g}",
                               E.INVALID_CONFIG)]
         return []
+
+    def _check_secret_ref(self, path: str, key: str) -> list[Issue]:
+        if self.type == "any" or (self.type == "string" and self.choices is None):
+            return []
+        if self.type == "string":
+            allowed = ", ".join(repr(c) for c in self.choices or ())
+            return [Issue(path, f"config {key!r} must be one of {allowed}; a secret cannot be "
+                                "checked against them, write the value itself", E.INVALID_CONFIG)]
+        return [Issue(path, f"config {key!r} must be {_article(self.type)}; a secret reference "
+                            "stands for text, write the value itself", E.INVALID_CONFIG)]
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.type, "required": self.required,

@@ -47,7 +47,8 @@ class HttpStep(StepType):
     config_schema = {
         "url": Field("string", required=True, description="absolute http(s) URL"),
         "method": Field("string", default="GET", choices=METHODS),
-        "headers": Field("object", default={}, description="header name -> string value"),
+        "headers": Field("object", default={},
+                         description='header name -> string value or {"$secret": name}'),
         "json": Field("any", description="request body, sent as JSON"),
         "timeout_s": Field("number", default=10, minimum=0.001, maximum=3600),
     }
@@ -62,9 +63,12 @@ class HttpStep(StepType):
         headers = config.get("headers")
         if isinstance(headers, dict):
             for name, value in headers.items():
-                if not isinstance(value, str):
-                    issues.append(Issue(f"{path}.headers.{name}", f"header {name!r} must be a "
-                                        "string; quote the value", E.INVALID_CONFIG))
+                # A secret reference is text at run time; a malformed one the Field check reported.
+                if isinstance(value, str) or (isinstance(value, dict) and "$secret" in value):
+                    continue
+                issues.append(Issue(f"{path}.headers.{name}", f"header {name!r} must be a "
+                                    'string or {"$secret": name}; quote the value',
+                                    E.INVALID_CONFIG))
         return issues
 
     def run(self, config: dict, ctx: StepContext) -> Any:

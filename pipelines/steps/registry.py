@@ -1,11 +1,16 @@
-"""The step-type registry: type name -> one shared, stateless ``StepType`` instance."""
+"""The step-type registry: type name -> one shared, stateless ``StepType`` instance, and
+``render_step_config`` / ``run_step``, which take a step spec through render, secret
+resolution and ``run``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipelines.errors import PipelineError, StepConfigError
+from pipelines import errors as E
+from pipelines.errors import Issue, PipelineError, StepConfigError, StepFailed
+from pipelines.secrets import MISSING_SECRET, find_secret_refs, redact, resolve_secret_refs
 from pipelines.steps.base import StepContext, StepType
 from pipelines.templating import render
 
@@ -82,18 +87,102 @@ class StepSpec:
         return self.step_type.validate_config(self.config, path)
 
 
-def run_step(spec: StepSpec | dict, ctx: StepContext, *, render_templates: bool = True) -> Any:
-    """Validate, render against ``ctx.context``, fill defaults and run one step.
+def render_step_config(spec: StepSpec | dict, ctx: StepContext | Mapping) -> dict:
+    """Validate ``spec`` and render its templates against ``ctx.context`` (or a context mapping).
 
-    Raises ``StepConfigError`` for a bad config, ``TemplateError`` for a failing template,
-    ``StepFailed`` from the step itself.
+    The result still holds ``{"$secret": name}`` references: it is what the engine may store
+    as a step's input. Only references written in the spec survive; a template that renders
+    to a reference (say, from a step's output) is refused, so run-time data can never choose
+    which secret gets resolved. Raises ``StepConfigError`` or ``TemplateError``.
     """
-    if isinstance(spec, dict):
-        spec = StepSpec.from_dict(spec)
+    spec = _as_spec(spec)
     step_type = spec.step_type
     step_type.check_config(spec.config)
-    config = render(spec.config, ctx.context) if render_templates else spec.config
-    if render_templates and config != spec.config:
+    context = ctx.context if isinstance(ctx, StepContext) else ctx
+    config = render(spec.config, context)
+    if config != spec.config:
+        _check_rendered_refs(spec.config, config)
         # Templates may render to values of the wrong type; check the rendered form too.
         step_type.check_config(config)
-    return step_type.run(step_type.with_defaults(config), ctx)
+    return config
+
+
+def run_step(spec: StepSpec | dict, ctx: StepContext, *, render_templates: bool = True,
+             secret_resolver: Callable[[str], str] | None = None) -> Any:
+    """Validate, render against ``ctx.context``, resolve secrets, fill defaults and run one step.
+
+    ``render_templates=False`` runs a config the caller already rendered (with
+    ``render_step_config``). Secret references are resolved with ``secret_resolver(name)``
+    after rendering, right before ``run``; without a resolver a config holding references is
+    refused. A resolved value that shows up in a failure's message or details is replaced by
+    ``<secret:name>``.
+
+    Raises ``StepConfigError`` for a bad config or an unresolvable secret, ``TemplateError``
+    for a failing template, ``StepFailed`` from the step itself.
+    """
+    spec = _as_spec(spec)
+    step_type = spec.step_type
+    if render_templates:
+        config = render_step_config(spec, ctx)
+    else:
+        step_type.check_config(spec.config)
+        config = spec.config
+    refs = find_secret_refs(config)
+    if not refs:
+        return step_type.run(step_type.with_defaults(config), ctx)
+    values = _resolve_all(refs, secret_resolver, step_type.name)
+    config = resolve_secret_refs(config, values.__getitem__)
+    try:
+        return step_type.run(step_type.with_defaults(config), ctx)
+    except StepFailed as exc:
+        message, details = redact(exc.message, values), redact(exc.details, values)
+        if message == exc.message and details == exc.details:
+            raise
+        raise StepFailed(message, retryable=exc.retryable, details=details) from None
+    except Exception as exc:
+        if not any(text and text in str(exc) for text in values.values()):
+            raise
+        raise StepFailed(f"{type(exc).__name__}: {redact(str(exc), values)}", retryable=True,
+                         details={"reason": "exception"}) from None
+
+
+def _as_spec(spec: StepSpec | dict) -> StepSpec:
+    return StepSpec.from_dict(spec) if isinstance(spec, dict) else spec
+
+
+def _check_rendered_refs(before: dict, after: dict) -> None:
+    written = set(find_secret_refs(before))
+    extra = [(path, name) for path, name in find_secret_refs(after) if (path, name) not in written]
+    if extra:
+        issues = [Issue(path, f"a template rendered to a secret reference ({name!r}); write "
+                              '{"$secret": name} in the graph itself', E.INVALID_CONFIG)
+                  for path, name in extra]
+        raise StepConfigError("secret references must be written in the graph, not computed: "
+                              + ", ".join(path for path, _ in extra), issues)
+
+
+def _resolve_all(refs, resolver, type_name: str) -> dict[str, str]:
+    """name -> text for every referenced secret, asking ``resolver`` once per name."""
+    if resolver is None:
+        paths = ", ".join(path for path, _ in refs)
+        raise StepConfigError(f"config of step type {type_name!r} holds secret references "
+                              f"({paths}) but no secret resolver was given; pass "
+                              "secret_resolver to run_step",
+                              [Issue(path, f"secret {name!r} cannot be resolved here",
+                                     MISSING_SECRET) for path, name in refs])
+    values: dict[str, str] = {}
+    for path, name in refs:
+        if name in values:
+            continue
+        try:
+            text = resolver(name)
+        except LookupError:
+            raise StepConfigError(f"{path}: secret {name!r} does not exist; create it or fix "
+                                  "the reference",
+                                  [Issue(path, f"secret {name!r} does not exist",
+                                         MISSING_SECRET)]) from None
+        if not isinstance(text, str):
+            raise StepConfigError(f"{path}: the secret resolver returned "
+                                  f"{type(text).__name__} for {name!r}; it must return text")
+        values[name] = text
+    return values

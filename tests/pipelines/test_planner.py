@@ -335,3 +335,22 @@ def test_bad_port_ends_are_reported_once(edge, expected):
     g = base_graph()
     g["edges"].append(edge)
     assert error_codes(plan(g)) == [expected]
+
+
+@pytest.mark.parametrize(
+    "config, expected",
+    [
+        pytest.param({"url": {"$secret": "api-token"}}, [], id="secret-url"),
+        pytest.param({"url": "https://x.test", "timeout_s": {"$secret": "api-token"}},
+                     [("invalid_config", "nodes[0].config.timeout_s")], id="secret-number"),
+        pytest.param({"url": "https://x.test", "json": {"k": {"$secret": 3}}},
+                     [("invalid_config", "nodes[0].config.json.k")], id="malformed-reference"),
+    ],
+)
+def test_secret_references_are_checked_as_text(config, expected):
+    g = base_graph()
+    g["nodes"][0]["config"] = config
+    p = plan(g)
+    assert error_codes(p) == expected
+    if not expected:
+        assert jobs(p)["refresh"].spec["config"] == config
