@@ -13,11 +13,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from typing import Any, Iterable
 
 _lock = threading.Lock()
 _cache: dict[str, dict[str, Any]] = {}
+
+
+def _reset_lock_in_child() -> None:
+    """A pool child forked while another thread held the lock must not inherit it locked."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock_in_child)
 
 
 class ArtifactError(ValueError):

@@ -117,6 +117,15 @@ class Heartbeat:
         }
 
     # -- the thread -------------------------------------------------------------------------
+    @staticmethod
+    def _release_connections() -> None:
+        """Close this thread's connections even when CONN_MAX_AGE keeps them: a pool child forked
+        while the socket is open would share it (and could close it under us on exit)."""
+        from django.db import close_old_connections, connections
+
+        close_old_connections()
+        connections.close_all()
+
     def beat(self) -> bool:
         from django.db import close_old_connections
 
@@ -139,7 +148,7 @@ class Heartbeat:
             logger.exception("fleet.heartbeat_failed", extra={"hostname": self.hostname, "failures": self.failures})
             return False
         finally:
-            close_old_connections()
+            self._release_connections()
         self.beats += 1
         return True
 
@@ -154,7 +163,7 @@ class Heartbeat:
         except Exception:
             logger.exception("fleet.worker_stopped_failed", extra={"hostname": self.hostname})
         finally:
-            close_old_connections()
+            self._release_connections()
 
     def run(self) -> None:
         while not self._stop.is_set():

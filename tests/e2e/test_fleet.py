@@ -10,6 +10,7 @@ from controlplane.fleet import hooks
 from controlplane.fleet.models import Worker, WorkerStatus
 from controlplane.fleet.services import worker_group_create, workers_mark_offline
 from tests.e2e.harness import wait_until
+from workers.bootsteps import advertised_step_types
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -53,6 +54,7 @@ def test_worker_registers_with_its_group_and_keeps_beating(start_worker, ingest)
     assert worker.concurrency == 2 and worker.pid == proc.pid
     assert worker.status == WorkerStatus.ONLINE and worker.is_live
     assert worker.software_version.startswith("flowplane/")
+    assert worker.step_types == advertised_step_types()  # the step registry's names, when importable
 
     # and it keeps beating
     first = worker.last_heartbeat
