@@ -5,6 +5,7 @@ Another company's object is a 404 on every route. Secret values are write-only.
 """
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import MethodNotAllowed
@@ -29,6 +30,8 @@ def _valid(serializer_class, data, **kwargs):
 
 
 class _Paged(viewsets.GenericViewSet):
+    lookup_value_regex = "[0-9]+"
+
     def paged(self, queryset, serializer_class) -> Response:
         page = self.paginate_queryset(queryset)
         if page is None:
@@ -48,6 +51,7 @@ class BlueprintViewSet(_Paged):
     def list(self, request):
         return self.paged(selectors.blueprint_list(user=request.user, company_id=self.company_filter()), s.BlueprintOut)
 
+    @extend_schema(request=s.BlueprintCreateIn, responses={201: s.BlueprintOut})
     def create(self, request):
         data = _valid(s.BlueprintCreateIn, request.data)
         company = _company(request.user, data["company"], Role.EDITOR, "company")
@@ -60,6 +64,7 @@ class BlueprintViewSet(_Paged):
     def retrieve(self, request, pk=None):
         return Response(s.BlueprintOut(selectors.blueprint_get(user=request.user, blueprint_id=pk)).data)
 
+    @extend_schema(request=s.BlueprintUpdateIn, responses=s.BlueprintOut)
     def update(self, request, pk=None, partial=False):
         blueprint = selectors.blueprint_get(user=request.user, blueprint_id=pk)
         require_role(request.user, blueprint.company_id, Role.EDITOR, what="blueprint")
@@ -76,6 +81,7 @@ class BlueprintViewSet(_Paged):
         services.blueprint_delete(blueprint=blueprint)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(request=s.BlueprintPublishIn, responses={201: s.BlueprintVersionDetailOut, 200: s.BlueprintVersionDetailOut})
     @action(detail=True, methods=["post"], serializer_class=s.BlueprintPublishIn)
     def publish(self, request, pk=None):
         """Publish `{"document": {...}}` (or the document itself as the body): 201 new, 200 unchanged."""
@@ -101,6 +107,9 @@ class BlueprintVersionViewSet(_Paged):
     """Read-only: a published version never changes. Writes are 405 (after the tenancy check)."""
 
     serializer_class = s.BlueprintVersionDetailOut
+
+    def get_queryset(self):
+        return selectors.blueprint_versions_visible(user=self.request.user)
 
     def retrieve(self, request, pk=None):
         return Response(s.BlueprintVersionDetailOut(selectors.blueprint_version_get(user=request.user, version_id=pk)).data)
@@ -128,6 +137,7 @@ class JobTemplateViewSet(_Paged):
     def list(self, request):
         return self.paged(selectors.job_template_list(user=request.user, company_id=self.company_filter()), s.JobTemplateOut)
 
+    @extend_schema(request=s.JobTemplateIn, responses={201: s.JobTemplateOut})
     def create(self, request):
         data = _valid(s.JobTemplateIn, request.data)
         company = _company(request.user, data.pop("company"), Role.EDITOR, "company")
@@ -137,6 +147,7 @@ class JobTemplateViewSet(_Paged):
     def retrieve(self, request, pk=None):
         return Response(s.JobTemplateOut(selectors.job_template_get(user=request.user, template_id=pk)).data)
 
+    @extend_schema(request=s.JobTemplateUpdateIn, responses=s.JobTemplateOut)
     def update(self, request, pk=None):
         template = selectors.job_template_get(user=request.user, template_id=pk)
         require_role(request.user, template.company_id, Role.EDITOR, what="job template")
@@ -166,6 +177,7 @@ class SecretViewSet(_Paged):
     def list(self, request):
         return self.paged(selectors.secret_list(user=request.user, company_id=self.company_filter()), s.SecretOut)
 
+    @extend_schema(request=s.SecretCreateIn, responses={201: s.SecretOut})
     def create(self, request):
         data = _valid(s.SecretCreateIn, request.data)
         company = _company(request.user, data["company"], Role.ADMIN, "company")
@@ -175,6 +187,7 @@ class SecretViewSet(_Paged):
     def retrieve(self, request, pk=None):
         return Response(s.SecretOut(selectors.secret_get(user=request.user, secret_id=pk)).data)
 
+    @extend_schema(request=s.SecretRotateIn, responses=s.SecretOut)
     def update(self, request, pk=None):
         """Rotate: `{"value": "..."}` replaces the value and stamps `rotated_at`."""
         secret = selectors.secret_get(user=request.user, secret_id=pk)

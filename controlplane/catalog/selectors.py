@@ -48,9 +48,14 @@ def blueprint_version_list(*, blueprint: Blueprint) -> QuerySet[BlueprintVersion
     return BlueprintVersion.objects.filter(blueprint=blueprint).select_related("blueprint", "published_by").order_by("number")
 
 
-def blueprint_version_get(*, user, version_id) -> BlueprintVersion:
+def blueprint_versions_visible(*, user) -> QuerySet[BlueprintVersion]:
+    """Every version of the caller's companies' blueprints."""
     queryset = BlueprintVersion.objects.select_related("blueprint", "published_by")
-    return _get(_scoped(queryset, user, field="blueprint__company_id"), version_id, "blueprint version")
+    return _scoped(queryset, user, field="blueprint__company_id").order_by("blueprint_id", "number")
+
+
+def blueprint_version_get(*, user, version_id) -> BlueprintVersion:
+    return _get(blueprint_versions_visible(user=user), version_id, "blueprint version")
 
 
 def blueprint_documents(company_id: int) -> dict[tuple[str, int], dict]:
