@@ -1,0 +1,298 @@
+"""Engine services without workers: claim rules, skip rule, retries, failure, recovery, events."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+from controlplane.core.errors import ApplicationError, Conflict, NotFound
+from controlplane.executions.models import (
+    AppendOnly,
+    DeadLetter,
+    EventType,
+    Execution,
+    ExecutionEvent,
+    ExecutionStatus,
+    StepRun,
+    StepStatus,
+)
+from controlplane.executions.services import (
+    Delivery,
+    event_append,
+    execution_start,
+    locked_execution,
+    step_execute,
+    step_runs_recover_lost,
+)
+from controlplane.fleet.models import Worker
+from tests.controlplane.executions.builders import edges, job, make_group, make_version
+from tests.factories import make_company, make_project, make_user
+
+pytestmark = pytest.mark.django_db
+
+DELIVERY = Delivery(task_id="t-1", worker="ingest1@unit", queue="wg.acme.ingest",
+                    request={"id": "t-1", "task": "flowplane.step"})
+
+
+def start(project, owner, nodes, edge_list=(), **kwargs):
+    version = make_version(project, nodes, edge_list, user=owner)
+    execution, created = execution_start(version=version, input=kwargs.pop("input", {}), user=owner, **kwargs)
+    return execution
+
+
+def step(execution, node_id, shard=0, shards=1, delivery=DELIVERY):
+    return step_execute(execution_id=execution.pk, node_id=node_id, shard=shard, shard_count=shards, delivery=delivery)
+
+
+def statuses(execution):
+    return dict(StepRun.objects.filter(execution=execution, is_compensation=False).values_list("node_id", "status"))
+
+
+class TestClaim:
+    def test_a_step_runs_and_records_its_output_and_events(self, groups, project, owner):
+        execution = start(project, owner, [job("a", "python", config={"callable": "echo", "kwargs": {"n": "{{ .trigger.n }}"}})],
+                          input={"n": 3})
+
+        outcome = step(execution, "a")
+
+        assert (outcome.action, outcome.status) == ("done", "succeeded")
+        run = StepRun.objects.get(execution=execution)
+        assert (run.output, run.input, run.worker, run.attempt) == ({"n": 3}, {"callable": "echo", "kwargs": {"n": 3}},
+                                                                     "ingest1@unit", 1)
+        assert run.request["id"] == "t-1"
+        types = list(execution.events.values_list("type", flat=True))
+        assert types == [EventType.EXECUTION_STARTED, EventType.STEP_STARTED, EventType.STEP_COMPLETED]
+        assert run.completed_seq == 3
+
+    def test_a_redelivered_step_that_already_succeeded_does_not_run_again(self, groups, project, owner):
+        execution = start(project, owner, [job("a")])
+        step(execution, "a")
+
+        again = step(execution, "a")
+
+        assert (again.action, again.status) == ("done", "succeeded")
+        assert StepRun.objects.filter(execution=execution).count() == 1
+
+    def test_a_duplicate_delivery_while_an_attempt_runs_is_ignored(self, groups, project, owner):
+        execution = start(project, owner, [job("a")])
+        StepRun.objects.create(execution=execution, node_id="a", group="ingest", queue="q", status=StepStatus.RUNNING,
+                               worker="other@unit")
+
+        outcome = step(execution, "a")
+
+        assert outcome.action == "ignore"
+        assert StepRun.objects.filter(execution=execution).count() == 1
+
+    def test_a_step_waits_for_its_predecessors(self, groups, project, owner):
+        execution = start(project, owner, [job("a"), job("b")], edges(("a", "b")))
+
+        outcome = step(execution, "b")
+
+        assert outcome.action == "wait" and outcome.countdown > 0
+        assert not StepRun.objects.filter(execution=execution).exists()
+
+    @pytest.mark.parametrize("status", [ExecutionStatus.CANCELLED, ExecutionStatus.COMPENSATING])
+    def test_a_step_of_a_run_that_is_not_running_does_nothing(self, groups, project, owner, status):
+        execution = start(project, owner, [job("a")])
+        Execution.objects.filter(pk=execution.pk).update(status=status)
+
+        assert step(execution, "a").action == "ignore"
+        assert not StepRun.objects.filter(execution=execution).exists()
+
+
+class TestSkipRule:
+    NODES = [
+        job("check", "condition", config={"expression": ".trigger.go"}),
+        job("yes"), job("no"), job("after_no"), job("join"),
+    ]
+    EDGES = edges(("check", "yes", "true"), ("check", "no", "false"), ("no", "after_no"),
+                  ("yes", "join"), ("after_no", "join"))
+
+    @pytest.mark.parametrize("go, taken, skipped", [(True, "yes", {"no", "after_no"}), (False, "no", {"yes"})],
+                             ids=["true-branch", "false-branch"])
+    def test_untaken_branches_are_skipped_and_a_join_with_one_live_edge_runs(self, groups, project, owner, go,
+                                                                             taken, skipped):
+        execution = start(project, owner, self.NODES, self.EDGES, input={"go": go})
+
+        for node in ["check", "yes", "no", "after_no", "join"]:
+            step(execution, node)
+
+        result = statuses(execution)
+        assert {n for n, s in result.items() if s == "skipped"} == skipped
+        assert result[taken] == "succeeded" and result["join"] == "succeeded"
+        assert execution.events.filter(type=EventType.STEP_SKIPPED).count() == len(skipped)
+
+
+class TestFailure:
+    def test_a_retryable_failure_with_attempts_left_asks_for_a_retry(self, groups, project, owner):
+        execution = start(project, owner, [job("f", "fail", retry={"max_attempts": 2, "initial_delay_s": 1,
+                                                                     "jitter": False})])
+
+        outcome = step(execution, "f")
+
+        assert (outcome.action, outcome.countdown) == ("retry", 1.0)
+        assert execution.events.filter(type=EventType.STEP_RETRYING).count() == 1
+        execution.refresh_from_db()
+        assert execution.status == ExecutionStatus.RUNNING
+
+    def test_the_last_attempt_dead_letters_and_starts_the_saga_once(self, groups, project, owner,
+                                                                      django_capture_on_commit_callbacks):
+        execution = start(project, owner, [job("a", "fail", config={"retryable": False}),
+                                           job("b", "fail", config={"retryable": False})])
+
+        from controlplane.executions.services.steps import _claim_step, _record_step
+
+        with django_capture_on_commit_callbacks() as callbacks:
+            run_b, job_b, context_b = _claim_step(execution.pk, "b", 0, 1, DELIVERY)  # b is in flight ...
+            first = step(execution, "a")  # ... when a fails for good
+            second = _record_step(execution.pk, run_b.pk, job_b, {}, None,
+                                  {"message": "boom", "retryable": False, "details": {}}, context_b, DELIVERY)
+
+        assert (first.action, second.action) == ("fail", "fail")
+        execution.refresh_from_db()
+        assert execution.status == ExecutionStatus.COMPENSATING and execution.error["node_id"] == "a"
+        assert DeadLetter.objects.filter(execution=execution).count() == 2
+        assert execution.events.filter(type=EventType.EXECUTION_FAILED).count() == 1
+        assert len(callbacks) == 1  # one saga published, however many branches failed
+
+    def test_a_template_error_is_not_retried(self, groups, project, owner):
+        execution = start(project, owner, [job("a", "log", config={"message": "{{ .nope | error }}"},
+                                              retry={"max_attempts": 5})])
+
+        outcome = step(execution, "a")
+
+        assert outcome.action == "fail"
+        assert StepRun.objects.get(execution=execution).error["retryable"] is False
+
+
+class TestRecovery:
+    def test_running_attempts_of_offline_workers_are_marked_lost_and_republished(
+        self, groups, project, owner, django_capture_on_commit_callbacks
+    ):
+        execution = start(project, owner, [job("a"), job("b")])
+        lost = StepRun.objects.create(execution=execution, node_id="a", group="ingest", queue="wg.acme.ingest",
+                                      status=StepStatus.RUNNING, worker="dead@unit", request={"task": "flowplane.step"})
+        alive = StepRun.objects.create(execution=execution, node_id="b", group="ingest", queue="wg.acme.ingest",
+                                       status=StepStatus.RUNNING, worker="ingest1@unit")
+
+        with django_capture_on_commit_callbacks() as callbacks:
+            assert step_runs_recover_lost(["dead@unit"]) == 1
+
+        lost.refresh_from_db(), alive.refresh_from_db()
+        assert (lost.status, alive.status) == (StepStatus.LOST, StepStatus.RUNNING)
+        assert execution.events.filter(type=EventType.STEP_LOST).get().data["node_id"] == "a"
+        assert len(callbacks) == 1
+
+    def test_the_recovery_hook_is_registered_with_the_fleet(self):
+        from controlplane.fleet import hooks
+
+        assert step_runs_recover_lost in hooks.on_workers_offline
+
+    def test_after_a_lost_attempt_the_redelivery_claims_the_next_attempt(self, groups, project, owner):
+        execution = start(project, owner, [job("a")])
+        StepRun.objects.create(execution=execution, node_id="a", group="ingest", queue="q", status=StepStatus.LOST)
+
+        step(execution, "a")
+
+        assert list(StepRun.objects.filter(execution=execution).order_by("attempt").values_list("attempt", "status")) \
+            == [(1, "lost"), (2, "succeeded")]
+
+
+class TestStart:
+    def test_start_pins_the_graph_and_canvas_and_dispatches_after_commit(self, groups, project, owner,
+                                                                          django_capture_on_commit_callbacks):
+        version = make_version(project, [job("a", timeout_s=5), job("b", group="load", replicas=2)],
+                               edges(("a", "b")), user=owner)
+        with django_capture_on_commit_callbacks() as callbacks:
+            execution, created = execution_start(version=version, input={}, user=owner)
+
+        assert created and execution.status == ExecutionStatus.RUNNING
+        assert [j["id"] for j in execution.graph["jobs"]] == ["a", "b"]
+        assert execution.graph["edges"] == [{"from": "a", "to": "b", "branch": None}]
+        assert execution.canvas["root"]["kind"] == "chain" and execution.canvas["timeouts"] == {"a": 5}
+        assert len(callbacks) == 1
+
+    def test_the_same_key_returns_the_same_execution_and_a_different_input_conflicts(self, groups, project, owner):
+        version = make_version(project, [job("a")], user=owner)
+        first, _ = execution_start(version=version, input={"x": 1}, user=owner, idempotency_key="k")
+        again, created = execution_start(version=version, input={"x": 1}, user=owner, idempotency_key="k")
+        assert again.pk == first.pk and not created
+        with pytest.raises(Conflict) as exc:
+            execution_start(version=version, input={"x": 2}, user=owner, idempotency_key="k")
+        assert exc.value.code == "idempotency_conflict"
+
+    @pytest.mark.parametrize(
+        "nodes, input, error, code, path",
+        [
+            ([job("a")], [1, 2], ApplicationError, "invalid", "input"),
+            ([job("a", group="nowhere")], {}, ApplicationError, "unknown_group", "jobs.a.group"),
+            ([job("a", group="idle")], {}, Conflict, "no_live_worker", "jobs.a.group"),
+            ([job("a", compensate={"type": "noop", "group": "nowhere"})], {}, ApplicationError, "unknown_group",
+             "jobs.a.compensate.group"),
+        ],
+        ids=["input-not-object", "unknown-group", "no-live-worker", "unknown-compensation-group"],
+    )
+    def test_bad_input_is_refused_and_nothing_is_dispatched(self, groups, company, project, owner, nodes, input,
+                                                           error, code, path, django_capture_on_commit_callbacks):
+        make_group(company, "idle")
+        version = make_version(project, nodes, user=owner)
+        with django_capture_on_commit_callbacks() as callbacks, pytest.raises(error) as exc:
+            execution_start(version=version, input=input, user=owner)
+        assert (exc.value.code, exc.value.path) == (code, path)
+        assert not callbacks and not Execution.objects.exists()
+
+    def test_another_tenants_version_is_not_found(self, groups, project, owner, outsider):
+        version = make_version(project, [job("a")], user=owner)
+        with pytest.raises(NotFound):
+            execution_start(version=version, input={}, user=outsider)
+        with pytest.raises(NotFound):
+            execution_start(version=999999, input={}, user=owner)
+
+    def test_a_stale_worker_is_not_live(self, groups, project, owner):
+        Worker.objects.filter(hostname="load1@unit").update(last_heartbeat="2000-01-01T00:00:00Z")
+        with pytest.raises(Conflict) as exc:
+            start(project, owner, [job("a", group="load")])
+        assert exc.value.code == "no_live_worker"
+
+
+class TestEvents:
+    def test_events_are_append_only(self, groups, project, owner):
+        execution = start(project, owner, [job("a")])
+        event = execution.events.get()
+        with pytest.raises(AppendOnly):
+            event.save()
+        with pytest.raises(AppendOnly):
+            event.delete()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_appends_get_dense_unique_sequence_numbers(company, owner):
+    from tests.controlplane.executions.builders import make_live_worker
+
+    project = make_project(company, "conc")
+    make_live_worker("ingest1@unit", make_group(company, "ingest"))
+    execution = start(project, owner, [job("a")])
+    errors = []
+
+    def append(n):
+        try:
+            for _ in range(n):
+                with transaction.atomic():
+                    event_append(execution=locked_execution(execution.pk), type=EventType.STEP_STARTED, data={})
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=append, args=(10,)) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+
+    assert not errors
+    seqs = list(ExecutionEvent.objects.filter(execution=execution).order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(1, 52))
+    execution.refresh_from_db()
+    assert execution.event_seq == 51
