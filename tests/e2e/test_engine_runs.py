@@ -119,3 +119,30 @@ def test_the_same_idempotency_key_twice_gives_one_execution(fleet, project, owne
     done = run_to_end(version, owner, {"a": 1}, idempotency_key="k-1")
     assert done.pk == first.pk and done.status == ExecutionStatus.SUCCEEDED
     assert runs(done).count() == 1
+
+
+def test_an_n_shaped_graph_runs_in_layers_and_keeps_every_edge(fleet, project, owner):
+    version = make_version(project, [
+        job("a", "python", config={"callable": "echo", "kwargs": {"v": 1}}),
+        job("b", "python", group="load", config={"callable": "echo", "kwargs": {"v": 2}}),
+        job("c", "jq", config={"program": ".steps.a.output.v"}),
+        job("d", "jq", group="load", config={"program": ".steps.a.output.v + .steps.b.output.v"}),
+    ], edges(("a", "c"), ("a", "d"), ("b", "d")), user=owner)
+
+    execution = run_to_end(version, owner)
+
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    assert execution.canvas["strategy"] == "layered"
+    assert dict(runs(execution, node_id__in=["c", "d"]).values_list("node_id", "output")) == {"c": 1, "d": 3}
+
+
+def test_timeout_s_is_enforced_as_a_soft_time_limit(fleet, project, owner):
+    version = make_version(project, [
+        job("slow", "python", config={"callable": "sleep", "kwargs": {"seconds": 10}}, timeout_s=0.5),
+    ], user=owner)
+
+    execution = run_to_end(version, owner, timeout=20)
+
+    assert execution.status == ExecutionStatus.FAILED
+    run = runs(execution, node_id="slow").get()
+    assert run.error["details"]["reason"] == "timeout" and run.duration_ms < 5000

@@ -105,7 +105,10 @@ def error_dict(exc: BaseException, *, timeout_s: float | None = None) -> dict[st
     """{message, retryable, details}: StepFailed says; config/template errors never heal; a
     timeout and unexpected exceptions may."""
     if isinstance(exc, StepFailed):
-        return exc.to_dict()
+        out = exc.to_dict()
+        if isinstance(exc.__cause__, SoftTimeLimitExceeded):  # a step type wrapped the time limit
+            out["details"] = {**out["details"], "reason": "timeout", "timeout_s": timeout_s}
+        return out
     if isinstance(exc, SoftTimeLimitExceeded):
         return {"message": f"step exceeded its timeout of {timeout_s}s", "retryable": True,
                 "details": {"reason": "timeout"}}
