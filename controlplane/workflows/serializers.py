@@ -14,6 +14,13 @@ GRAPH_HELP = (
 )
 
 
+class GraphField(serializers.JSONField):
+    """A graph document as sent; its shape is checked (with precise paths) by `clean_graph_document`."""
+
+    def to_internal_value(self, data):
+        return data
+
+
 class IssueSerializer(serializers.Serializer):
     path = serializers.CharField(help_text="Where in the graph, e.g. nodes[2].config.url.")
     message = serializers.CharField(help_text="What is wrong and how to fix it.")
@@ -89,7 +96,7 @@ class WorkflowCreateSerializer(serializers.Serializer):
     description = serializers.CharField(
         required=False, allow_blank=True, default="", max_length=10_000, help_text="What the workflow does."
     )
-    graph = serializers.JSONField(required=False, help_text=GRAPH_HELP + " Defaults to an empty graph.")
+    graph = GraphField(required=False, help_text=GRAPH_HELP + " Defaults to an empty graph.")
 
 
 class DraftUpdateSerializer(serializers.Serializer):
@@ -99,15 +106,15 @@ class DraftUpdateSerializer(serializers.Serializer):
     description = serializers.CharField(
         required=False, allow_blank=True, max_length=10_000, help_text="What the workflow does."
     )
-    graph = serializers.JSONField(required=False, help_text=GRAPH_HELP + " Saved even when it does not validate.")
+    graph = GraphField(required=False, help_text=GRAPH_HELP + " Saved even when it does not validate.")
 
 
 class DraftReplaceSerializer(DraftUpdateSerializer):
-    graph = serializers.JSONField(help_text=GRAPH_HELP + " Saved even when it does not validate.")
+    graph = GraphField(help_text=GRAPH_HELP + " Saved even when it does not validate.")
 
 
 class ValidateRequestSerializer(serializers.Serializer):
-    graph = serializers.JSONField(required=False, help_text=GRAPH_HELP + " Omit it to validate the saved draft.")
+    graph = GraphField(required=False, help_text=GRAPH_HELP + " Omit it to validate the saved draft.")
 
 
 class StatusSerializer(serializers.Serializer):
