@@ -85,7 +85,8 @@ def saga_finish(self, execution_id: str) -> dict:
 
 @shared_task(name="flowplane.sweep", bind=True, acks_late=True, ignore_result=True)
 def sweep(self) -> dict:
-    """For beat: mark stale workers offline; their running steps are recovered by the hook."""
+    """For beat: stale workers -> offline (their running steps are recovered by the fleet hook);
+    attempts past their hard time limit -> lost, failing their run."""
     from controlplane.fleet.services import fleet_sweep
 
-    return {"offline": fleet_sweep()}
+    return {"offline": fleet_sweep(), "expired": services.step_runs_expire()}

@@ -1,7 +1,7 @@
 """Writes of the executions app (the only code that changes executions, step runs and events)."""
 from controlplane.executions.services.attempts import Delivery, Outcome
 from controlplane.executions.services.events import event_append, locked_execution
-from controlplane.executions.services.recovery import step_runs_recover_lost
+from controlplane.executions.services.recovery import step_runs_expire, step_runs_recover_lost
 from controlplane.executions.services.saga import compensation_execute, saga_finish, saga_start
 from controlplane.executions.services.start import (
     execution_cancel,
@@ -36,5 +36,6 @@ __all__ = [
     "saga_start",
     "step_execute",
     "step_idempotency_key",
+    "step_runs_expire",
     "step_runs_recover_lost",
 ]

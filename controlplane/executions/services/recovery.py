@@ -45,3 +45,33 @@ def _republish(request: dict, queue: str) -> None:
     from workers.routing import republish  # workers depends on us; import at call time
 
     republish(request, queue)
+
+
+def step_runs_expire() -> int:
+    """Attempts still `running` long past their hard time limit (Celery killed the child and
+    acknowledged the message, so nobody will report or redeliver it) are marked lost and fail
+    their run: a step fails the execution (saga), a compensation fails the saga. For beat."""
+    from controlplane.executions.models import EventType, ExecutionStatus
+    from controlplane.executions.services.attempts import attempt_expired
+    from controlplane.executions.services.events import event_append
+    from controlplane.executions.services.steps import fail_execution
+
+    candidates = StepRun.objects.filter(status=StepStatus.RUNNING).select_related("execution")
+    expired = [(run.pk, run.execution_id) for run in candidates if attempt_expired(run, run.execution.job(run.node_id))]
+    for run_id, execution_id in expired:
+        with transaction.atomic():
+            execution = locked_execution(execution_id)
+            run = StepRun.objects.select_for_update().get(pk=run_id)
+            if run.status != StepStatus.RUNNING:
+                continue
+            reason = "killed at its hard time limit"
+            mark_lost(execution, run, reason=reason)
+            error = {"node_id": run.node_id, "shard": run.shard, "attempt": run.attempt,
+                     "error": {"message": reason, "retryable": False, "details": {"reason": "timeout"}}}
+            if not run.is_compensation:
+                fail_execution(execution, error=error, saga_queue=run.queue)
+            elif execution.status == ExecutionStatus.COMPENSATING:
+                execution.status = ExecutionStatus.COMPENSATION_FAILED
+                execution.save(update_fields=["status"])
+                event_append(execution=execution, type=EventType.SAGA_COMPENSATION_FAILED, data=error)
+    return len(expired)

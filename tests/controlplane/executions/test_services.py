@@ -189,6 +189,30 @@ class TestRecovery:
 
         assert step_runs_recover_lost in hooks.on_workers_offline
 
+    def test_an_attempt_past_its_hard_time_limit_is_lost_and_fails_the_run(
+        self, groups, project, owner, django_capture_on_commit_callbacks
+    ):
+        from datetime import timedelta
+
+        from django.utils import timezone
+
+        from controlplane.executions.services import step_runs_expire
+
+        execution = start(project, owner, [job("a", timeout_s=1), job("b")])
+        StepRun.objects.create(execution=execution, node_id="a", group="ingest", queue="wg.acme.ingest",
+                               status=StepStatus.RUNNING, worker="ingest1@unit",
+                               started_at=timezone.now() - timedelta(minutes=5))
+        StepRun.objects.create(execution=execution, node_id="b", group="ingest", queue="wg.acme.ingest",
+                               status=StepStatus.RUNNING, worker="ingest1@unit",
+                               started_at=timezone.now() - timedelta(minutes=5))  # no timeout_s: never expires
+
+        with django_capture_on_commit_callbacks() as callbacks:
+            assert step_runs_expire() == 1
+
+        execution.refresh_from_db()
+        assert statuses(execution) == {"a": "lost", "b": "running"}
+        assert execution.status == ExecutionStatus.COMPENSATING and len(callbacks) == 1
+
     def test_after_a_lost_attempt_the_redelivery_claims_the_next_attempt(self, groups, project, owner):
         execution = start(project, owner, [job("a")])
         StepRun.objects.create(execution=execution, node_id="a", group="ingest", queue="q", status=StepStatus.LOST)
