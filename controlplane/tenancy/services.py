@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError, RestrictedError
 from rest_framework.authtoken.models import Token
 
 from controlplane.core.errors import ApplicationError, Conflict, PermissionDenied
@@ -32,6 +33,19 @@ def _has_versions(**scope) -> bool:
     from controlplane.workflows.models import WorkflowVersion  # workflows depends on tenancy, not back
 
     return WorkflowVersion.objects.filter(**scope).exists()
+
+
+def delete_or_conflict(obj, *, what: str) -> None:
+    """Delete `obj`, or 409 naming what still refers to it (history other apps keep with PROTECT)."""
+    try:
+        with transaction.atomic():
+            obj.delete()
+    except (ProtectedError, RestrictedError) as exc:
+        kinds = sorted({str(row._meta.verbose_name_plural) for row in exc.args[1]})
+        raise Conflict(
+            f"the {what} is still referred to by {', '.join(kinds)}, which are kept as history; archive instead",
+            code="has_dependents",
+        )
 
 
 # Companies ---------------------------------------------------------------------------------------
@@ -68,7 +82,7 @@ def company_delete(*, user, company: Company) -> None:
             "the company has published workflow versions, which are never deleted; archive its workflows instead",
             code="has_versions",
         )
-    company.delete()
+    delete_or_conflict(company, what="company")
 
 
 # Projects ----------------------------------------------------------------------------------------
@@ -109,7 +123,7 @@ def project_delete(*, user, project: Project) -> None:
             "the project has published workflow versions, which are never deleted; archive its workflows instead",
             code="has_versions",
         )
-    project.delete()
+    delete_or_conflict(project, what="project")
 
 
 # Memberships -------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from django.db.models import Max
 from controlplane.core.errors import ApplicationError, Conflict, PreconditionFailed, issues_to_errors
 from controlplane.tenancy.access import require_role
 from controlplane.tenancy.models import Project, Role
-from controlplane.tenancy.services import check_slug
+from controlplane.tenancy.services import check_slug, delete_or_conflict
 from controlplane.workflows.documents import clean_graph_document
 from controlplane.workflows.models import Workflow, WorkflowStatus, WorkflowVersion, empty_graph
 from pipelines.graph import graph_digest
@@ -115,7 +115,7 @@ def workflow_delete(*, user, workflow: Workflow) -> None:
         raise Conflict(
             "the workflow has published versions, which are never deleted; archive it instead", code="has_versions"
         )
-    workflow.delete()
+    delete_or_conflict(workflow, what="workflow")
 
 
 @transaction.atomic

@@ -6,7 +6,7 @@ from rest_framework.test import APIClient
 
 from controlplane.tenancy.models import Company, Membership, Project, Role
 from controlplane.workflows.models import Workflow, WorkflowVersion
-from tests.factories import add_member, make_company, make_project, make_user, make_version, make_workflow, valid_graph
+from tests.factories import add_member, make_project, make_user, make_version, make_workflow, valid_graph
 
 pytestmark = pytest.mark.django_db
 

@@ -107,3 +107,16 @@ def test_concurrent_publishers_get_one_version_and_consecutive_numbers():
     numbers = sorted(WorkflowVersion.objects.filter(workflow=workflow).values_list("number", flat=True))
     assert numbers == list(range(1, len(numbers) + 1))
     assert len({v.digest for v, _ in results}) == len(numbers)
+
+
+@pytest.mark.django_db
+def test_a_protected_delete_becomes_a_409_naming_the_dependents(workflow, owner):
+    from controlplane.core.errors import Conflict
+    from controlplane.tenancy.services import delete_or_conflict
+
+    workflow_publish(user=owner, workflow=workflow)
+    with pytest.raises(Conflict) as refused:
+        delete_or_conflict(fresh(workflow), what="workflow")
+    assert refused.value.code == "has_dependents"
+    assert "workflow versions" in refused.value.detail
+    assert Workflow.objects.filter(pk=workflow.pk).exists()
