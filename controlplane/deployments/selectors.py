@@ -5,6 +5,7 @@ For the execution engine:
     active_deployment_for(workflow, environment) -> Deployment | None   (active or paused)
     deployment_accepts_executions(deployment) -> bool                    (active only)
     deployment_execution_graph(deployment) -> {params, jobs, edges}      (from its artifacts)
+    deployment_for_execution(workflow, environment) -> Deployment        (or 409 not_deployed / paused)
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 from django.utils import timezone
 
-from controlplane.core.errors import NotFound
+from controlplane.core.errors import Conflict, NotFound
 from controlplane.deployments.models import (
     Deployment,
     DeploymentEvent,
@@ -45,6 +46,18 @@ def active_deployment_for(workflow: Workflow, environment: str) -> Deployment | 
 def deployment_accepts_executions(deployment: Deployment | None) -> bool:
     """New executions run only on an active deployment (paused, undeployed, failed refuse with 409)."""
     return deployment is not None and deployment.status == DeploymentStatus.ACTIVE
+
+
+def deployment_for_execution(workflow: Workflow, environment: str) -> Deployment:
+    """The deployment a new execution runs on; 409 `not_deployed` or `deployment_paused` otherwise."""
+    deployment = active_deployment_for(workflow, environment)
+    if deployment is None:
+        raise Conflict(f"workflow {workflow.slug!r} is not deployed to {environment!r}; plan and apply a version first",
+                       code="not_deployed", path="environment")
+    if not deployment_accepts_executions(deployment):
+        raise Conflict(f"the {environment!r} deployment of {workflow.slug!r} is {deployment.status}; resume it first",
+                       code="deployment_paused", path="environment")
+    return deployment
 
 
 def deployment_execution_graph(deployment: Deployment) -> dict[str, Any]:

@@ -114,6 +114,11 @@ def _record_replies(deployment_id: int, workers: list[Worker], replies: dict, ac
             if (replies.get(h) or {}).get("ok") is True and (replies[h].get("artifacts") or {}).get(key) == jd.digest
         )
         if not acked:
+            if expected:
+                deployment_event(deployment, EventKind.WARNING, actor=actor_id, data={
+                    "code": "not_acknowledged", "job_id": jd.job_id, "group": jd.group.slug, "workers": expected,
+                    "message": "no live worker of the group acknowledged the artifact; reconcile will retry",
+                })
             continue
         deployment_event(
             deployment, EventKind.JOB_DEPLOYED, actor=actor_id,

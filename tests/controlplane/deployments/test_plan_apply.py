@@ -12,7 +12,9 @@ from controlplane.deployments.selectors import (
     active_deployment_for,
     deployment_accepts_executions,
     deployment_execution_graph,
+    deployment_for_execution,
 )
+from controlplane.core.errors import Conflict
 from tests.controlplane.deployments.conftest import actions, publish, two_step_graph
 
 pytestmark = pytest.mark.django_db
@@ -288,11 +290,17 @@ def test_execution_integration_follows_the_lifecycle(api, flow, workflow, owner)
     assert api.post(f"/api/v1/deployments/{deployment_id}/pause").json()["status"] == "paused"
     paused = active_deployment_for(workflow, "prod")
     assert paused is not None and not deployment_accepts_executions(paused)
+    with pytest.raises(Conflict) as refused:
+        deployment_for_execution(workflow, "prod")
+    assert refused.value.code == "deployment_paused"
     assert api.post(f"/api/v1/deployments/{deployment_id}/pause").status_code == 409
     assert api.post(f"/api/v1/deployments/{deployment_id}/resume").json()["status"] == "active"
     body = api.post(f"/api/v1/deployments/{deployment_id}/undeploy").json()
     assert body["status"] == "undeployed" and body["jobs"] == []
     assert active_deployment_for(workflow, "prod") is None
+    with pytest.raises(Conflict) as refused:
+        deployment_for_execution(workflow, "prod")
+    assert refused.value.code == "not_deployed"
     kinds = list(DeploymentEvent.objects.filter(deployment_id=deployment_id).values_list("kind", flat=True))
     assert kinds[-3:] == ["paused", "resumed", "undeployed"]
     # Deploying again after an undeploy starts a new deployment row; history stays.
