@@ -170,12 +170,10 @@ class Engine:
 
         workflow = self.Workflow.objects.filter(project=self.project, slug=slug).first()
         if workflow is None:
-            workflow = services.workflow_create(project=self.project, slug=slug, name=slug, user=self.user)
-        workflow.refresh_from_db()
-        services.workflow_update_draft(
-            workflow=workflow, graph=graph, expected_revision=workflow.draft_revision, user=self.user
-        )
-        version, _ = services.workflow_publish(workflow=workflow, user=self.user)
+            workflow = services.workflow_create(user=self.user, project=self.project, slug=slug, name=slug, graph=graph)
+        else:
+            services.workflow_update_draft(user=self.user, workflow=workflow, expected_revision=None, graph=graph)
+        version, _ = services.workflow_publish(user=self.user, workflow=workflow)
         return version
 
     def start(self, version):

@@ -19,3 +19,28 @@ urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("", include("controlplane.web.urls")),
 ]
+
+
+def not_found(request, exception=None):
+    """Unknown API routes (e.g. a non-numeric id) answer in the API's JSON error shape."""
+    if request.path.startswith("/api/"):
+        from django.http import JsonResponse
+
+        return JsonResponse({"error": "not_found", "detail": f"no API route {request.path}", "path": None}, status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def server_error(request):
+    if request.path.startswith("/api/"):
+        from django.http import JsonResponse
+
+        return JsonResponse({"error": "server_error", "detail": "internal error; see the server log", "path": None}, status=500)
+    from django.views.defaults import server_error as default_server_error
+
+    return default_server_error(request)
+
+
+handler404 = not_found
+handler500 = server_error

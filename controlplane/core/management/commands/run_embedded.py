@@ -173,10 +173,8 @@ class Command(BaseCommand):
         )
         _, headers, _ = api.call("GET", f"/workflows/{workflow['id']}")
         etag = headers.get("ETag") or headers.get("Etag")
-        api.call(
-            "PUT", f"/workflows/{workflow['id']}/draft", DEMO_GRAPH.read_text(),
-            headers={"If-Match": etag}, content_type="application/yaml",
-        )
+        # The graph is YAML; the API takes it as a document or as YAML text in `graph`.
+        api.call("PATCH", f"/workflows/{workflow['id']}", {"graph": DEMO_GRAPH.read_text()}, headers={"If-Match": etag})
         _, _, version = api.call("POST", f"/workflows/{workflow['id']}/publish")
         self.stdout.write(f"published {workflow['slug']} v{version['number']} ({version['digest'][:19]}…)")
         _, _, execution = api.call(
