@@ -9,7 +9,9 @@ from controlplane.executions.models import EventType, ExecutionStatus, StepRun, 
 from controlplane.executions.services import execution_start
 from controlplane.fleet.services import fleet_sweep
 from tests.controlplane.executions.builders import edges, job, make_version
-from tests.e2e.engine_support import WORKER_ENV, fleet, recorder, wait_for_end, wait_live  # noqa: F401
+from tests.e2e.engine_support import (  # noqa: F401  (fixtures)
+    WORKER_ENV, engine_workers, fleet, recorder, wait_for_end, wait_live,
+)
 from tests.e2e.harness import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
