@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
 from controlplane.core.errors import NotFound
@@ -41,12 +42,8 @@ def execution_get(*, user, execution_id) -> Execution:
     """One execution of the caller's companies; another tenant's (or a malformed id) is a 404."""
     try:
         return execution_list(user=user).get(pk=execution_id)
-    except (Execution.DoesNotExist, ValueError, TypeError):
+    except (Execution.DoesNotExist, ValidationError, ValueError, TypeError):  # a malformed UUID: ValidationError
         raise NotFound(f"execution {execution_id} not found") from None
-    except Exception as exc:  # a malformed UUID raises ValidationError from the field
-        if type(exc).__name__ == "ValidationError":
-            raise NotFound(f"execution {execution_id} not found") from None
-        raise
 
 
 def execution_events(*, execution: Execution, after: int = 0, limit: int = 1000) -> QuerySet:

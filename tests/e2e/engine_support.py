@@ -14,7 +14,7 @@ from controlplane.executions.models import TERMINAL_EXECUTION_STATUSES, Executio
 from controlplane.executions.services import execution_start
 from controlplane.fleet.selectors import live_workers
 from tests.controlplane.executions.builders import make_group
-from tests.e2e.harness import WorkerProcess, wait_until
+from tests.e2e.harness import wait_until
 
 WORKER_ENV = {
     "WORKER_HEARTBEAT_INTERVAL_S": "0.5",
@@ -36,35 +36,23 @@ def wait_live(group, timeout: float = 20):
     wait_until(lambda: live_workers(group).exists(), timeout=timeout, what=f"a live worker in {group.slug}")
 
 
-@pytest.fixture(scope="module")
-def engine_workers(redis_test_db, django_db_setup, tmp_path_factory):
-    """One worker process per group (`ingest`, `load` of acme), shared by the tests of a module.
-
-    Starting workers is most of an end-to-end test's time. Rows are truncated between tests; the
-    workers' heartbeats (every 0.5 s) write their Worker rows again and join the groups a test
-    creates, so each test still sees a fresh fleet.
-    """
-    log_dir = tmp_path_factory.mktemp("engine-workers")
-    workers = {
-        slug: WorkerProcess(queues=[f"wg.acme.{slug}"], hostname=host, extra_env=WORKER_ENV).start(log_dir)
-        for slug, host in HOSTS.items()
-    }
-    try:
-        for worker in workers.values():
-            worker.wait_ready()
-        yield workers
-    finally:
-        for worker in workers.values():
-            worker.stop()
-
-
 @pytest.fixture
-def fleet(engine_workers, transactional_db, company):
-    """Groups `ingest` and `load` of acme, each served by its own (module-shared) worker process."""
+def fleet(start_worker, company):
+    """Groups `ingest` and `load` of acme, each served by its own worker process.
+
+    Workers are per test on purpose: `start_worker` stops them before the database is truncated
+    at teardown; a worker still heartbeating during TRUNCATE can deadlock it (seen when they were
+    shared per module).
+    """
     groups = {slug: make_group(company, slug) for slug in HOSTS}
-    for group in groups.values():
-        wait_live(group)
-    return Fleet(groups, engine_workers)
+    workers = {
+        slug: start_worker([groups[slug].queue_name], HOSTS[slug], extra_env=WORKER_ENV, wait=False)
+        for slug in HOSTS
+    }
+    for slug, worker in workers.items():
+        worker.wait_ready()
+        wait_live(groups[slug])
+    return Fleet(groups, workers)
 
 
 def run_to_end(version, user, input=None, timeout: float = 30, **kwargs) -> Execution:

@@ -10,7 +10,7 @@ from controlplane.executions.services import execution_start
 from controlplane.fleet.services import fleet_sweep
 from tests.controlplane.executions.builders import edges, job, make_version
 from tests.e2e.engine_support import (  # noqa: F401  (fixtures)
-    WORKER_ENV, engine_workers, fleet, recorder, wait_for_end, wait_live,
+    WORKER_ENV, fleet, recorder, wait_for_end, wait_live,
 )
 from tests.e2e.harness import wait_until
 

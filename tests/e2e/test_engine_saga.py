@@ -5,7 +5,7 @@ import pytest
 
 from controlplane.executions.models import DeadLetter, EventType, ExecutionStatus, StepRun
 from tests.controlplane.executions.builders import edges, job, make_version
-from tests.e2e.engine_support import engine_workers, fleet, recorder, run_to_end  # noqa: F401  (fixtures)
+from tests.e2e.engine_support import fleet, recorder, run_to_end  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
