@@ -104,7 +104,7 @@ class Command(BaseCommand):
             if execution["status"] != "succeeded":
                 raise CommandError(f"demo execution ended {execution['status']}: {json.dumps(execution)[:2000]}")
             self.stdout.write(self.style.SUCCESS("demo workflow succeeded end to end"))
-            self.stdout.write(f"API token for user 'demo' (password 'demo'): {token}")
+            self.stdout.write(f"API token for user 'demo' (password 'demo-password'): {token}")
             if exit_after_demo:
                 return
             self.stdout.write("serving; press Ctrl-C to stop")
@@ -121,11 +121,11 @@ class Command(BaseCommand):
         from io import StringIO
 
         out = StringIO()
-        call_command("bootstrap_tenant", username="demo", password="demo", company="demo", stdout=out)
-        for line in out.getvalue().splitlines():
-            if line.lower().startswith("token"):
-                return line.split()[-1]
-        raise CommandError(f"bootstrap_tenant printed no token: {out.getvalue()}")
+        call_command("bootstrap_tenant", username="demo", password="demo-password", company="demo", stdout=out)
+        lines = [line.strip() for line in out.getvalue().splitlines() if line.strip()]
+        if not lines:
+            raise CommandError("bootstrap_tenant printed no token")
+        return lines[-1].split()[-1]  # stdout carries the token alone; progress goes to stderr
 
     def _spawn(self, log_path: Path, argv: list[str]) -> subprocess.Popen:
         log = open(log_path, "ab")
