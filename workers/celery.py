@@ -8,5 +8,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 app = Celery("flowplane")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"], related_name="tasks")
-from workers.bootsteps import install_bootsteps
+
+# Worker-side steps (heartbeat, artifact cache, remote-control commands) and tracing hooks.
+from workers.bootsteps import install_bootsteps  # noqa: E402
+from workers import telemetry  # noqa: E402,F401  (connects worker_process_init)
+
 install_bootsteps(app)
