@@ -183,20 +183,19 @@ class Engine:
         return execution.id
 
     def wait(self, execution_ids, timeout: float) -> None:
+        """Wait the way the bare side does: on the result backend (the run's finish task), then
+        check in PostgreSQL that every run really succeeded."""
+        from celery.result import AsyncResult
+
         from controlplane.executions.models import Execution
+        from workers.canvas import finish_task_id
 
-        pending = set(execution_ids)
-
-        def done():
-            finished = Execution.objects.filter(id__in=pending).exclude(status__in=["pending", "running"])
-            rows = list(finished.values_list("id", "status"))
-            failed = [str(i) for i, status in rows if status != "succeeded"]
-            if failed:
-                raise RuntimeError(f"engine executions did not succeed: {failed[:5]}")
-            pending.difference_update(i for i, _ in rows)
-            return not pending
-
-        wait_until(done, timeout, f"{len(pending)} executions")
+        for execution_id in execution_ids:
+            AsyncResult(finish_task_id(execution_id)).get(timeout=timeout, propagate=False)
+        statuses = dict(Execution.objects.filter(id__in=execution_ids).values_list("id", "status"))
+        failed = [str(i) for i in execution_ids if statuses.get(i) != "succeeded"]
+        if failed:
+            raise RuntimeError(f"engine executions did not succeed: {failed[:5]}")
 
     def time_runs(self, version, runs: int) -> list[float]:
         times = []

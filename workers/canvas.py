@@ -16,6 +16,12 @@ from controlplane.executions.services.attempts import hard_time_limit
 from pipelines.canvas import Barrier, Chain, Chord, MergeTask, StepTask, iter_tasks, plan_from_dict
 
 
+def finish_task_id(execution_id) -> str:
+    """The finish task's id is derived from the run's, so anyone (Flower, a script, the benchmark)
+    can wait on a run's end in the result backend without asking the control plane first."""
+    return f"flowplane-finish-{execution_id}"
+
+
 def build_signature(execution_id: str, canvas_dict: dict[str, Any], queues: dict[str, str]):
     """The Celery canvas of one run. `queues` maps group slug -> queue name;
     `canvas_dict.get("timeouts")` maps node id -> timeout_s."""
@@ -43,7 +49,8 @@ def build_signature(execution_id: str, canvas_dict: dict[str, Any], queues: dict
             return chord([convert(sub) for sub in item.header], convert(item.body))
         raise ValueError(f"unknown canvas item {item!r}")
 
-    finish = signature("flowplane.finish", args=(execution_id,), immutable=True, queue=control)
+    finish = signature("flowplane.finish", args=(execution_id,), immutable=True, queue=control,
+                       task_id=finish_task_id(execution_id))
     return chain(convert(plan.root), finish)
 
 

@@ -166,6 +166,10 @@ class StepType:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     config_schema: ClassVar[dict[str, Field]] = {}
+    # Whether ``run`` reads ``ctx.context`` itself (beyond its already-rendered config). An engine
+    # may skip loading upstream outputs for a step whose config has no templates and whose type
+    # says False; the safe default is True.
+    reads_context: ClassVar[bool] = True
 
     def validate_config(self, config: Any, path: str = "config") -> list[Issue]:
         """Every schema problem of ``config``: missing_config or invalid_config issues."""

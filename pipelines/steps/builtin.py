@@ -31,6 +31,7 @@ def _jq_issues(program: Any, path: str) -> list[Issue]:
 @register_step_type
 class NoopStep(StepType):
     name = "noop"
+    reads_context = False
     description = "Do nothing; useful as a join point or placeholder."
     config_schema: dict[str, Field] = {}
 
@@ -41,6 +42,7 @@ class NoopStep(StepType):
 @register_step_type
 class LogStep(StepType):
     name = "log"
+    reads_context = False
     description = "Write a message to the worker log."
     config_schema = {
         # "any": a whole-value template may render to a number or object; it is logged as text.
@@ -122,6 +124,7 @@ class ConditionStep(StepType):
 @register_step_type
 class DelayStep(StepType):
     name = "delay"
+    reads_context = False
     description = f"Wait a number of seconds (0..{MAX_DELAY_S}), within the step's deadline."
     config_schema = {
         "seconds": Field("number", required=True, minimum=0, maximum=MAX_DELAY_S),
@@ -149,6 +152,7 @@ class DelayStep(StepType):
 @register_step_type
 class FailStep(StepType):
     name = "fail"
+    reads_context = False
     description = "Fail on purpose (for tests and drills); optionally only the first N attempts."
     config_schema = {
         "message": Field("string", default="failed on purpose"),

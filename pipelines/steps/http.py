@@ -43,6 +43,7 @@ def _url_problem(url: str) -> str | None:
 @register_step_type
 class HttpStep(StepType):
     name = "http"
+    reads_context = False
     description = "Send one HTTP request; a JSON response body becomes the output."
     config_schema = {
         "url": Field("string", required=True, description="absolute http(s) URL"),

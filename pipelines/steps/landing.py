@@ -187,6 +187,7 @@ class LandingWriteStep(StepType):
 @register_step_type
 class LandingReadStep(StepType):
     name = "landing_read"
+    reads_context = False
     description = "Read the JSON stored under key in the landing store and output it."
     config_schema = dict(_CONFIG)
 

@@ -15,6 +15,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.utils import timezone
 
+from controlplane.catalog.services import secret_resolve
+from controlplane.core.errors import ApplicationError
 from controlplane.executions.models import EventType, Execution, StepRun, StepStatus
 from controlplane.executions.services.events import event_append
 from pipelines.errors import PipelineError, StepConfigError, StepFailed, TemplateError
@@ -77,10 +79,14 @@ def load_callable_modules() -> None:
 
 
 def run_spec(
-    spec: dict[str, Any], *, context: dict, execution_id: str, node_id: str, attempt: int, shard: int,
-    shard_count: int, idempotency_key: str, timeout_s: float | None,
+    spec: dict[str, Any], *, context: dict, company_id: int, execution_id: str, node_id: str, attempt: int,
+    shard: int, shard_count: int, idempotency_key: str, timeout_s: float | None,
 ) -> tuple[Any, Any, dict | None]:
-    """Render and run one step spec: (rendered input, output, error dict or None). Never raises."""
+    """Render and run one step spec: (rendered input, output, error dict or None). Never raises.
+
+    The rendered input keeps `{"$secret": name}` references (it is stored and shown); values are
+    resolved from the company's secrets only for the step's own run.
+    """
     load_callable_modules()
     rendered = None
     try:
@@ -95,10 +101,26 @@ def run_spec(
             context=context,
             deadline_s=time.time() + timeout_s if timeout_s else None,
         )
-        output = run_step({"type": spec["type"], "config": rendered}, ctx, render_templates=False)
+        output = run_step(
+            {"type": spec["type"], "config": rendered}, ctx, render_templates=False,
+            secret_resolver=company_secret_resolver(company_id),
+        )
         return rendered, output, None
     except Exception as exc:  # every failure becomes data: the retry policy decides
         return rendered, None, error_dict(exc, timeout_s=timeout_s)
+
+
+def company_secret_resolver(company_id: int):
+    """Resolve `{"$secret": name}` from the company's secrets; a missing one is a LookupError,
+    which `run_step` reports as a (non-retryable) missing_secret config error."""
+
+    def resolve(name: str) -> str:
+        try:
+            return secret_resolve(company_id=company_id, name=name)
+        except ApplicationError as exc:
+            raise LookupError(exc.detail) from None
+
+    return resolve
 
 
 def error_dict(exc: BaseException, *, timeout_s: float | None = None) -> dict[str, Any]:

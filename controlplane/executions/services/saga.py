@@ -101,11 +101,13 @@ def compensation_execute(*, execution_id, step_run_id: int, delivery: Delivery) 
         original.status = StepStatus.COMPENSATING
         original.save(update_fields=["status"])
         context = template_context(execution, runs_by_shard(execution.step_runs.filter(is_compensation=False)))
+        company_id = execution.company_id
         context["compensating"] = {"node_id": original.node_id, "shard": original.shard,
                                    "input": original.input, "output": original.output}
     rendered, output, error = run_spec(
         spec,
         context=context,
+        company_id=company_id,
         execution_id=str(execution_id),
         node_id=original.node_id,
         attempt=run.attempt,

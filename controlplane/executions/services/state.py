@@ -1,36 +1,108 @@
 """What the store says about a run: node states, the skip rule, and the template context.
 
-Pure functions over rows already loaded, so one query feeds every decision of a claim.
+Pure functions over rows already loaded, so one query feeds every decision of a claim. The
+pinned graph is written once when a run starts and never changes, so each process keeps its
+parsed form and indexes (`pinned_graph`) instead of decoding the JSON on every step.
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from controlplane.executions.models import Execution, StepRun, StepStatus
 
 SUCCEEDED, SKIPPED, PENDING = "succeeded", "skipped", "pending"
+_DONE_STATUSES = frozenset(
+    {StepStatus.SUCCEEDED, StepStatus.COMPENSATING, StepStatus.COMPENSATED, StepStatus.COMPENSATION_FAILED}
+)
 
 
-def runs_by_shard(runs: Iterable[StepRun]) -> dict[tuple[str, int], list[StepRun]]:
-    out: dict[tuple[str, int], list[StepRun]] = defaultdict(list)
+class PinnedGraph:
+    """A run's execution graph with the lookups claims need: jobs by id, incoming edges by node."""
+
+    __slots__ = ("raw", "jobs", "incoming")
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+        self.jobs = {job["id"]: job for job in raw.get("jobs", [])}
+        incoming: dict[str, list[dict]] = defaultdict(list)
+        for edge in raw.get("edges", []):
+            incoming[edge["to"]].append(edge)
+        self.incoming = dict(incoming)
+
+
+_PINNED_CACHE: OrderedDict[str, PinnedGraph] = OrderedDict()
+_PINNED_CACHE_SIZE = 512
+
+
+def pinned_graph(execution_id, raw: dict[str, Any] | None = None) -> PinnedGraph:
+    """The run's pinned graph, parsed once per process (it is immutable once the run starts)."""
+    key = str(execution_id)
+    pinned = _PINNED_CACHE.get(key)
+    if pinned is not None:
+        _PINNED_CACHE.move_to_end(key)
+        return pinned
+    if raw is None:
+        raw = Execution.objects.values_list("graph", flat=True).get(pk=execution_id)
+    pinned = PinnedGraph(raw)
+    _PINNED_CACHE[key] = pinned
+    if len(_PINNED_CACHE) > _PINNED_CACHE_SIZE:
+        _PINNED_CACHE.popitem(last=False)
+    return pinned
+
+
+@dataclass(slots=True)
+class RunRow:
+    """The columns of a step run that claims decide on (not its request, input or error)."""
+
+    id: int
+    node_id: str
+    shard: int
+    attempt: int
+    status: str
+    worker: str
+    started_at: Any
+    output: Any = None
+    is_compensation: bool = False
+
+
+_RUN_COLUMNS = ("id", "node_id", "shard", "attempt", "status", "worker", "started_at")
+
+
+def load_runs(execution_id, *, with_output: bool) -> dict[tuple[str, int], list[RunRow]]:
+    """The run's step attempts by (node, shard), oldest first, in one query.
+
+    Outputs are read only when the caller needs them (template context, condition branches):
+    they can be large, and most claims only need statuses.
+    """
+    columns = _RUN_COLUMNS + (("output",) if with_output else ())
+    rows = (
+        StepRun.objects.filter(execution_id=execution_id, is_compensation=False)
+        .order_by("id")
+        .values_list(*columns)
+    )
+    return runs_by_shard(RunRow(*row) for row in rows)
+
+
+def runs_by_shard(runs: Iterable[StepRun | RunRow]) -> dict[tuple[str, int], list]:
+    out: dict[tuple[str, int], list] = defaultdict(list)
     for run in runs:
         if not run.is_compensation:
             out[(run.node_id, run.shard)].append(run)
     return out
 
 
-def shard_state(runs: list[StepRun]) -> str:
+def shard_state(runs: list) -> str:
     statuses = {run.status for run in runs}
-    if StepStatus.SUCCEEDED in statuses or StepStatus.COMPENSATING in statuses or StepStatus.COMPENSATED in statuses \
-            or StepStatus.COMPENSATION_FAILED in statuses:
+    if statuses & _DONE_STATUSES:
         return SUCCEEDED
     if StepStatus.SKIPPED in statuses:
         return SKIPPED
     return PENDING
 
 
-def node_state(job: dict[str, Any], by_shard: dict[tuple[str, int], list[StepRun]]) -> str:
+def node_state(job: dict[str, Any], by_shard) -> str:
     """succeeded when every shard succeeded (or was skipped), skipped when all were, else pending."""
     states = {shard_state(by_shard.get((job["id"], shard), [])) for shard in range(job["replicas"])}
     if states == {SKIPPED}:
@@ -40,7 +112,7 @@ def node_state(job: dict[str, Any], by_shard: dict[tuple[str, int], list[StepRun
     return SUCCEEDED
 
 
-def node_output(job: dict[str, Any], by_shard: dict[tuple[str, int], list[StepRun]]) -> Any:
+def node_output(job: dict[str, Any], by_shard) -> Any:
     """The node's output: its one shard's output, or the list of shard outputs (merge) by index."""
     outputs = []
     for shard in range(job["replicas"]):
@@ -51,9 +123,15 @@ def node_output(job: dict[str, Any], by_shard: dict[tuple[str, int], list[StepRu
 
 def waiting_on(execution: Execution, node_id: str, by_shard) -> list[str]:
     """Predecessors of `node_id` that have not completed yet."""
-    jobs = {job["id"]: job for job in execution.graph["jobs"]}
-    preds = {edge["from"] for edge in execution.graph["edges"] if edge["to"] == node_id}
-    return sorted(p for p in preds if node_state(jobs[p], by_shard) == PENDING)
+    graph = pinned_graph(execution.pk, execution.graph)
+    preds = {edge["from"] for edge in graph.incoming.get(node_id, [])}
+    return sorted(p for p in preds if node_state(graph.jobs[p], by_shard) == PENDING)
+
+
+def has_branch_edges(execution: Execution, node_id: str) -> bool:
+    """True when an incoming edge depends on a condition's output (so outputs must be read)."""
+    graph = pinned_graph(execution.pk, execution.graph)
+    return any(edge.get("branch") is not None for edge in graph.incoming.get(node_id, []))
 
 
 def is_dead(execution: Execution, node_id: str, by_shard) -> bool:
@@ -62,13 +140,13 @@ def is_dead(execution: Execution, node_id: str, by_shard) -> bool:
     An edge is dead when its source was skipped, or its source is a condition whose output branch
     differs from the edge's `branch`. A node without incoming edges always runs.
     """
-    jobs = {job["id"]: job for job in execution.graph["jobs"]}
-    incoming = [edge for edge in execution.graph["edges"] if edge["to"] == node_id]
+    graph = pinned_graph(execution.pk, execution.graph)
+    incoming = graph.incoming.get(node_id, [])
     if not incoming:
         return False
 
     def dead(edge) -> bool:
-        source = jobs[edge["from"]]
+        source = graph.jobs[edge["from"]]
         if node_state(source, by_shard) == SKIPPED:
             return True
         if edge.get("branch") is not None:
@@ -80,18 +158,24 @@ def is_dead(execution: Execution, node_id: str, by_shard) -> bool:
     return all(dead(edge) for edge in incoming)
 
 
-def template_context(execution: Execution, by_shard) -> dict[str, Any]:
-    """`{trigger, params, steps: {id: {output}}, execution}`, read from the store."""
+def template_context(execution: Execution, by_shard, *, with_steps: bool = True) -> dict[str, Any]:
+    """`{trigger, params, steps: {id: {output}}, execution}`, read from the store.
+
+    `with_steps=False` leaves out upstream outputs, for a step that neither templates its config
+    nor reads the context (they were not loaded).
+    """
+    graph = pinned_graph(execution.pk, execution.graph)
     steps = {}
-    for job in execution.graph["jobs"]:
-        state = node_state(job, by_shard)
-        if state == SUCCEEDED:
-            steps[job["id"]] = {"output": node_output(job, by_shard)}
-        elif state == SKIPPED:
-            steps[job["id"]] = {"output": None, "skipped": True}
+    if with_steps:
+        for job in graph.raw["jobs"]:
+            state = node_state(job, by_shard)
+            if state == SUCCEEDED:
+                steps[job["id"]] = {"output": node_output(job, by_shard)}
+            elif state == SKIPPED:
+                steps[job["id"]] = {"output": None, "skipped": True}
     return {
         "trigger": execution.input,
-        "params": execution.graph.get("params", {}),
+        "params": graph.raw.get("params", {}),
         "steps": steps,
         "execution": {
             "id": str(execution.pk),

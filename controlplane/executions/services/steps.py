@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from controlplane.executions.models import (
@@ -39,14 +39,18 @@ from controlplane.executions.services.events import event_append, locked_executi
 from controlplane.executions.services.state import (
     PENDING,
     SKIPPED,
+    has_branch_edges,
     is_dead,
+    load_runs,
     node_state,
-    runs_by_shard,
     shard_state,
     template_context,
     waiting_on,
 )
+from pipelines.errors import PipelineError
 from pipelines.graph import RetryPolicy
+from pipelines.steps import get_step_type
+from pipelines.templating import find_templates
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +65,12 @@ def step_execute(*, execution_id, node_id: str, shard: int, shard_count: int, de
     claim = _claim_step(execution_id, node_id, shard, shard_count, delivery)
     if isinstance(claim, Outcome):
         return claim
-    run, job, context = claim
+    run, job, context, company_id = claim
+    context["shard"] = {"index": shard, "count": shard_count}
     rendered, output, error = run_spec(
         job,
         context=context,
+        company_id=company_id,
         execution_id=str(execution_id),
         node_id=node_id,
         attempt=run.attempt,
@@ -76,13 +82,27 @@ def step_execute(*, execution_id, node_id: str, shard: int, shard_count: int, de
     return _record_step(execution_id, run.pk, job, rendered, output, error, context, delivery)
 
 
+def needs_upstream_outputs(job: dict[str, Any]) -> bool:
+    """Whether running `job` reads upstream outputs: its config templates them, or its step type
+    reads the context itself. Otherwise a claim loads statuses only."""
+    if find_templates(job.get("config") or {}, "config"):
+        return True
+    try:
+        return get_step_type(job["type"]).reads_context
+    except PipelineError:
+        return True  # an unknown type fails when it runs; reading more is the safe side
+
+
 def _claim_step(execution_id, node_id, shard, shard_count, delivery: Delivery):
+    # Every claimer of this execution takes the row lock first, so no two transactions can pick
+    # the same attempt number; the unique constraint stays as the backstop.
     with transaction.atomic():
         execution = locked_execution(execution_id)
         if execution.status != ExecutionStatus.RUNNING:
             return Outcome("ignore", execution.status, detail=f"execution is {execution.status}")
         job = execution.job(node_id)
-        by_shard = runs_by_shard(execution.step_runs.filter(is_compensation=False))
+        with_outputs = needs_upstream_outputs(job)
+        by_shard = load_runs(execution.pk, with_output=with_outputs or has_branch_edges(execution, node_id))
         mine = by_shard.get((node_id, shard), [])
         state = shard_state(mine)
         if state != PENDING:
@@ -92,7 +112,8 @@ def _claim_step(execution_id, node_id, shard, shard_count, delivery: Delivery):
             if not attempt_expired(running[-1], job):
                 return Outcome("ignore", "running", detail=f"duplicate delivery: attempt {running[-1].attempt} "
                                f"is running on {running[-1].worker}")
-            mark_lost(execution, running[-1], reason="attempt ran past its hard time limit")
+            mark_lost(execution, StepRun.objects.get(pk=running[-1].id),
+                      reason="attempt ran past its hard time limit")
         waiting = waiting_on(execution, node_id, by_shard)
         if waiting:
             return _wait_or_give_up(execution, delivery, f"predecessors {waiting} have not completed")
@@ -108,21 +129,18 @@ def _claim_step(execution_id, node_id, shard, shard_count, delivery: Delivery):
             event_append(execution=execution, type=EventType.STEP_SKIPPED,
                          data={"node_id": node_id, "shard": shard, "reason": "all incoming edges are dead"})
             return Outcome("done", StepStatus.SKIPPED)
-        try:
-            with transaction.atomic():
-                run = StepRun.objects.create(status=StepStatus.RUNNING, **fields)
-        except IntegrityError:
-            return Outcome("ignore", "running", detail="claimed concurrently by another delivery")
+        run = StepRun.objects.create(status=StepStatus.RUNNING, **fields)
         event_append(execution=execution, type=EventType.STEP_STARTED,
                      data={"node_id": node_id, "shard": shard, "attempt": attempt, "worker": delivery.worker,
                            "queue": delivery.queue})
-        return run, job, template_context(execution, by_shard)
+        return run, job, template_context(execution, by_shard, with_steps=with_outputs), execution.company_id
 
 
 def _record_step(execution_id, run_id, job, rendered, output, error, context, delivery: Delivery) -> Outcome:
     with transaction.atomic():
         execution = locked_execution(execution_id)
-        run = StepRun.objects.select_for_update().get(pk=run_id)
+        # The execution lock covers the run: every writer of its step runs holds it.
+        run = StepRun.objects.defer("request", "input", "output", "error").get(pk=run_id)
         if run.status != StepStatus.RUNNING:
             # Marked lost while it ran (its worker looked dead): the re-published delivery owns the
             # shard now and presents the same idempotency key, so this result is dropped.
@@ -193,7 +211,7 @@ def merge_execute(*, execution_id, node_id: str, shards: int, delivery: Delivery
         execution = locked_execution(execution_id)
         if execution.status != ExecutionStatus.RUNNING:
             return Outcome("ignore", execution.status, detail=f"execution is {execution.status}")
-        by_shard = runs_by_shard(execution.step_runs.filter(node_id=node_id, is_compensation=False))
+        by_shard = load_runs(execution.pk, with_output=False)
         state = node_state(execution.job(node_id), by_shard)
         if state == PENDING:
             return _wait_or_give_up(execution, delivery, f"shards of {node_id!r} have not completed")
@@ -216,7 +234,7 @@ def execution_finish(*, execution_id, delivery: Delivery) -> Outcome:
             return Outcome("done", execution.status, detail="already finished")
         if execution.status != ExecutionStatus.RUNNING:
             return Outcome("ignore", execution.status, detail=f"execution is {execution.status}")
-        by_shard = runs_by_shard(execution.step_runs.filter(is_compensation=False))
+        by_shard = load_runs(execution.pk, with_output=False)
         pending = [job["id"] for job in execution.graph["jobs"] if node_state(job, by_shard) == PENDING]
         if pending:
             return _wait_or_give_up(execution, delivery, f"nodes {pending} have not completed")
