@@ -130,6 +130,15 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Author, publish, plan, apply, run and reconcile workflows on Celery worker groups.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Several models have a `status`; name each enum after its model instead of a hash.
+    "ENUM_NAME_OVERRIDES": {
+        "WorkflowStatusEnum": "controlplane.workflows.models.WorkflowStatus",
+        "ExecutionStatusEnum": "controlplane.executions.models.ExecutionStatus",
+        "StepStatusEnum": "controlplane.executions.models.StepStatus",
+        "WorkerStatusEnum": "controlplane.fleet.models.WorkerStatus",
+        "DeploymentStatusEnum": "controlplane.deployments.models.DeploymentStatus",
+        "JobDeploymentStatusEnum": "controlplane.deployments.models.JobDeploymentStatus",
+    },
 }
 
 # Celery: the embedded default is a file-based broker and result backend under var/.
