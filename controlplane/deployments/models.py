@@ -37,6 +37,10 @@ def parse_artifact_key(key: str) -> tuple[int, str] | None:
     return int(head), job_id
 
 
+DEFAULT_ENVIRONMENT = "prod"
+"""The environment an API call means when it names none (executions by workflow)."""
+
+
 class DeploymentStatus(models.TextChoices):
     PLANNED = "planned", "Planned"
     APPLYING = "applying", "Applying"

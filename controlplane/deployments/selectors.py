@@ -6,9 +6,11 @@ For the execution engine:
     deployment_accepts_executions(deployment) -> bool                    (active only)
     deployment_execution_graph(deployment) -> {params, jobs, edges}      (from its artifacts)
     deployment_for_execution(workflow, environment) -> Deployment        (or 409 not_deployed / paused)
+    deployment_check_accepts(deployment, path=) -> None                  (409 not_deployed / paused / undeployed)
 """
 from __future__ import annotations
 
+from graphlib import TopologicalSorter
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
@@ -60,11 +62,28 @@ def deployment_for_execution(workflow: Workflow, environment: str) -> Deployment
     return deployment
 
 
+def deployment_check_accepts(deployment: Deployment, *, path: str = "deployment") -> None:
+    """409 unless `deployment` runs new executions: `deployment_paused`, `deployment_undeployed`, or
+    `not_deployed` (planned, applying, failed, superseded), each naming the way out."""
+    if deployment_accepts_executions(deployment):
+        return
+    name = f"the {deployment.environment!r} deployment {deployment.pk}"
+    if deployment.status == DeploymentStatus.PAUSED:
+        raise Conflict(f"{name} is paused; resume it (POST /api/v1/deployments/{deployment.pk}/resume) first",
+                       code="deployment_paused", path=path)
+    if deployment.status == DeploymentStatus.UNDEPLOYED:
+        raise Conflict(f"{name} was undeployed; plan and apply a version again (POST /api/v1/plans)",
+                       code="deployment_undeployed", path=path)
+    raise Conflict(f"{name} is {deployment.status}; plan and apply a version first (POST /api/v1/plans)",
+                   code="not_deployed", path=path)
+
+
 def deployment_execution_graph(deployment: Deployment) -> dict[str, Any]:
     """The execution graph of a deployment, built from its artifacts (landing adapters included).
 
-    Same shape as `execution_graph_from_version`: `{params, jobs: [{id, type, config, group, replicas,
-    retry, timeout_s, compensate}], edges: [{from, to, branch}]}`, plus `deployment` and `version`.
+    `{params, jobs: [{id, type, config, group, replicas, retry, timeout_s, compensate}], edges: [{from, to,
+    branch}]}`, plus `deployment` (id) and `version` (number). Jobs (and edges) come in run order
+    (topological, ties by job id) so a timeline reads top to bottom.
     """
     jobs, edges = [], []
     for jd in JobDeployment.objects.filter(deployment=deployment).select_related("group").order_by("job_id"):
@@ -85,6 +104,9 @@ def deployment_execution_graph(deployment: Deployment) -> dict[str, Any]:
         for target in spec.get("downstream") or []:
             edges.append({"from": jd.job_id, "to": target, "branch": branches.get(target)})
     params = (deployment.version.graph or {}).get("params") or {}
+    jobs = _in_run_order(jobs, edges)
+    position = {job["id"]: index for index, job in enumerate(jobs)}
+    edges.sort(key=lambda edge: (position.get(edge["from"], -1), position.get(edge["to"], -1)))
     return {
         "params": params,
         "jobs": jobs,
@@ -92,6 +114,21 @@ def deployment_execution_graph(deployment: Deployment) -> dict[str, Any]:
         "deployment": deployment.pk,
         "version": deployment.version.number,
     }
+
+
+def _in_run_order(jobs: list[dict[str, Any]], edges: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_id = {job["id"]: job for job in jobs}
+    sorter = TopologicalSorter({job_id: set() for job_id in sorted(by_id)})
+    for edge in edges:
+        if edge["from"] in by_id and edge["to"] in by_id:
+            sorter.add(edge["to"], edge["from"])
+    sorter.prepare()  # artifacts come from a validated plan: acyclic
+    ordered: list[dict[str, Any]] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())
+        ordered.extend(by_id[job_id] for job_id in ready)
+        sorter.done(*ready)
+    return ordered
 
 
 # -- planner inputs ----------------------------------------------------------------------------

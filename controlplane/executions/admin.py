@@ -30,10 +30,11 @@ class StepRunInline(ReadOnlyInline):
 
 @admin.register(Execution)
 class ExecutionAdmin(admin.ModelAdmin):
-    list_display = ["id", "company", "version", "trigger", "status", "created_at", "finished_at"]
-    list_filter = ["status", "trigger", "company"]
+    list_display = ["id", "company", "deployment", "environment", "version", "trigger", "status", "created_at",
+                    "finished_at"]
+    list_filter = ["status", "trigger", "environment", "company"]
     search_fields = ["id", "idempotency_key"]
-    readonly_fields = ["id", "company", "version", "trigger", "input", "idempotency_key", "graph", "canvas",
+    readonly_fields = ["id", "company", "deployment", "environment", "version", "trigger", "input", "idempotency_key", "graph", "canvas",
                        "event_seq", "error", "created_by", "created_at", "started_at", "finished_at", "status"]
     inlines = [StepRunInline, EventInline]
 
@@ -57,7 +58,8 @@ class StepRunAdmin(admin.ModelAdmin):
 class DeadLetterAdmin(admin.ModelAdmin):
     list_display = ["execution", "node_id", "shard", "attempts", "created_at", "replayed_at"]
     search_fields = ["execution__id", "node_id"]
-    readonly_fields = ["execution", "step_run", "node_id", "shard", "attempts", "error", "payload", "created_at"]
+    readonly_fields = ["execution", "step_run", "node_id", "shard", "attempts", "error", "payload", "created_at",
+                       "replayed_at", "replay_execution"]
 
     def has_add_permission(self, request):
         return False

@@ -1,6 +1,8 @@
-"""Executions API: trigger (editors), list/detail/timeline/events (viewers), cancel (editors).
+"""Executions API: trigger (editors), list/detail/timeline/events (viewers), cancel (editors);
+dead letters: list (viewers), replay (editors).
 
-Another tenant's execution is a 404, like a missing one.
+A run starts on a deployment: `{deployment}` or `{workflow, environment}`. Another tenant's
+execution, deployment or dead letter is a 404, like a missing one.
 """
 from __future__ import annotations
 
@@ -10,8 +12,15 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from controlplane.tenancy.access import require_role
+from controlplane.tenancy.models import Role
+from controlplane.workflows.selectors import workflow_get
+
+from controlplane.deployments.selectors import deployment_for_execution
 from controlplane.executions import selectors, services
 from controlplane.executions.serializers import (
+    DeadLetterFilterSerializer,
+    DeadLetterSerializer,
     EventsQuerySerializer,
     ExecutionCreateSerializer,
     ExecutionDetailSerializer,
@@ -32,6 +41,8 @@ class ExecutionListApi(APIView):
             status=data.get("status"),
             workflow_id=data.get("workflow"),
             version_id=data.get("version"),
+            deployment_id=data.get("deployment"),
+            environment=data.get("environment"),
             created_after=data.get("created_after"),
             created_before=data.get("created_before"),
         )
@@ -45,8 +56,13 @@ class ExecutionListApi(APIView):
         payload = ExecutionCreateSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         data = payload.validated_data
+        deployment = data.get("deployment")
+        if deployment is None:
+            workflow = workflow_get(user=request.user, workflow_id=data["workflow"])
+            require_role(request.user, workflow.project.company_id, Role.EDITOR, what="workflow")
+            deployment = deployment_for_execution(workflow, data["environment"])
         execution, created = services.execution_start(
-            version=data["version"],
+            deployment=deployment,
             input=data.get("input", {}),
             idempotency_key=data.get("idempotency_key"),
             user=request.user,
@@ -89,3 +105,25 @@ class ExecutionCancelApi(APIView):
         execution = selectors.execution_get(user=request.user, execution_id=execution_id)
         execution = services.execution_cancel(execution=execution, user=request.user)
         return Response(ExecutionOutSerializer(execution).data)
+
+
+class DeadLetterListApi(APIView):
+    @extend_schema(parameters=[DeadLetterFilterSerializer], responses=DeadLetterSerializer(many=True))
+    def get(self, request):
+        filters = DeadLetterFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        letters = selectors.dead_letter_list(
+            user=request.user, execution_id=filters.validated_data.get("execution"),
+            status=filters.validated_data.get("status"),
+        )
+        paginator = LimitOffsetPagination()
+        page = paginator.paginate_queryset(letters, request, view=self)
+        return paginator.get_paginated_response(DeadLetterSerializer(page, many=True).data)
+
+
+class DeadLetterReplayApi(APIView):
+    @extend_schema(request=None, responses={201: ExecutionDetailSerializer})
+    def post(self, request, dead_letter_id):
+        letter = selectors.dead_letter_get(user=request.user, dead_letter_id=dead_letter_id)
+        execution = services.dead_letter_replay(dead_letter=letter, user=request.user)
+        return Response(ExecutionDetailSerializer(execution).data, status=status.HTTP_201_CREATED)

@@ -2,8 +2,9 @@
 
 The truth of a run lives here, not in Celery's result backend:
 
-- `Execution` pins the graph it runs (`graph`, built by `execution_graph_from_version`) and the
-  canvas plan compiled from it, so later edits or deployments never change a run in flight.
+- `Execution` runs on a `Deployment` and pins what it started on: the deployment's version and
+  the execution graph built from its artifacts (`graph`, landing adapters included), plus the
+  canvas plan compiled from it, so a later apply, rollback or pause never changes a run in flight.
 - `StepRun` is one attempt of one shard of one node (or of its compensation). A node's output is
   the output of its succeeded step run(s); tasks read inputs from here, never from return values.
 - `ExecutionEvent` is the append-only event store, numbered per execution (unique seq).
@@ -81,11 +82,25 @@ class Execution(models.Model):
     company = models.ForeignKey(
         Company, on_delete=models.CASCADE, related_name="executions", help_text="The tenant the run belongs to."
     )
+    deployment = models.ForeignKey(
+        "deployments.Deployment",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="executions",
+        help_text="The deployment the run started on (empty only for runs from before deployments existed).",
+    )
+    environment = models.SlugField(
+        max_length=50,
+        blank=True,
+        default="",
+        help_text="The deployment's environment when the run started, e.g. prod.",
+    )
     version = models.ForeignKey(
         "workflows.WorkflowVersion",
         on_delete=models.PROTECT,
         related_name="executions",
-        help_text="The published version that runs.",
+        help_text="The published version the run is pinned to: the deployment's version when it started.",
     )
     trigger = models.CharField(
         max_length=10, choices=Trigger.choices, default=Trigger.MANUAL, help_text="What started the run."
@@ -107,7 +122,8 @@ class Execution(models.Model):
     )
     graph = models.JSONField(
         default=dict,
-        help_text="The pinned execution graph: {params, jobs: [...], edges: [{from, to, branch}]}.",
+        help_text="The pinned execution graph, built from the deployment's artifacts: {params, jobs: [...], "
+        "edges: [{from, to, branch}], deployment, version}.",
     )
     canvas = models.JSONField(default=dict, blank=True, help_text="The compiled canvas plan (pipelines.canvas).")
     event_seq = models.PositiveIntegerField(default=0, help_text="Sequence number of the last appended event.")
@@ -253,6 +269,14 @@ class DeadLetter(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True, help_text="When the step was dead-lettered.")
     replayed_at = models.DateTimeField(null=True, blank=True, help_text="When it was replayed, if it was.")
+    replay_execution = models.ForeignKey(
+        Execution,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="replayed_dead_letters",
+        help_text="The new execution (trigger=replay) the last replay started.",
+    )
 
     class Meta:
         ordering = ["-created_at"]

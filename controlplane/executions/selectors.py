@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 
 from controlplane.core.errors import NotFound
-from controlplane.executions.models import Execution, ExecutionEvent, StepRun
+from controlplane.executions.models import DeadLetter, Execution, ExecutionEvent, StepRun
 from controlplane.tenancy.access import member_company_ids
 
 
@@ -18,6 +18,8 @@ def execution_list(
     status: str | None = None,
     workflow_id: int | None = None,
     version_id: int | None = None,
+    deployment_id: int | None = None,
+    environment: str | None = None,
     created_after=None,
     created_before=None,
 ) -> QuerySet:
@@ -25,6 +27,10 @@ def execution_list(
     qs = Execution.objects.filter(company_id__in=member_company_ids(user)).select_related(
         "version__workflow", "company"
     )
+    if deployment_id is not None:
+        qs = qs.filter(deployment_id=deployment_id)
+    if environment:
+        qs = qs.filter(environment=environment)
     if status:
         qs = qs.filter(status=status)
     if workflow_id is not None:
@@ -104,3 +110,25 @@ def execution_timeline(*, execution: Execution) -> dict[str, Any]:
         "compensations": compensations,
         "error": execution.error,
     }
+
+
+def dead_letter_list(*, user, execution_id=None, status: str | None = None) -> QuerySet:
+    """Dead letters of the caller's companies, newest first; `status` is pending (not replayed) or replayed."""
+    qs = DeadLetter.objects.filter(execution__company_id__in=member_company_ids(user)).select_related(
+        "execution__version"
+    )
+    if execution_id is not None:
+        qs = qs.filter(execution_id=execution_id)
+    if status == "pending":
+        qs = qs.filter(replayed_at__isnull=True)
+    elif status == "replayed":
+        qs = qs.filter(replayed_at__isnull=False)
+    return qs.order_by("-created_at", "-id")
+
+
+def dead_letter_get(*, user, dead_letter_id) -> DeadLetter:
+    """One dead letter of the caller's companies; another tenant's is a 404."""
+    try:
+        return dead_letter_list(user=user).get(pk=int(dead_letter_id))
+    except (DeadLetter.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"dead letter {dead_letter_id} not found") from None

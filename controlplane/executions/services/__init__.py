@@ -2,10 +2,10 @@
 from controlplane.executions.services.attempts import Delivery, Outcome
 from controlplane.executions.services.events import event_append, locked_execution
 from controlplane.executions.services.recovery import step_runs_expire, step_runs_recover_lost
+from controlplane.executions.services.replay import dead_letter_replay
 from controlplane.executions.services.saga import compensation_execute, saga_finish, saga_start
 from controlplane.executions.services.start import (
     execution_cancel,
-    execution_graph_from_version,
     execution_queues,
     execution_start,
 )
@@ -23,10 +23,10 @@ __all__ = [
     "Outcome",
     "barrier_execute",
     "compensation_execute",
+    "dead_letter_replay",
     "event_append",
     "execution_cancel",
     "execution_finish",
-    "execution_graph_from_version",
     "execution_queues",
     "execution_start",
     "fail_execution",

@@ -1,71 +1,31 @@
 """Starting and cancelling executions.
 
-`execution_start` validates everything a run needs before anything is written or dispatched:
-the version (tenant-scoped), the input, every job's worker group and a live worker in it. The run
-is pinned (graph snapshot + compiled canvas), marked running with `execution.started`, and its
-canvas is published only after the transaction commits.
+`execution_start` validates everything a run needs before anything is written or dispatched: the
+deployment (tenant-scoped, and accepting executions), the input, every job's worker group and a
+live worker in it. The run is pinned to the deployment's version and its artifacts (graph snapshot
++ compiled canvas), marked running with `execution.started`, and its canvas is published only
+after the transaction commits.
 """
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from controlplane.core.errors import ApplicationError, Conflict, NotFound, issues_to_errors
+from controlplane.core.errors import ApplicationError, Conflict, NotFound
+from controlplane.deployments.models import Deployment
+from controlplane.deployments.selectors import deployment_check_accepts, deployment_execution_graph
 from controlplane.executions.models import EventType, Execution, ExecutionStatus, TERMINAL_EXECUTION_STATUSES, Trigger
 from controlplane.executions.services.events import event_append, locked_execution
 from controlplane.fleet.models import WorkerGroup, queue_name_for
 from controlplane.fleet.selectors import live_workers
 from controlplane.tenancy.access import member_company_ids, require_role
 from controlplane.tenancy.models import Role
-from controlplane.workflows.models import WorkflowVersion
 from pipelines.canvas import CanvasNode, compile_canvas
-from pipelines.errors import GraphError
-from pipelines.graph import parse_graph
 
 logger = logging.getLogger(__name__)
-
-
-def execution_graph_from_version(version: WorkflowVersion) -> dict[str, Any]:
-    """The plain execution graph of a published version: {params, jobs, edges}.
-
-    This is the one place a run's jobs come from; deployments will feed their rendered artifacts
-    through here later. Blueprint and template nodes are expanded at plan time, which a bare
-    version has not been through, so they are refused.
-    """
-    try:
-        graph = parse_graph(version.graph, expanded=True)
-    except GraphError as exc:
-        raise ApplicationError(
-            f"version {version.number} does not hold a runnable graph: {exc}",
-            code="invalid_graph",
-            path="version",
-            errors=issues_to_errors(exc.issues),
-        ) from exc
-    jobs = []
-    for node in graph.nodes:
-        if node.kind != "type":
-            raise ApplicationError(
-                f"node {node.id!r} is a {node.kind}; deploy the workflow so it is expanded before running",
-                code="unexpanded_node",
-                path=f"jobs.{node.id}",
-            )
-        jobs.append(
-            {
-                "id": node.id,
-                "type": node.type,
-                "config": node.config,
-                "group": node.group,
-                "replicas": node.replicas,
-                "retry": node.retry.to_dict(),
-                "timeout_s": node.timeout_s,
-                "compensate": node.compensate.to_dict() if node.compensate else None,
-            }
-        )
-    edges = [{"from": e.source, "to": e.target, "branch": e.branch} for e in graph.edges]
-    return {"params": graph.params, "jobs": jobs, "edges": edges}
 
 
 def execution_queues(execution: Execution) -> dict[str, str]:
@@ -111,35 +71,52 @@ def _check_placement(company, graph: dict[str, Any]) -> None:
             )
 
 
-def _version_for(user, version_id) -> WorkflowVersion:
+def _deployment_for(user, deployment) -> Deployment:
+    deployment_id = deployment.pk if isinstance(deployment, Deployment) else deployment
     try:
         return (
-            WorkflowVersion.objects.select_related("workflow__project__company")
+            Deployment.objects.select_related("workflow__project__company", "version")
             .filter(workflow__project__company_id__in=member_company_ids(user))
-            .get(pk=version_id)
+            .get(pk=deployment_id)
         )
-    except (WorkflowVersion.DoesNotExist, ValueError, TypeError):
-        raise NotFound(f"workflow version {version_id!r} not found", path="version") from None
+    except (Deployment.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"deployment {deployment_id!r} not found", path="deployment") from None
+
+
+def _lock_for_start(deployment: Deployment) -> Deployment:
+    """Re-read the deployment under a shared row lock, inside the start's transaction.
+
+    apply, rollback, pause and undeploy update this row before they touch its artifacts, so while
+    we hold FOR SHARE none of them can be half-way: the version and artifacts read next belong
+    together. Concurrent starts share the lock and do not wait for each other. (SQLite serialises
+    writers anyway and has no row locks.)
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT 1 FROM {Deployment._meta.db_table} WHERE id = %s FOR SHARE", [deployment.pk])
+    return Deployment.objects.select_related("workflow__project__company", "version").get(pk=deployment.pk)
 
 
 def execution_start(
     *,
-    version: WorkflowVersion | int,
+    deployment: Deployment | int,
     input: Any,
     user,
     idempotency_key: str | None = None,
     trigger: str = Trigger.MANUAL,
 ) -> tuple[Execution, bool]:
-    """Start a run of `version` (an instance or id visible to `user`); returns (execution, created).
+    """Start a run on `deployment` (an instance or id visible to `user`); returns (execution, created).
 
-    The same idempotency key in the same company returns the existing execution; reusing it for a
-    different version or input is a 409 `idempotency_conflict`. Nothing is dispatched unless the
-    transaction commits.
+    The run is pinned to the deployment's version and to the execution graph of its artifacts as
+    they are now; a later apply, rollback or pause does not change it. A deployment that does not
+    accept executions is a 409 (`deployment_paused`, `deployment_undeployed`, `not_deployed`). The
+    same idempotency key in the same company returns the existing execution; reusing it for a
+    different deployment or input is a 409 `idempotency_conflict`. Nothing is dispatched unless
+    the transaction commits.
     """
-    version_id = version.pk if isinstance(version, WorkflowVersion) else version
-    version = _version_for(user, version_id)
-    company = version.workflow.project.company
-    require_role(user, company.id, Role.EDITOR, what="workflow version")
+    deployment = _deployment_for(user, deployment)
+    company = deployment.workflow.project.company
+    require_role(user, company.id, Role.EDITOR, what="deployment")
     if not isinstance(input, dict):
         raise ApplicationError("input must be a JSON object", code="invalid", path="input")
     if idempotency_key is not None and (not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200):
@@ -147,18 +124,25 @@ def execution_start(
     if idempotency_key:
         existing = Execution.objects.filter(company=company, idempotency_key=idempotency_key).first()
         if existing is not None:
-            return _idempotent_repeat(existing, version, input), False
-    graph = execution_graph_from_version(version)
-    _check_placement(company, graph)
-    plan = compile_canvas(
-        [CanvasNode(job["id"], job["replicas"], job["group"]) for job in graph["jobs"]],
-        [(edge["from"], edge["to"]) for edge in graph["edges"]],
-    )
+            return _idempotent_repeat(existing, deployment, input), False
     try:
         with transaction.atomic():
+            deployment = _lock_for_start(deployment)
+            deployment_check_accepts(deployment)
+            graph = deployment_execution_graph(deployment)
+            if not graph["jobs"]:
+                raise Conflict(f"deployment {deployment.pk} holds no jobs; plan and apply a version with steps",
+                               code="not_deployed", path="deployment")
+            _check_placement(company, graph)
+            plan = compile_canvas(
+                [CanvasNode(job["id"], job["replicas"], job["group"]) for job in graph["jobs"]],
+                [(edge["from"], edge["to"]) for edge in graph["edges"]],
+            )
             execution = Execution.objects.create(
                 company=company,
-                version=version,
+                deployment=deployment,
+                environment=deployment.environment,
+                version=deployment.version,
                 trigger=trigger,
                 input=input,
                 idempotency_key=idempotency_key or None,
@@ -172,7 +156,9 @@ def execution_start(
             event_append(
                 execution=execution,
                 type=EventType.EXECUTION_STARTED,
-                data={"version": version.pk, "trigger": trigger, "strategy": plan.strategy, "tasks": plan.task_count},
+                data={"deployment": deployment.pk, "environment": deployment.environment,
+                      "version": deployment.version_id, "version_number": deployment.version.number,
+                      "trigger": trigger, "strategy": plan.strategy, "tasks": plan.task_count},
             )
             transaction.on_commit(lambda: _dispatch(execution.pk))
     except IntegrityError:
@@ -180,14 +166,14 @@ def execution_start(
         existing = Execution.objects.filter(company=company, idempotency_key=idempotency_key).first()
         if existing is None:
             raise
-        return _idempotent_repeat(existing, version, input), False
+        return _idempotent_repeat(existing, deployment, input), False
     return execution, True
 
 
-def _idempotent_repeat(existing: Execution, version: WorkflowVersion, input: dict) -> Execution:
-    if existing.version_id != version.pk or existing.input != input:
+def _idempotent_repeat(existing: Execution, deployment: Deployment, input: dict) -> Execution:
+    if existing.deployment_id != deployment.pk or existing.input != input:
         raise Conflict(
-            "idempotency_key was already used for a different version or input; use a new key",
+            "idempotency_key was already used for a different deployment or input; use a new key",
             code="idempotency_conflict",
             path="idempotency_key",
             extra={"execution": str(existing.pk)},

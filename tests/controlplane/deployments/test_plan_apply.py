@@ -283,9 +283,9 @@ def test_execution_integration_follows_the_lifecycle(api, flow, workflow, owner)
     deployment = active_deployment_for(workflow, "prod")
     assert deployment.pk == deployment_id and deployment_accepts_executions(deployment)
     graph = deployment_execution_graph(deployment)
-    assert [j["id"] for j in graph["jobs"]] == ["say", "start"]
+    assert [j["id"] for j in graph["jobs"]] == ["start", "say"]  # run order
     assert graph["edges"] == [{"from": "start", "to": "say", "branch": None}]
-    assert graph["jobs"][0]["retry"]["max_attempts"] == 1
+    assert graph["jobs"][1]["retry"]["max_attempts"] == 1
 
     assert api.post(f"/api/v1/deployments/{deployment_id}/pause").json()["status"] == "paused"
     paused = active_deployment_for(workflow, "prod")

@@ -26,7 +26,7 @@ from controlplane.executions.services import (
     step_runs_recover_lost,
 )
 from controlplane.fleet.models import Worker
-from tests.controlplane.executions.builders import edges, job, make_group, make_version
+from tests.controlplane.executions.builders import edges, job, make_deployment, make_group
 from tests.factories import make_company, make_project, make_user
 
 pytestmark = pytest.mark.django_db
@@ -36,8 +36,9 @@ DELIVERY = Delivery(task_id="t-1", worker="ingest1@unit", queue="wg.acme.ingest"
 
 
 def start(project, owner, nodes, edge_list=(), **kwargs):
-    version = make_version(project, nodes, edge_list, user=owner)
-    execution, created = execution_start(version=version, input=kwargs.pop("input", {}), user=owner, **kwargs)
+    """Given the graph deployed, start a run of it."""
+    deployment = make_deployment(project, nodes, edge_list, user=owner)
+    execution, created = execution_start(deployment=deployment, input=kwargs.pop("input", {}), user=owner, **kwargs)
     return execution
 
 
@@ -144,7 +145,7 @@ class TestFailure:
         from controlplane.executions.services.steps import _claim_step, _record_step
 
         with django_capture_on_commit_callbacks() as callbacks:
-            run_b, job_b, context_b = _claim_step(execution.pk, "b", 0, 1, DELIVERY)  # b is in flight ...
+            run_b, job_b, context_b, *_ = _claim_step(execution.pk, "b", 0, 1, DELIVERY)  # b is in flight ...
             first = step(execution, "a")  # ... when a fails for good
             second = _record_step(execution.pk, run_b.pk, job_b, {}, None,
                                   {"message": "boom", "retryable": False, "details": {}}, context_b, DELIVERY)
@@ -224,59 +225,137 @@ class TestRecovery:
 
 
 class TestStart:
-    def test_start_pins_the_graph_and_canvas_and_dispatches_after_commit(self, groups, project, owner,
-                                                                          django_capture_on_commit_callbacks):
-        version = make_version(project, [job("a", timeout_s=5), job("b", group="load", replicas=2)],
-                               edges(("a", "b")), user=owner)
+    def test_start_pins_the_deployments_version_and_artifacts_and_dispatches_after_commit(
+        self, groups, project, owner, django_capture_on_commit_callbacks
+    ):
+        deployment = make_deployment(project, [job("a", timeout_s=5), job("b", group="load", replicas=2)],
+                                     edges(("a", "b")), user=owner)
         with django_capture_on_commit_callbacks() as callbacks:
-            execution, created = execution_start(version=version, input={}, user=owner)
+            execution, created = execution_start(deployment=deployment, input={}, user=owner)
 
         assert created and execution.status == ExecutionStatus.RUNNING
-        assert [j["id"] for j in execution.graph["jobs"]] == ["a", "b"]
+        assert (execution.deployment, execution.environment, execution.version) == (
+            deployment, "prod", deployment.version)
+        assert [(j["id"], j["group"], j["replicas"]) for j in execution.graph["jobs"]] == [
+            ("a", "ingest", 1), ("b", "load", 2)]
         assert execution.graph["edges"] == [{"from": "a", "to": "b", "branch": None}]
+        assert (execution.graph["deployment"], execution.graph["version"]) == (deployment.pk, 1)
         assert execution.canvas["root"]["kind"] == "chain" and execution.canvas["timeouts"] == {"a": 5}
+        started = execution.events.get(type=EventType.EXECUTION_STARTED).data
+        assert (started["deployment"], started["environment"], started["version_number"]) == (deployment.pk, "prod", 1)
         assert len(callbacks) == 1
 
-    def test_the_same_key_returns_the_same_execution_and_a_different_input_conflicts(self, groups, project, owner):
-        version = make_version(project, [job("a")], user=owner)
-        first, _ = execution_start(version=version, input={"x": 1}, user=owner, idempotency_key="k")
-        again, created = execution_start(version=version, input={"x": 1}, user=owner, idempotency_key="k")
+    def test_a_run_stays_pinned_to_the_version_it_started_on(self, groups, project, owner):
+        first_deployment = make_deployment(
+            project, [job("a", "log", config={"message": "v1"})], user=owner)
+        before, _ = execution_start(deployment=first_deployment, input={}, user=owner)
+
+        deployment = make_deployment(project, [job("a", "log", config={"message": "v2"}), job("b", group="load")],
+                                     edges(("a", "b")), user=owner, workflow=first_deployment.workflow)
+        after, _ = execution_start(deployment=deployment, input={}, user=owner)
+
+        assert deployment.pk == first_deployment.pk and deployment.version.number == 2  # same row, new version
+        before.refresh_from_db()
+        assert before.version.number == 1 and [j["id"] for j in before.graph["jobs"]] == ["a"]
+        assert before.job("a")["config"] == {"message": "v1"}
+        assert after.version.number == 2 and after.job("a")["config"] == {"message": "v2"}
+        assert [j["id"] for j in after.graph["jobs"]] == ["a", "b"]
+
+    def test_a_landing_edge_runs_through_its_adapter_jobs(self, groups, project, owner):
+        deployment = make_deployment(
+            project,
+            [job("produce", "python", config={"callable": "echo", "kwargs": {"rows": 3}}),
+             job("consume", "jq", group="load", config={"program": ".steps[\"produce->consume/landing-read\"].output"})],
+            [{"from": "produce", "to": "consume", "delivery": "landing"}],
+            user=owner,
+        )
+
+        execution, _ = execution_start(deployment=deployment, input={}, user=owner)
+
+        write, read = "produce->consume/landing-write", "produce->consume/landing-read"
+        assert [(j["id"], j["type"], j["group"]) for j in execution.graph["jobs"]] == [
+            ("produce", "python", "ingest"), (write, "landing_write", "ingest"), (read, "landing_read", "load"),
+            ("consume", "jq", "load")]
+        assert [(e["from"], e["to"]) for e in execution.graph["edges"]] == [
+            ("produce", write), (write, read), (read, "consume")]
+        assert execution.job(write)["config"]["key"] == "{{ .execution.id }}/produce->consume"
+
+    def test_the_same_key_returns_the_same_execution_and_a_different_input_or_deployment_conflicts(
+        self, groups, project, owner
+    ):
+        deployment = make_deployment(project, [job("a")], user=owner)
+        other = make_deployment(project, [job("a")], user=owner)
+        first, _ = execution_start(deployment=deployment, input={"x": 1}, user=owner, idempotency_key="k")
+        again, created = execution_start(deployment=deployment.pk, input={"x": 1}, user=owner, idempotency_key="k")
         assert again.pk == first.pk and not created
-        with pytest.raises(Conflict) as exc:
-            execution_start(version=version, input={"x": 2}, user=owner, idempotency_key="k")
-        assert exc.value.code == "idempotency_conflict"
+        for target, input in [(deployment, {"x": 2}), (other, {"x": 1})]:
+            with pytest.raises(Conflict) as exc:
+                execution_start(deployment=target, input=input, user=owner, idempotency_key="k")
+            assert (exc.value.code, exc.value.path) == ("idempotency_conflict", "idempotency_key")
 
     @pytest.mark.parametrize(
-        "nodes, input, error, code, path",
+        "nodes, input, stale, error, code, path",
         [
-            ([job("a")], [1, 2], ApplicationError, "invalid", "input"),
-            ([job("a", group="nowhere")], {}, ApplicationError, "unknown_group", "jobs.a.group"),
-            ([job("a", group="idle")], {}, Conflict, "no_live_worker", "jobs.a.group"),
-            ([job("a", compensate={"type": "noop", "group": "nowhere"})], {}, ApplicationError, "unknown_group",
+            ([job("a")], [1, 2], None, ApplicationError, "invalid", "input"),
+            ([job("a", group="load")], {}, "load1@unit", Conflict, "no_live_worker", "jobs.a.group"),
+            ([job("a", compensate={"type": "noop", "group": "load"})], {}, "load1@unit", Conflict, "no_live_worker",
              "jobs.a.compensate.group"),
         ],
-        ids=["input-not-object", "unknown-group", "no-live-worker", "unknown-compensation-group"],
+        ids=["input-not-object", "no-live-worker", "no-live-worker-for-compensation"],
     )
-    def test_bad_input_is_refused_and_nothing_is_dispatched(self, groups, company, project, owner, nodes, input,
+    def test_bad_input_is_refused_and_nothing_is_dispatched(self, groups, project, owner, nodes, input, stale,
                                                            error, code, path, django_capture_on_commit_callbacks):
-        make_group(company, "idle")
-        version = make_version(project, nodes, user=owner)
+        deployment = make_deployment(project, nodes, user=owner)
+        if stale:  # the worker went quiet after the deploy
+            Worker.objects.filter(hostname=stale).update(last_heartbeat="2000-01-01T00:00:00Z")
         with django_capture_on_commit_callbacks() as callbacks, pytest.raises(error) as exc:
-            execution_start(version=version, input=input, user=owner)
+            execution_start(deployment=deployment, input=input, user=owner)
         assert (exc.value.code, exc.value.path) == (code, path)
         assert not callbacks and not Execution.objects.exists()
 
-    def test_another_tenants_version_is_not_found(self, groups, project, owner, outsider):
-        version = make_version(project, [job("a")], user=owner)
+    @pytest.mark.parametrize("action, code", [("pause", "deployment_paused"), ("undeploy", "deployment_undeployed")])
+    def test_a_deployment_that_does_not_accept_executions_refuses_with_409(
+        self, groups, project, owner, action, code, django_capture_on_commit_callbacks
+    ):
+        from controlplane.deployments import services as deploy
+
+        deployment = make_deployment(project, [job("a")], user=owner)
+        getattr(deploy, f"deployment_{action}")(deployment=deployment, user=owner)
+
+        with django_capture_on_commit_callbacks() as callbacks, pytest.raises(Conflict) as exc:
+            execution_start(deployment=deployment, input={}, user=owner)
+
+        assert (exc.value.code, exc.value.path) == (code, "deployment")
+        assert not callbacks and not Execution.objects.exists()
+        if action == "pause":
+            deploy.deployment_resume(deployment=deployment, user=owner)
+            execution, created = execution_start(deployment=deployment, input={}, user=owner)
+            assert created and execution.status == ExecutionStatus.RUNNING
+
+    def test_a_repeat_of_a_known_key_is_answered_even_once_paused(self, groups, project, owner):
+        from controlplane.deployments.services import deployment_pause
+
+        deployment = make_deployment(project, [job("a")], user=owner)
+        first, _ = execution_start(deployment=deployment, input={}, user=owner, idempotency_key="k")
+        deployment_pause(deployment=deployment, user=owner)
+
+        again, created = execution_start(deployment=deployment, input={}, user=owner, idempotency_key="k")
+
+        assert again.pk == first.pk and not created
+
+    def test_another_tenants_deployment_is_not_found(self, groups, project, owner, outsider):
+        deployment = make_deployment(project, [job("a")], user=owner)
+        with pytest.raises(NotFound) as exc:
+            execution_start(deployment=deployment, input={}, user=outsider)
+        assert exc.value.path == "deployment"
         with pytest.raises(NotFound):
-            execution_start(version=version, input={}, user=outsider)
-        with pytest.raises(NotFound):
-            execution_start(version=999999, input={}, user=owner)
+            execution_start(deployment=999999, input={}, user=owner)
 
     def test_a_stale_worker_is_not_live(self, groups, project, owner):
+        deployment = make_deployment(project, [job("a", group="load")], user=owner)
         Worker.objects.filter(hostname="load1@unit").update(last_heartbeat="2000-01-01T00:00:00Z")
         with pytest.raises(Conflict) as exc:
-            start(project, owner, [job("a", group="load")])
+            execution_start(deployment=deployment, input={}, user=owner)
         assert exc.value.code == "no_live_worker"
 
 
