@@ -52,3 +52,12 @@ def start_worker(redis_test_db, transactional_db, tmp_path):
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def landing_dir(settings, tmp_path):
+    """The landing store of the test: a tmp directory, for the planner (settings) and workers (env)."""
+    path = tmp_path / "landing"
+    path.mkdir()
+    settings.LANDING_STORE_URL = f"file://{path}"
+    return path

@@ -1,5 +1,13 @@
 """Fixtures of the engine's end-to-end tests: two worker groups with a worker process each, a
-local HTTP server that records (and can fail, hold or de-duplicate) side effects, and helpers."""
+local HTTP server that records (and can fail, hold or de-duplicate) side effects, and helpers.
+
+Executions run deployments: a test deploys its graph first ("given a deployed workflow"),
+
+    deployment = make_deployment(project, [job("a"), job("b", group="load")], edges(("a", "b")), user=owner)
+    execution = run_to_end(deployment, owner)
+
+which plans and applies it onto the real workers through the deployment services.
+"""
 from __future__ import annotations
 
 import collections
@@ -10,10 +18,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+import tests.e2e.callables  # noqa: F401  (registers `e2e.*` callables here too: planning validates them)
 from controlplane.executions.models import TERMINAL_EXECUTION_STATUSES, Execution
 from controlplane.executions.services import execution_start
 from controlplane.fleet.selectors import live_workers
-from tests.controlplane.executions.builders import make_group
+from tests.controlplane.executions.builders import deploy_version, make_deployment, make_group  # noqa: F401
 from tests.e2e.harness import wait_until
 
 WORKER_ENV = {
@@ -33,11 +42,13 @@ class Fleet:
 
 
 def wait_live(group, timeout: float = 20):
-    wait_until(lambda: live_workers(group).exists(), timeout=timeout, what=f"a live worker in {group.slug}")
+    """A live worker in `group` that advertised its step types (what planning checks)."""
+    wait_until(lambda: live_workers(group).exclude(step_types=[]).exists(), timeout=timeout,
+               what=f"a live worker in {group.slug}")
 
 
 @pytest.fixture
-def fleet(start_worker, company):
+def fleet(start_worker, company, landing_dir):
     """Groups `ingest` and `load` of acme, each served by its own worker process.
 
     Workers are per test on purpose: `start_worker` stops them before the database is truncated
@@ -45,8 +56,9 @@ def fleet(start_worker, company):
     shared per module).
     """
     groups = {slug: make_group(company, slug) for slug in HOSTS}
+    env = {**WORKER_ENV, "LANDING_STORE_URL": f"file://{landing_dir}"}
     workers = {
-        slug: start_worker([groups[slug].queue_name], HOSTS[slug], extra_env=WORKER_ENV, wait=False)
+        slug: start_worker([groups[slug].queue_name], HOSTS[slug], extra_env=env, wait=False)
         for slug in HOSTS
     }
     for slug, worker in workers.items():
@@ -55,16 +67,19 @@ def fleet(start_worker, company):
     return Fleet(groups, workers)
 
 
-def run_to_end(version, user, input=None, timeout: float = 30, **kwargs) -> Execution:
-    execution, _ = execution_start(version=version, input=input or {}, user=user, **kwargs)
+def run_to_end(deployment, user, input=None, timeout: float = 30, **kwargs) -> Execution:
+    """Start a run of `deployment` and wait (bounded) until it reaches a final status."""
+    execution, _ = execution_start(deployment=deployment, input=input or {}, user=user, **kwargs)
     return wait_for_end(execution, timeout=timeout)
 
 
 def wait_for_end(execution, timeout: float = 30) -> Execution:
+    """Wait (bounded) for an execution (instance or id) to reach a final status; the fresh row."""
+    pk = getattr(execution, "pk", execution)
     return wait_until(
-        lambda: Execution.objects.filter(pk=execution.pk, status__in=TERMINAL_EXECUTION_STATUSES).first(),
+        lambda: Execution.objects.filter(pk=pk, status__in=TERMINAL_EXECUTION_STATUSES).first(),
         timeout=timeout,
-        what=f"execution {execution.pk} to finish",
+        what=f"execution {pk} to finish",
     )
 
 

@@ -8,7 +8,7 @@ import pytest
 from controlplane.executions.models import EventType, ExecutionStatus, StepRun, StepStatus
 from controlplane.executions.services import execution_start
 from controlplane.fleet.services import fleet_sweep
-from tests.controlplane.executions.builders import edges, job, make_version
+from tests.controlplane.executions.builders import edges, job, make_deployment
 from tests.e2e.engine_support import (  # noqa: F401  (fixtures)
     WORKER_ENV, fleet, recorder, wait_for_end, wait_live,
 )
@@ -22,14 +22,14 @@ def test_kill_9_mid_step_is_recovered_and_the_side_effect_happens_once(
 ):
     settings.WORKER_OFFLINE_AFTER_S = 2
     recorder.hold["/charge"] = threading.Event()
-    version = make_version(project, [
+    deployment = make_deployment(project, [
         job("before", group="load"),
         job("charge", "http", config={"url": recorder.url("/charge"), "method": "POST", "json": {"amount": 5}},
             timeout_s=30),
         job("after", group="load"),
     ], edges(("before", "charge"), ("charge", "after")), user=owner)
 
-    execution, _ = execution_start(version=version, input={}, user=owner)
+    execution, _ = execution_start(deployment=deployment, input={}, user=owner)
     wait_until(lambda: "/charge" in recorder.paths(), timeout=20, what="the charge request")
     fleet.workers["ingest"].kill9()
     replacement = start_worker([fleet.queue("ingest")], "ingest2@e2e", extra_env=WORKER_ENV)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from controlplane.executions.models import EventType, ExecutionStatus, StepRun, StepStatus
-from tests.controlplane.executions.builders import edges, job, make_version
+from tests.controlplane.executions.builders import edges, job, make_deployment
 from tests.e2e.engine_support import HOSTS, fleet, run_to_end  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -17,13 +17,13 @@ def runs(execution, **filters):
 
 
 def test_linear_run_passes_outputs_through_the_store(fleet, project, owner):
-    version = make_version(project, [
+    deployment = make_deployment(project, [
         job("a", "python", config={"callable": "echo", "kwargs": {"x": "{{ .trigger.n }}"}}),
         job("b", "jq", group="load", config={"program": ".x + 1", "input": "{{ .steps.a.output }}"}),
         job("c", "python", config={"callable": "echo", "kwargs": {"total": "{{ .steps.b.output }}"}}),
     ], edges(("a", "b"), ("b", "c")), user=owner)
 
-    execution = run_to_end(version, owner, {"n": 41})
+    execution = run_to_end(deployment, owner, {"n": 41})
 
     assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
     assert runs(execution, node_id="c").get().output == {"total": 42}
@@ -34,14 +34,14 @@ def test_linear_run_passes_outputs_through_the_store(fleet, project, owner):
 
 
 def test_fan_out_fan_in_joins_with_a_chord(fleet, project, owner):
-    version = make_version(project, [
+    deployment = make_deployment(project, [
         job("split"),
         job("left", "python", config={"callable": "echo", "kwargs": {"v": 1}}),
         job("right", "python", group="load", config={"callable": "echo", "kwargs": {"v": 2}}),
         job("join", "jq", config={"program": ".steps.left.output.v + .steps.right.output.v"}),
     ], edges(("split", "left"), ("split", "right"), ("left", "join"), ("right", "join")), user=owner)
 
-    execution = run_to_end(version, owner)
+    execution = run_to_end(deployment, owner)
 
     assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
     assert execution.canvas["root"]["kind"] == "chain"
@@ -51,12 +51,12 @@ def test_fan_out_fan_in_joins_with_a_chord(fleet, project, owner):
 
 
 def test_replicas_run_every_shard_and_merge_their_outputs(fleet, project, owner):
-    version = make_version(project, [
+    deployment = make_deployment(project, [
         job("fan", "python", group="load", replicas=4, config={"callable": "e2e.shard"}),
         job("sum", "jq", config={"program": "[.steps.fan.output[].shard] | add"}),
     ], edges(("fan", "sum")), user=owner)
 
-    execution = run_to_end(version, owner)
+    execution = run_to_end(deployment, owner)
 
     assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
     shards = runs(execution, node_id="fan", status=StepStatus.SUCCEEDED)
@@ -66,11 +66,11 @@ def test_replicas_run_every_shard_and_merge_their_outputs(fleet, project, owner)
 
 
 def test_a_step_placed_on_a_group_runs_only_on_that_groups_worker(fleet, project, owner):
-    version = make_version(project, [
+    deployment = make_deployment(project, [
         job("here"), job("there", group="load"), job("back"),
     ], edges(("here", "there"), ("there", "back")), user=owner)
 
-    execution = run_to_end(version, owner)
+    execution = run_to_end(deployment, owner)
 
     assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
     workers = dict(runs(execution).values_list("node_id", "worker"))
@@ -79,12 +79,12 @@ def test_a_step_placed_on_a_group_runs_only_on_that_groups_worker(fleet, project
 
 
 def test_a_step_that_fails_twice_is_retried_then_succeeds(fleet, project, owner):
-    version = make_version(project, [
+    deployment = make_deployment(project, [
         job("flaky", "fail", group="load", config={"fail_attempts": 2}, retry=FAST_RETRY),
         job("after"),
     ], edges(("flaky", "after")), user=owner)
 
-    execution = run_to_end(version, owner)
+    execution = run_to_end(deployment, owner)
 
     assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
     attempts = list(runs(execution, node_id="flaky").order_by("attempt").values_list("attempt", "status"))
@@ -94,14 +94,14 @@ def test_a_step_that_fails_twice_is_retried_then_succeeds(fleet, project, owner)
 
 
 def test_a_condition_skips_the_untaken_branch(fleet, project, owner):
-    version = make_version(project, [
+    deployment = make_deployment(project, [
         job("check", "condition", config={"expression": ".trigger.go"}),
         job("yes", "python", config={"callable": "echo", "kwargs": {"took": "yes"}}),
         job("no", "python", group="load", config={"callable": "echo", "kwargs": {"took": "no"}}),
         job("after_no"),
     ], edges(("check", "yes", "true"), ("check", "no", "false"), ("no", "after_no")), user=owner)
 
-    execution = run_to_end(version, owner, {"go": True})
+    execution = run_to_end(deployment, owner, {"go": True})
 
     assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
     statuses = dict(runs(execution).values_list("node_id", "status"))
@@ -111,25 +111,25 @@ def test_a_condition_skips_the_untaken_branch(fleet, project, owner):
 def test_the_same_idempotency_key_twice_gives_one_execution(fleet, project, owner):
     from controlplane.executions.services import execution_start
 
-    version = make_version(project, [job("only")], user=owner)
-    first, created = execution_start(version=version, input={"a": 1}, user=owner, idempotency_key="k-1")
-    second, created_again = execution_start(version=version, input={"a": 1}, user=owner, idempotency_key="k-1")
+    deployment = make_deployment(project, [job("only")], user=owner)
+    first, created = execution_start(deployment=deployment, input={"a": 1}, user=owner, idempotency_key="k-1")
+    second, created_again = execution_start(deployment=deployment, input={"a": 1}, user=owner, idempotency_key="k-1")
 
     assert (created, created_again) == (True, False) and first.pk == second.pk
-    done = run_to_end(version, owner, {"a": 1}, idempotency_key="k-1")
+    done = run_to_end(deployment, owner, {"a": 1}, idempotency_key="k-1")
     assert done.pk == first.pk and done.status == ExecutionStatus.SUCCEEDED
     assert runs(done).count() == 1
 
 
 def test_an_n_shaped_graph_runs_in_layers_and_keeps_every_edge(fleet, project, owner):
-    version = make_version(project, [
+    deployment = make_deployment(project, [
         job("a", "python", config={"callable": "echo", "kwargs": {"v": 1}}),
         job("b", "python", group="load", config={"callable": "echo", "kwargs": {"v": 2}}),
         job("c", "jq", config={"program": ".steps.a.output.v"}),
         job("d", "jq", group="load", config={"program": ".steps.a.output.v + .steps.b.output.v"}),
     ], edges(("a", "c"), ("a", "d"), ("b", "d")), user=owner)
 
-    execution = run_to_end(version, owner)
+    execution = run_to_end(deployment, owner)
 
     assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
     assert execution.canvas["strategy"] == "layered"
@@ -137,11 +137,11 @@ def test_an_n_shaped_graph_runs_in_layers_and_keeps_every_edge(fleet, project, o
 
 
 def test_timeout_s_is_enforced_as_a_soft_time_limit(fleet, project, owner):
-    version = make_version(project, [
+    deployment = make_deployment(project, [
         job("slow", "python", config={"callable": "sleep", "kwargs": {"seconds": 10}}, timeout_s=0.5),
     ], user=owner)
 
-    execution = run_to_end(version, owner, timeout=20)
+    execution = run_to_end(deployment, owner, timeout=20)
 
     assert execution.status == ExecutionStatus.FAILED
     run = runs(execution, node_id="slow").get()

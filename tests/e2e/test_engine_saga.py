@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from controlplane.executions.models import DeadLetter, EventType, ExecutionStatus, StepRun
-from tests.controlplane.executions.builders import edges, job, make_version
+from tests.controlplane.executions.builders import edges, job, make_deployment
 from tests.e2e.engine_support import fleet, recorder, run_to_end  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -21,13 +21,13 @@ def http(node_id, recorder, path, *, group="ingest", cancel=None, **fields):
 
 def test_final_failure_dead_letters_and_compensates_in_reverse(fleet, recorder, project, owner):
     recorder.fail["/book/car"] = 500
-    version = make_version(project, [
+    deployment = make_deployment(project, [
         http("flight", recorder, "/book/flight", cancel="/cancel/flight"),
         http("hotel", recorder, "/book/hotel", group="load", cancel="/cancel/hotel"),
         http("car", recorder, "/book/car", cancel="/cancel/car", retry=TWO_FAST_ATTEMPTS),
     ], edges(("flight", "hotel"), ("hotel", "car")), user=owner)
 
-    execution = run_to_end(version, owner)
+    execution = run_to_end(deployment, owner)
 
     assert execution.status == ExecutionStatus.COMPENSATED
     assert recorder.paths() == [
@@ -51,14 +51,14 @@ def test_final_failure_dead_letters_and_compensates_in_reverse(fleet, recorder, 
 
 
 def test_a_failed_branch_of_a_fan_out_compensates_the_completed_branches(fleet, recorder, project, owner):
-    version = make_version(project, [
+    deployment = make_deployment(project, [
         http("reserve", recorder, "/reserve", cancel="/release"),
         http("charge", recorder, "/charge", group="load", cancel="/refund"),
         job("ship", "fail", config={"retryable": False}),
         http("notify", recorder, "/notify"),
     ], edges(("reserve", "charge"), ("reserve", "ship"), ("charge", "notify"), ("ship", "notify")), user=owner)
 
-    execution = run_to_end(version, owner)
+    execution = run_to_end(deployment, owner)
 
     assert execution.status == ExecutionStatus.COMPENSATED
     paths = recorder.paths()
@@ -70,10 +70,10 @@ def test_a_failed_branch_of_a_fan_out_compensates_the_completed_branches(fleet, 
 
 
 def test_a_failure_with_nothing_to_undo_ends_failed(fleet, project, owner):
-    version = make_version(project, [job("first"), job("boom", "fail", group="load", config={"retryable": False})],
+    deployment = make_deployment(project, [job("first"), job("boom", "fail", group="load", config={"retryable": False})],
                            edges(("first", "boom")), user=owner)
 
-    execution = run_to_end(version, owner)
+    execution = run_to_end(deployment, owner)
 
     assert execution.status == ExecutionStatus.FAILED
     assert execution.error["node_id"] == "boom"
