@@ -174,12 +174,25 @@ class Engine:
         else:
             services.workflow_update_draft(user=self.user, workflow=workflow, expected_revision=None, graph=graph)
         version, _ = services.workflow_publish(user=self.user, workflow=workflow)
-        return version
+        return self.deploy(version)
 
-    def start(self, version):
+    def deploy(self, version):
+        """Executions run deployments: plan + apply the version (the bench's `version` is this deployment)."""
+        from django.test.utils import override_settings
+
+        from controlplane.deployments.services import plan_apply, plan_create
+
+        plan = plan_create(workflow=version.workflow, version=version, environment="bench", user=self.user)
+        if plan.has_errors:
+            raise RuntimeError(f"the bench graph does not plan: {plan.plan['errors']}")
+        # Engine and bare Celery are compared on the same fixed pools: apply must not grow them.
+        with override_settings(DEPLOY_GROW_POOLS=False):
+            return plan_apply(plan=plan, user=self.user)
+
+    def start(self, deployment):
         from controlplane.executions.services import execution_start
 
-        execution, _ = execution_start(version=version, input={}, idempotency_key=None, user=self.user)
+        execution, _ = execution_start(deployment=deployment, input={}, idempotency_key=None, user=self.user)
         return execution.id
 
     def wait(self, execution_ids, timeout: float) -> None:

@@ -57,7 +57,14 @@ def load_on(worker: Worker) -> dict | None:
 
 
 def grow_pools(groups: Iterable[WorkerGroup]) -> list[dict[str, Any]]:
-    """Grow live workers' pools where a group's replicas exceed its live concurrency."""
+    """Grow live workers' pools where a group's replicas exceed its live concurrency.
+
+    `DEPLOY_GROW_POOLS = False` turns this off (fixed pools, e.g. a benchmark comparing equal pools).
+    """
+    from django.conf import settings
+
+    if not getattr(settings, "DEPLOY_GROW_POOLS", True):
+        return []
     actions = []
     for group in groups:
         needed = group_needed_replicas(group)
