@@ -11,7 +11,7 @@ from collections import defaultdict
 from typing import Any, Iterable
 
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import Max
 
 from controlplane.deployments.models import (
     Deployment,
@@ -43,8 +43,13 @@ def desired_artifacts(worker: Worker) -> list[dict[str, Any]]:
 
 
 def group_needed_replicas(group: WorkerGroup) -> int:
-    """Slots the group needs: the replicas of every active job placed on it."""
-    return _active_jobs().filter(group=group).aggregate(total=Sum("replicas"))["total"] or 0
+    """Slots the group needs: enough for its widest job to run all its shards at once.
+
+    Not the sum over jobs: unrelated jobs do not all run at the same moment, and growing pools
+    to the sum would fork a process per node of a wide graph. (The planner still *warns* when
+    the sum exceeds live concurrency, as a capacity hint.)
+    """
+    return _active_jobs().filter(group=group).aggregate(widest=Max("replicas"))["widest"] or 0
 
 
 def live_workers_of(group_ids: Iterable[int]) -> list[Worker]:

@@ -2,8 +2,8 @@
 
 Starts the web control plane, one Celery worker serving the demo's worker groups and beat, as
 child processes of this command (stopped by process id on exit), then, as a user would: creates
-a project and workflow over HTTP, writes the draft, publishes it, runs it, and prints the
-execution's timeline.
+a project and workflow over HTTP, writes the draft, publishes it, plans and applies it to the
+`prod` environment, runs it, and prints the execution's timeline.
 """
 from __future__ import annotations
 
@@ -177,9 +177,15 @@ class Command(BaseCommand):
         api.call("PATCH", f"/workflows/{workflow['id']}", {"graph": DEMO_GRAPH.read_text()}, headers={"If-Match": etag})
         _, _, version = api.call("POST", f"/workflows/{workflow['id']}/publish")
         self.stdout.write(f"published {workflow['slug']} v{version['number']} ({version['digest'][:19]}…)")
-        _, _, execution = api.call(
-            "POST", "/executions", {"version": version["id"], "input": {"requested_by": "bin/run"}}
-        )
+        _, _, plan = api.call("POST", "/plans", {
+            "workflow": workflow["id"], "version": version["number"], "environment": "prod",
+        })
+        self.stdout.write("plan:\n" + "\n".join("  " + line for line in plan["text"].splitlines()))
+        api.call("POST", f"/plans/{plan['id']}/apply")
+        self.stdout.write("applied to environment prod")
+        _, _, execution = api.call("POST", "/executions", {
+            "workflow": workflow["id"], "environment": "prod", "input": {"requested_by": "bin/run"},
+        })
         self.stdout.write(f"execution {execution['id']} dispatched")
 
         def finished():
