@@ -21,7 +21,7 @@ FAST = {"WORKER_HEARTBEAT_INTERVAL_S": "0.5"}
 GRAPH = {
     "nodes": [
         {"id": "start", "type": "noop", "group": "batch"},
-        {"id": "say", "type": "log", "group": "ingest", "replicas": 2, "config": {"message": "hi"}},
+        {"id": "say", "type": "log", "group": "ingest", "replicas": 3, "config": {"message": "hi"}},
     ],
     "edges": [{"from": "start", "to": "say", "delivery": "landing"}],
 }
@@ -90,7 +90,7 @@ def deployed(start_worker, groups, project, owner, client_for):
     for hostname, group in [("ingest1@e2e", "ingest"), ("ingest2@e2e", "ingest"), ("batch1@e2e", "batch")]:
         wait_until(lambda: holds(hostname, desired(deployment, group)), timeout=20,
                    what=f"{hostname} to report its artifacts")
-    # `say` (2 replicas) and the landing reader (1) need 3 slots on ingest's 2: apply grew a pool.
+    # `say` runs 3 shards at once and ingest has 2 slots (two workers of 1): apply grew a pool.
     wait_until(lambda: live("ingest1@e2e", concurrency=2), timeout=20, what="apply to grow ingest1's pool")
     return client, deployment, procs
 

@@ -48,7 +48,8 @@ def test_each_drift_kind_from_heartbeats(deployment, groups):
                              "spec_edited"]
     by_kind = {d["kind"]: d for d in report["drift"]}
     assert by_kind["artifact_stale"]["actual"] == "sha256:old"
-    assert (by_kind["capacity_short"]["needed"], by_kind["capacity_short"]["live_slots"]) == (2, 0)
+    # The widest job (1 replica) needs one slot; the cancelled consumer leaves none.
+    assert (by_kind["capacity_short"]["needed"], by_kind["capacity_short"]["live_slots"]) == (1, 0)
     assert by_kind["consumer_cancelled"]["worker"] == "w-ingest@test"
     events = DeploymentEvent.objects.filter(deployment=deployment, kind="drift_detected")
     assert events.count() == 5 and all(e.data["dry_run"] for e in events)
@@ -113,3 +114,20 @@ def test_workloads_show_loaded_digests(api, deployment):
     assert worker["hostname"] == "w-ingest@test" and worker["in_sync"] and worker["live"]
     assert worker["loaded_digest"] == rows["say"]["digest"]
     assert Worker.objects.get(hostname="w-ingest@test").loaded_artifacts
+
+
+def test_capacity_need_is_the_widest_job_not_the_sum(flow, workflow, owner, groups):
+    from controlplane.deployments.services.rollout import group_needed_replicas
+
+    graph = {
+        "nodes": [
+            {"id": "a", "type": "noop", "group": "ingest", "replicas": 3},
+            {"id": "b", "type": "noop", "group": "ingest", "replicas": 2},
+        ],
+        "edges": [{"from": "a", "to": "b"}],
+    }
+    publish(workflow, graph, user=owner)
+    flow.deploy(1)
+
+    # a's three shards run together; b runs after a, so the group never needs 5 slots at once.
+    assert group_needed_replicas(groups["ingest"]) == 3
