@@ -34,6 +34,9 @@ os.environ.setdefault("CELERY_RESULT_BACKEND", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
 os.environ.setdefault("WORKER_HEARTBEAT_INTERVAL_S", "1")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+# Measure workers configured as in production: no DEBUG query log.
+os.environ.setdefault("DEBUG", "0")
+os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key-not-used-elsewhere")
 
 import django  # noqa: E402
 

@@ -188,6 +188,10 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_DEFAULT_QUEUE", "controlplane
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Celery's Django fixup closes every database connection before and after each task unless this
+# is set; workers/celery.py instead drops only stale or broken connections (CONN_MAX_AGE and
+# health checks), which spares each step a new PostgreSQL backend.
+CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
 CELERY_TIMEZONE = TIME_ZONE
 
 # Worker heartbeat: a worker unseen for longer than this is offline and its running steps are lost.

@@ -170,6 +170,9 @@ class StepType:
     # may skip loading upstream outputs for a step whose config has no templates and whose type
     # says False; the safe default is True.
     reads_context: ClassVar[bool] = True
+    # True for a step whose only effect is its output (no I/O, no waiting): an engine may claim,
+    # run and record it in one transaction, since a rollback leaves nothing behind to undo.
+    side_effect_free: ClassVar[bool] = False
 
     def validate_config(self, config: Any, path: str = "config") -> list[Issue]:
         """Every schema problem of ``config``: missing_config or invalid_config issues."""

@@ -32,6 +32,7 @@ def _jq_issues(program: Any, path: str) -> list[Issue]:
 class NoopStep(StepType):
     name = "noop"
     reads_context = False
+    side_effect_free = True
     description = "Do nothing; useful as a join point or placeholder."
     config_schema: dict[str, Field] = {}
 
@@ -43,6 +44,7 @@ class NoopStep(StepType):
 class LogStep(StepType):
     name = "log"
     reads_context = False
+    side_effect_free = True  # a log line is an observation: written twice at worst, never undone
     description = "Write a message to the worker log."
     config_schema = {
         # "any": a whole-value template may render to a number or object; it is logged as text.
@@ -65,6 +67,7 @@ class LogStep(StepType):
 @register_step_type
 class JqStep(StepType):
     name = "jq"
+    side_effect_free = True
     description = "Transform data with a jq program (compiled once, cached)."
     config_schema = {
         "program": Field("string", required=True, description="jq program"),
@@ -94,6 +97,7 @@ class JqStep(StepType):
 @register_step_type
 class ConditionStep(StepType):
     name = "condition"
+    side_effect_free = True
     description = "Evaluate a jq expression on the context and take the 'true' or 'false' branch."
     config_schema = {
         # "any": a whole-value template ("{{ .x > 1 }}") arrives already rendered to a value.
@@ -153,6 +157,7 @@ class DelayStep(StepType):
 class FailStep(StepType):
     name = "fail"
     reads_context = False
+    side_effect_free = True
     description = "Fail on purpose (for tests and drills); optionally only the first N attempts."
     config_schema = {
         "message": Field("string", default="failed on purpose"),

@@ -54,9 +54,13 @@ def test_a_failed_branch_of_a_fan_out_compensates_the_completed_branches(fleet, 
     deployment = make_deployment(project, [
         http("reserve", recorder, "/reserve", cancel="/release"),
         http("charge", recorder, "/charge", group="load", cancel="/refund"),
+        # `ship` fails only after `charge` had time to complete: a branch that never started
+        # has nothing to undo, so the test pins the order instead of racing it.
+        job("hold", "delay", config={"seconds": 1}),
         job("ship", "fail", config={"retryable": False}),
         http("notify", recorder, "/notify"),
-    ], edges(("reserve", "charge"), ("reserve", "ship"), ("charge", "notify"), ("ship", "notify")), user=owner)
+    ], edges(("reserve", "charge"), ("reserve", "hold"), ("hold", "ship"), ("charge", "notify"), ("ship", "notify")),
+        user=owner)
 
     execution = run_to_end(deployment, owner)
 

@@ -19,8 +19,8 @@ from controlplane.deployments.models import Deployment
 from controlplane.deployments.selectors import deployment_check_accepts, deployment_execution_graph
 from controlplane.executions.models import EventType, Execution, ExecutionStatus, TERMINAL_EXECUTION_STATUSES, Trigger
 from controlplane.executions.services.events import event_append, locked_execution
-from controlplane.fleet.models import WorkerGroup, queue_name_for
-from controlplane.fleet.selectors import live_workers
+from controlplane.executions.services.state import pinned_graph
+from controlplane.fleet.models import Worker, WorkerGroup, queue_name_for
 from controlplane.tenancy.access import member_company_ids, require_role
 from controlplane.tenancy.models import Role
 from pipelines.canvas import CanvasNode, compile_canvas
@@ -62,8 +62,12 @@ def _check_placement(company, graph: dict[str, Any]) -> None:
                 code="unknown_group",
                 path=path,
             )
+    used = {groups[slug].pk for _, slug in placements}
+    live = set(
+        Worker.objects.live().filter(groups__in=used).values_list("groups", flat=True).distinct()
+    )
     for path, slug in placements:
-        if not live_workers(groups[slug]).exists():
+        if groups[slug].pk not in live:
             raise Conflict(
                 f"worker group {slug!r} has no live worker; start a worker on queue {groups[slug].queue_name}",
                 code="no_live_worker",
@@ -71,8 +75,7 @@ def _check_placement(company, graph: dict[str, Any]) -> None:
             )
 
 
-def _deployment_for(user, deployment) -> Deployment:
-    deployment_id = deployment.pk if isinstance(deployment, Deployment) else deployment
+def _deployment_for(user, deployment_id) -> Deployment:
     try:
         return (
             Deployment.objects.select_related("workflow__project__company", "version")
@@ -83,18 +86,21 @@ def _deployment_for(user, deployment) -> Deployment:
         raise NotFound(f"deployment {deployment_id!r} not found", path="deployment") from None
 
 
-def _lock_for_start(deployment: Deployment) -> Deployment:
-    """Re-read the deployment under a shared row lock, inside the start's transaction.
+def _share_lock(deployment_id) -> None:
+    """Hold the deployment row under a shared lock until the start's transaction ends.
 
     apply, rollback, pause and undeploy update this row before they touch its artifacts, so while
     we hold FOR SHARE none of them can be half-way: the version and artifacts read next belong
     together. Concurrent starts share the lock and do not wait for each other. (SQLite serialises
-    writers anyway and has no row locks.)
+    writers anyway and has no row locks.) Taken before the read, so the read sees the row as locked.
     """
+    try:
+        row_id = int(deployment_id)
+    except (TypeError, ValueError):
+        return  # not an id: the read that follows reports it as not found
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT 1 FROM {Deployment._meta.db_table} WHERE id = %s FOR SHARE", [deployment.pk])
-    return Deployment.objects.select_related("workflow__project__company", "version").get(pk=deployment.pk)
+            cursor.execute(f"SELECT 1 FROM {Deployment._meta.db_table} WHERE id = %s FOR SHARE", [row_id])
 
 
 def execution_start(
@@ -114,20 +120,22 @@ def execution_start(
     different deployment or input is a 409 `idempotency_conflict`. Nothing is dispatched unless
     the transaction commits.
     """
-    deployment = _deployment_for(user, deployment)
-    company = deployment.workflow.project.company
-    require_role(user, company.id, Role.EDITOR, what="deployment")
     if not isinstance(input, dict):
         raise ApplicationError("input must be a JSON object", code="invalid", path="input")
     if idempotency_key is not None and (not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 200):
         raise ApplicationError("idempotency_key must be a string of 1-200 characters", path="idempotency_key")
-    if idempotency_key:
-        existing = Execution.objects.filter(company=company, idempotency_key=idempotency_key).first()
-        if existing is not None:
-            return _idempotent_repeat(existing, deployment, input), False
+    deployment_id = deployment.pk if isinstance(deployment, Deployment) else deployment
+    company = None
     try:
         with transaction.atomic():
-            deployment = _lock_for_start(deployment)
+            _share_lock(deployment_id)
+            deployment = _deployment_for(user, deployment_id)
+            company = deployment.workflow.project.company
+            require_role(user, company.id, Role.EDITOR, what="deployment")
+            if idempotency_key:
+                existing = Execution.objects.filter(company=company, idempotency_key=idempotency_key).first()
+                if existing is not None:
+                    return _idempotent_repeat(existing, deployment, input), False
             deployment_check_accepts(deployment)
             graph = deployment_execution_graph(deployment)
             if not graph["jobs"]:
@@ -138,6 +146,7 @@ def execution_start(
                 [CanvasNode(job["id"], job["replicas"], job["group"]) for job in graph["jobs"]],
                 [(edge["from"], edge["to"]) for edge in graph["edges"]],
             )
+            canvas = {**plan.to_dict(), "timeouts": {j["id"]: j["timeout_s"] for j in graph["jobs"] if j["timeout_s"]}}
             execution = Execution.objects.create(
                 company=company,
                 deployment=deployment,
@@ -147,12 +156,13 @@ def execution_start(
                 input=input,
                 idempotency_key=idempotency_key or None,
                 graph=graph,
-                canvas={**plan.to_dict(), "timeouts": {j["id"]: j["timeout_s"] for j in graph["jobs"] if j["timeout_s"]}},
+                canvas=canvas,
                 status=ExecutionStatus.RUNNING,
                 created_by=user if getattr(user, "is_authenticated", False) else None,
                 started_at=timezone.now(),
             )
-            execution = locked_execution(execution.pk)
+            pinned_graph(execution.pk, graph)  # this process dispatches it; often runs it too
+            # The row was inserted by this transaction, so it is ours: no lock to take.
             event_append(
                 execution=execution,
                 type=EventType.EXECUTION_STARTED,
@@ -160,11 +170,12 @@ def execution_start(
                       "version": deployment.version_id, "version_number": deployment.version.number,
                       "trigger": trigger, "strategy": plan.strategy, "tasks": plan.task_count},
             )
-            transaction.on_commit(lambda: _dispatch(execution.pk))
+            queues = execution_queues(execution)
+            transaction.on_commit(lambda: _dispatch(execution.pk, canvas, queues))
     except IntegrityError:
         # A concurrent request with the same key won the insert.
         existing = Execution.objects.filter(company=company, idempotency_key=idempotency_key).first()
-        if existing is None:
+        if company is None or existing is None:
             raise
         return _idempotent_repeat(existing, deployment, input), False
     return execution, True
@@ -181,13 +192,12 @@ def _idempotent_repeat(existing: Execution, deployment: Deployment, input: dict)
     return existing
 
 
-def _dispatch(execution_id) -> None:
+def _dispatch(execution_id, canvas: dict[str, Any], queues: dict[str, str]) -> None:
     """Publish the run's canvas (after commit). A broker failure fails the run instead of hiding it."""
     from workers.canvas import build_signature  # workers depends on us; import at call time
 
-    execution = Execution.objects.select_related("company").get(pk=execution_id)
     try:
-        build_signature(str(execution.pk), execution.canvas, execution_queues(execution)).apply_async()
+        build_signature(str(execution_id), canvas, queues).apply_async()
     except Exception as exc:
         logger.exception("execution.dispatch_failed", extra={"execution_id": str(execution_id)})
         with transaction.atomic():

@@ -38,6 +38,7 @@ from controlplane.executions.services.attempts import (
 from controlplane.executions.services.events import event_append, locked_execution
 from controlplane.executions.services.state import (
     PENDING,
+    pinned_graph,
     SKIPPED,
     has_branch_edges,
     is_dead,
@@ -61,25 +62,51 @@ def step_idempotency_key(execution_id, node_id: str, shard: int) -> str:
 
 
 def step_execute(*, execution_id, node_id: str, shard: int, shard_count: int, delivery: Delivery) -> Outcome:
-    """Claim, run and record one attempt of one shard of a node."""
+    """Claim, run and record one attempt of one shard of a node.
+
+    A side-effect-free step (noop, log, jq, condition, fail) runs inside the transaction that
+    claims and records it: one lock, one commit, and a crash rolls everything back, leaving the
+    shard to the next delivery. Any other step is claimed and committed first (so duplicates and
+    a dead worker are visible while it runs), run outside any transaction, then recorded.
+    """
+    job = pinned_graph(execution_id).jobs.get(node_id)
+    if job is not None and runs_in_transaction(job):
+        with transaction.atomic():
+            claim = _claim_locked(execution_id, node_id, shard, shard_count, delivery)
+            if isinstance(claim, Outcome):
+                return claim
+            execution, run, job, context = claim
+            rendered, output, error = _run_claimed(execution.company_id, run, job, context)
+            return _record_locked(execution, run, job, rendered, output, error, context)
     claim = _claim_step(execution_id, node_id, shard, shard_count, delivery)
     if isinstance(claim, Outcome):
         return claim
     run, job, context, company_id = claim
-    context["shard"] = {"index": shard, "count": shard_count}
-    rendered, output, error = run_spec(
+    rendered, output, error = _run_claimed(company_id, run, job, context)
+    return _record_step(execution_id, run.pk, job, rendered, output, error, context, delivery)
+
+
+def runs_in_transaction(job: dict[str, Any]) -> bool:
+    try:
+        return get_step_type(job["type"]).side_effect_free
+    except PipelineError:
+        return False
+
+
+def _run_claimed(company_id: int, run: StepRun, job: dict[str, Any], context: dict) -> tuple[Any, Any, dict | None]:
+    context["shard"] = {"index": run.shard, "count": run.shard_count}
+    return run_spec(
         job,
         context=context,
         company_id=company_id,
-        execution_id=str(execution_id),
-        node_id=node_id,
+        execution_id=str(run.execution_id),
+        node_id=run.node_id,
         attempt=run.attempt,
-        shard=shard,
-        shard_count=shard_count,
-        idempotency_key=step_idempotency_key(execution_id, node_id, shard),
+        shard=run.shard,
+        shard_count=run.shard_count,
+        idempotency_key=step_idempotency_key(run.execution_id, run.node_id, run.shard),
         timeout_s=job.get("timeout_s"),
     )
-    return _record_step(execution_id, run.pk, job, rendered, output, error, context, delivery)
 
 
 def needs_upstream_outputs(job: dict[str, Any]) -> bool:
@@ -94,86 +121,101 @@ def needs_upstream_outputs(job: dict[str, Any]) -> bool:
 
 
 def _claim_step(execution_id, node_id, shard, shard_count, delivery: Delivery):
+    """Claim in a transaction of its own: an Outcome, or (run, job, context, company id)."""
+    with transaction.atomic():
+        claim = _claim_locked(execution_id, node_id, shard, shard_count, delivery)
+    if isinstance(claim, Outcome):
+        return claim
+    execution, run, job, context = claim
+    return run, job, context, execution.company_id
+
+
+def _claim_locked(execution_id, node_id, shard, shard_count, delivery: Delivery):
     # Every claimer of this execution takes the row lock first, so no two transactions can pick
     # the same attempt number; the unique constraint stays as the backstop.
-    with transaction.atomic():
-        execution = locked_execution(execution_id)
-        if execution.status != ExecutionStatus.RUNNING:
-            return Outcome("ignore", execution.status, detail=f"execution is {execution.status}")
-        job = execution.job(node_id)
-        with_outputs = needs_upstream_outputs(job)
-        by_shard = load_runs(execution.pk, with_output=with_outputs or has_branch_edges(execution, node_id))
-        mine = by_shard.get((node_id, shard), [])
-        state = shard_state(mine)
-        if state != PENDING:
-            return Outcome("done", state, detail="already recorded; not run again")
-        running = [run for run in mine if run.status == StepStatus.RUNNING]
-        if running:
-            if not attempt_expired(running[-1], job):
-                return Outcome("ignore", "running", detail=f"duplicate delivery: attempt {running[-1].attempt} "
-                               f"is running on {running[-1].worker}")
-            mark_lost(execution, StepRun.objects.get(pk=running[-1].id),
-                      reason="attempt ran past its hard time limit")
-        waiting = waiting_on(execution, node_id, by_shard)
-        if waiting:
-            return _wait_or_give_up(execution, delivery, f"predecessors {waiting} have not completed")
-        attempt = max((run.attempt for run in mine), default=0) + 1
-        now = timezone.now()
-        fields = dict(
-            execution=execution, node_id=node_id, shard=shard, shard_count=shard_count, attempt=attempt,
-            group=job["group"], queue=delivery.queue, worker=delivery.worker, task_id=delivery.task_id,
-            started_at=now, request=delivery.request,
-        )
-        if is_dead(execution, node_id, by_shard):
-            StepRun.objects.create(status=StepStatus.SKIPPED, finished_at=now, **fields)
-            event_append(execution=execution, type=EventType.STEP_SKIPPED,
-                         data={"node_id": node_id, "shard": shard, "reason": "all incoming edges are dead"})
-            return Outcome("done", StepStatus.SKIPPED)
-        run = StepRun.objects.create(status=StepStatus.RUNNING, **fields)
-        event_append(execution=execution, type=EventType.STEP_STARTED,
-                     data={"node_id": node_id, "shard": shard, "attempt": attempt, "worker": delivery.worker,
-                           "queue": delivery.queue})
-        return run, job, template_context(execution, by_shard, with_steps=with_outputs), execution.company_id
+    execution = locked_execution(execution_id)
+    if execution.status != ExecutionStatus.RUNNING:
+        return Outcome("ignore", execution.status, detail=f"execution is {execution.status}")
+    job = execution.job(node_id)
+    with_outputs = needs_upstream_outputs(job)
+    by_shard = load_runs(execution.pk, with_output=with_outputs or has_branch_edges(execution, node_id))
+    mine = by_shard.get((node_id, shard), [])
+    state = shard_state(mine)
+    if state != PENDING:
+        return Outcome("done", state, detail="already recorded; not run again")
+    running = [run for run in mine if run.status == StepStatus.RUNNING]
+    if running:
+        if not attempt_expired(running[-1], job):
+            return Outcome("ignore", "running", detail=f"duplicate delivery: attempt {running[-1].attempt} "
+                           f"is running on {running[-1].worker}")
+        mark_lost(execution, StepRun.objects.get(pk=running[-1].id),
+                  reason="attempt ran past its hard time limit")
+    waiting = waiting_on(execution, node_id, by_shard)
+    if waiting:
+        return _wait_or_give_up(execution, delivery, f"predecessors {waiting} have not completed")
+    attempt = max((run.attempt for run in mine), default=0) + 1
+    now = timezone.now()
+    fields = dict(
+        execution=execution, node_id=node_id, shard=shard, shard_count=shard_count, attempt=attempt,
+        group=job["group"], queue=delivery.queue, worker=delivery.worker, task_id=delivery.task_id,
+        started_at=now, request=delivery.request,
+    )
+    if is_dead(execution, node_id, by_shard):
+        StepRun.objects.create(status=StepStatus.SKIPPED, finished_at=now, **fields)
+        event_append(execution=execution, type=EventType.STEP_SKIPPED,
+                     data={"node_id": node_id, "shard": shard, "reason": "all incoming edges are dead"})
+        return Outcome("done", StepStatus.SKIPPED)
+    run = StepRun.objects.create(status=StepStatus.RUNNING, **fields)
+    event_append(execution=execution, type=EventType.STEP_STARTED,
+                 data={"node_id": node_id, "shard": shard, "attempt": attempt, "worker": delivery.worker,
+                       "queue": delivery.queue})
+    return execution, run, job, template_context(execution, by_shard, with_steps=with_outputs)
 
 
 def _record_step(execution_id, run_id, job, rendered, output, error, context, delivery: Delivery) -> Outcome:
+    """Record an attempt that ran outside a transaction."""
     with transaction.atomic():
         execution = locked_execution(execution_id)
         # The execution lock covers the run: every writer of its step runs holds it.
         run = StepRun.objects.defer("request", "input", "output", "error").get(pk=run_id)
-        if run.status != StepStatus.RUNNING:
-            # Marked lost while it ran (its worker looked dead): the re-published delivery owns the
-            # shard now and presents the same idempotency key, so this result is dropped.
-            return Outcome("ignore", run.status, detail=f"attempt was marked {run.status} while it ran")
-        run.input = rendered
-        run.finished_at = timezone.now()
-        base = {"node_id": run.node_id, "shard": run.shard, "attempt": run.attempt}
-        if error is None:
-            event = event_append(execution=execution, type=EventType.STEP_COMPLETED, data={**base, "output": output})
-            run.status, run.output, run.completed_seq = StepStatus.SUCCEEDED, output, event.seq
-            run.save(update_fields=["input", "finished_at", "status", "output", "completed_seq"])
-            return Outcome("done", StepStatus.SUCCEEDED)
-        run.status, run.error = StepStatus.FAILED, error
-        run.save(update_fields=["input", "finished_at", "status", "error"])
-        policy = RetryPolicy(**job["retry"])
-        if error.get("retryable") and policy.should_retry(run.attempt) and execution.status == ExecutionStatus.RUNNING:
-            countdown = policy.delay_for(run.attempt)
-            event_append(execution=execution, type=EventType.STEP_RETRYING,
-                         data={**base, "error": error, "countdown_s": round(countdown, 3)})
-            return Outcome("retry", StepStatus.FAILED, countdown=countdown, detail=error["message"])
-        event_append(execution=execution, type=EventType.STEP_FAILED, data={**base, "error": error})
-        letter = DeadLetter.objects.create(
-            execution=execution, step_run=run, node_id=run.node_id, shard=run.shard, attempts=run.attempt,
-            error=error,
-            payload={
-                "job": job, "input": rendered, "context": context, "queue": run.queue, "group": run.group,
-                "shard_count": run.shard_count,
-                "idempotency_key": step_idempotency_key(execution.pk, run.node_id, run.shard),
-            },
-        )
-        event_append(execution=execution, type=EventType.STEP_DEAD_LETTERED, data={**base, "dead_letter": letter.pk})
-        fail_execution(execution, error={**base, "error": error}, saga_queue=run.queue)
-        return Outcome("fail", StepStatus.FAILED, detail=error["message"])
+        return _record_locked(execution, run, job, rendered, output, error, context)
+
+
+def _record_locked(execution: Execution, run: StepRun, job, rendered, output, error, context) -> Outcome:
+    """Record an attempt's result; the caller holds the execution lock."""
+    if run.status != StepStatus.RUNNING:
+        # Marked lost while it ran (its worker looked dead): the re-published delivery owns the
+        # shard now and presents the same idempotency key, so this result is dropped.
+        return Outcome("ignore", run.status, detail=f"attempt was marked {run.status} while it ran")
+    run.input = rendered
+    run.finished_at = timezone.now()
+    base = {"node_id": run.node_id, "shard": run.shard, "attempt": run.attempt}
+    if error is None:
+        event = event_append(execution=execution, type=EventType.STEP_COMPLETED, data={**base, "output": output})
+        run.status, run.output, run.completed_seq = StepStatus.SUCCEEDED, output, event.seq
+        run.save(update_fields=["input", "finished_at", "status", "output", "completed_seq"])
+        return Outcome("done", StepStatus.SUCCEEDED)
+    run.status, run.error = StepStatus.FAILED, error
+    run.save(update_fields=["input", "finished_at", "status", "error"])
+    policy = RetryPolicy(**job["retry"])
+    if error.get("retryable") and policy.should_retry(run.attempt) and execution.status == ExecutionStatus.RUNNING:
+        countdown = policy.delay_for(run.attempt)
+        event_append(execution=execution, type=EventType.STEP_RETRYING,
+                     data={**base, "error": error, "countdown_s": round(countdown, 3)})
+        return Outcome("retry", StepStatus.FAILED, countdown=countdown, detail=error["message"])
+    event_append(execution=execution, type=EventType.STEP_FAILED, data={**base, "error": error})
+    letter = DeadLetter.objects.create(
+        execution=execution, step_run=run, node_id=run.node_id, shard=run.shard, attempts=run.attempt,
+        error=error,
+        payload={
+            "job": job, "input": rendered, "context": context, "queue": run.queue, "group": run.group,
+            "shard_count": run.shard_count,
+            "idempotency_key": step_idempotency_key(execution.pk, run.node_id, run.shard),
+        },
+    )
+    event_append(execution=execution, type=EventType.STEP_DEAD_LETTERED, data={**base, "dead_letter": letter.pk})
+    fail_execution(execution, error={**base, "error": error}, saga_queue=run.queue)
+    return Outcome("fail", StepStatus.FAILED, detail=error["message"])
 
 
 def fail_execution(execution: Execution, *, error: dict[str, Any], saga_queue: str) -> bool:
