@@ -3,8 +3,9 @@
 Every signature is immutable (`.si()`): tasks take ids and read their inputs from PostgreSQL, so
 no return value flows between tasks. Steps and merges go to their group's queue with the node's
 `timeout_s` as soft limit (hard limit a little later); barriers and the finish go to the queue of
-the run's first step, so no extra control-plane worker is needed. The whole run is
-`chain(root, finish)`.
+the run's first step, so no extra control-plane worker is needed. The last task of the canvas
+(the one that runs after every other) carries `final=True` and the run's finish task id: it
+finishes the run itself.
 """
 from __future__ import annotations
 
@@ -34,24 +35,43 @@ def build_signature(execution_id: str, canvas_dict: dict[str, Any], queues: dict
         timeout = timeouts.get(node)
         return {"soft_time_limit": float(timeout), "time_limit": hard_time_limit(timeout)} if timeout else {}
 
+    last = _last_task(plan.root)
+
+    def finishing(item) -> dict[str, Any]:
+        # The task that runs after every other one finishes the run; its id is the run's finish id.
+        return {"kwargs": {"final": True}, "task_id": finish_task_id(execution_id)} if item is last else {}
+
     def convert(item):
         if isinstance(item, StepTask):
             return signature("flowplane.step", args=(execution_id, item.node, item.shard, item.shards),
-                             immutable=True, queue=queues[item.group], **limits(item.node))
+                             immutable=True, queue=queues[item.group], **limits(item.node), **finishing(item))
         if isinstance(item, MergeTask):
             return signature("flowplane.merge", args=(execution_id, item.node, item.shards),
-                             immutable=True, queue=queues[item.group])
+                             immutable=True, queue=queues[item.group], **finishing(item))
         if isinstance(item, Barrier):
-            return signature("flowplane.barrier", args=(execution_id, item.label), immutable=True, queue=control)
+            return signature("flowplane.barrier", args=(execution_id, item.label), immutable=True, queue=control,
+                             **finishing(item))
         if isinstance(item, Chain):
             return chain(*[convert(sub) for sub in item.items])
         if isinstance(item, Chord):
             return chord([convert(sub) for sub in item.header], convert(item.body))
         raise ValueError(f"unknown canvas item {item!r}")
 
-    finish = signature("flowplane.finish", args=(execution_id,), immutable=True, queue=control,
-                       task_id=finish_task_id(execution_id))
-    return chain(convert(plan.root), finish)
+    return convert(plan.root)
+
+
+def _last_task(item):
+    """The task that runs after every other one: a chain's last item's, a chord's body's."""
+    if isinstance(item, Chain):
+        return _last_task(item.items[-1])
+    if isinstance(item, Chord):
+        return _last_task(item.body)
+    return item
+
+
+def finish_signature(execution_id: str, queue: str):
+    """The stand-alone finish, for when the last task found a node still pending."""
+    return signature("flowplane.finish", args=(execution_id,), immutable=True, queue=queue)
 
 
 def saga_signature(execution_id: str, queue: str):

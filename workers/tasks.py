@@ -39,28 +39,32 @@ def _act(task, outcome: services.Outcome) -> dict:
 
 
 @shared_task(name="flowplane.step", throws=(StepFailedFinally,), **TASK_OPTIONS)
-def step(self, execution_id: str, node_id: str, shard: int = 0, shards: int = 1) -> dict:
-    """One shard of one node; retries per the node's policy, soft/hard limits from timeout_s."""
+def step(self, execution_id: str, node_id: str, shard: int = 0, shards: int = 1, final: bool = False) -> dict:
+    """One shard of one node; retries per the node's policy, soft/hard limits from timeout_s.
+    `final`: the canvas's last task, which also finishes the run."""
     return _act(self, services.step_execute(
-        execution_id=execution_id, node_id=node_id, shard=shard, shard_count=shards, delivery=delivery_of(self)))
+        execution_id=execution_id, node_id=node_id, shard=shard, shard_count=shards, delivery=delivery_of(self),
+        final=final))
 
 
 @shared_task(name="flowplane.merge", **TASK_OPTIONS)
-def merge(self, execution_id: str, node_id: str, shards: int) -> dict:
+def merge(self, execution_id: str, node_id: str, shards: int, final: bool = False) -> dict:
     """Join of a replicated node's shards (waits, bounded, until PostgreSQL has them all)."""
     return _act(self, services.merge_execute(
-        execution_id=execution_id, node_id=node_id, shards=shards, delivery=delivery_of(self)))
+        execution_id=execution_id, node_id=node_id, shards=shards, delivery=delivery_of(self), final=final))
 
 
 @shared_task(name="flowplane.barrier", **TASK_OPTIONS)
-def barrier(self, execution_id: str, label: str) -> dict:
+def barrier(self, execution_id: str, label: str, final: bool = False) -> dict:
     """A chord body without a node of its own."""
-    return _act(self, services.barrier_execute(execution_id=execution_id, label=label, delivery=delivery_of(self)))
+    return _act(self, services.barrier_execute(
+        execution_id=execution_id, label=label, delivery=delivery_of(self), final=final))
 
 
 @shared_task(name="flowplane.finish", **TASK_OPTIONS)
 def finish(self, execution_id: str) -> dict:
-    """Last link of a run: marks it succeeded once every node is recorded."""
+    """Marks a run succeeded once every node is recorded; published only when the canvas's last
+    task found a node still pending (the last task normally finishes the run itself)."""
     return _act(self, services.execution_finish(execution_id=execution_id, delivery=delivery_of(self)))
 
 

@@ -68,6 +68,36 @@ def event_append(*, execution: Execution, type: str, data: dict[str, Any] | None
     return event
 
 
+def events_append(*, execution: Execution, events: list[tuple[str, dict[str, Any]]]) -> list[ExecutionEvent]:
+    """Append several events in order (one statement on PostgreSQL); `execution` must be locked."""
+    if connection.vendor != "postgresql" or len(events) == 1:
+        return [event_append(execution=execution, type=type, data=data) for type, data in events]
+    created_at = timezone.now()
+    values = ", ".join(["(%s, %s, %s)"] * len(events))
+    params: list[Any] = [len(events), execution.pk, execution.pk, len(events), created_at]
+    for index, (type, data) in enumerate(events, start=1):
+        params += [index, type, json.dumps(data or {}, cls=DjangoJSONEncoder)]
+    sql = (
+        f"WITH bumped AS (UPDATE {Execution._meta.db_table} SET event_seq = event_seq + %s WHERE id = %s"
+        " RETURNING event_seq)"
+        f" INSERT INTO {ExecutionEvent._meta.db_table} (execution_id, seq, type, data, created_at)"
+        " SELECT %s, bumped.event_seq - %s + v.ord, v.type, v.data::jsonb, %s"
+        f" FROM bumped, (VALUES {values}) AS v(ord, type, data) RETURNING id, seq"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = dict((seq, event_id) for event_id, seq in cursor.fetchall())
+    first = min(ids)
+    execution.event_seq = max(ids)
+    out = []
+    for offset, (type, data) in enumerate(events):
+        seq = first + offset
+        out.append(ExecutionEvent(id=ids[seq], execution=execution, seq=seq, type=type, data=data or {},
+                                  created_at=created_at))
+        logger.info(type, extra={"execution_id": str(execution.pk), "seq": seq, **_log_fields(data)})
+    return out
+
+
 def _log_fields(data: dict[str, Any] | None) -> dict[str, Any]:
     data = data or {}
     return {key: data[key] for key in ("node_id", "shard", "attempt") if key in data}

@@ -1,0 +1,52 @@
+"""The canvas builder: exactly one task, the one that runs last, finishes the run."""
+import pytest
+
+from pipelines.canvas import CanvasNode, compile_canvas
+from workers.canvas import build_signature, finish_task_id
+
+SHAPES = {
+    "single": ([CanvasNode("a")], []),
+    "chain": ([CanvasNode("a"), CanvasNode("b")], [("a", "b")]),
+    "diamond": ([CanvasNode(n) for n in "abcd"], [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d")]),
+    "fan-out-to-end": ([CanvasNode(n) for n in "abc"], [("a", "b"), ("a", "c")]),
+    "replicated-last": ([CanvasNode("a"), CanvasNode("b", replicas=3)], [("a", "b")]),
+}
+
+
+def _kind(sig) -> str | None:
+    return sig.get("subtask_type")  # Celery marks chains, chords and groups this way
+
+
+def _tasks(sig):
+    kind = _kind(sig)
+    if kind in ("chain", "group"):
+        for item in sig.tasks:
+            yield from _tasks(item)
+    elif kind == "chord":
+        for item in sig.tasks:
+            yield from _tasks(item)
+        yield from _tasks(sig.body)
+    else:
+        yield sig
+
+
+def _last(sig):
+    kind = _kind(sig)
+    if kind == "chain":
+        return _last(sig.tasks[-1])
+    if kind == "chord":
+        return _last(sig.body)
+    return sig
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_exactly_the_last_task_is_final_and_carries_the_finish_id(shape):
+    nodes, edges = SHAPES[shape]
+    plan = compile_canvas(nodes, edges)
+
+    sig = build_signature("run-1", plan.to_dict(), {None: "wg.acme.ingest"})
+
+    finals = [t for t in _tasks(sig) if t.kwargs.get("final")]
+    assert finals == [_last(sig)]
+    assert finals[0].options["task_id"] == finish_task_id("run-1")
+    assert all(t.name != "flowplane.finish" for t in _tasks(sig))
