@@ -70,19 +70,24 @@ class RunRow:
 _RUN_COLUMNS = ("id", "node_id", "shard", "attempt", "status", "worker", "started_at")
 
 
-def load_runs(execution_id, *, with_output: bool) -> dict[tuple[str, int], list[RunRow]]:
+def load_runs(execution_id, *, with_output: bool, node_ids: Iterable[str] | None = None) -> dict[tuple[str, int], list[RunRow]]:
     """The run's step attempts by (node, shard), oldest first, in one query.
 
     Outputs are read only when the caller needs them (template context, condition branches):
-    they can be large, and most claims only need statuses.
+    they can be large, and most claims only need statuses. `node_ids` narrows the rows to the
+    nodes a decision is about (a claim: the node and its predecessors).
     """
     columns = _RUN_COLUMNS + (("output",) if with_output else ())
-    rows = (
-        StepRun.objects.filter(execution_id=execution_id, is_compensation=False)
-        .order_by("id")
-        .values_list(*columns)
-    )
-    return runs_by_shard(RunRow(*row) for row in rows)
+    runs = StepRun.objects.filter(execution_id=execution_id, is_compensation=False)
+    if node_ids is not None:
+        runs = runs.filter(node_id__in=list(node_ids))
+    return runs_by_shard(RunRow(*row) for row in runs.order_by("id").values_list(*columns))
+
+
+def claim_scope(execution: Execution, node_id: str) -> list[str]:
+    """The nodes a claim of `node_id` decides on: itself and its predecessors."""
+    graph = pinned_graph(execution.pk, execution.graph)
+    return [node_id, *{edge["from"] for edge in graph.incoming.get(node_id, [])}]
 
 
 def runs_by_shard(runs: Iterable[StepRun | RunRow]) -> dict[tuple[str, int], list]:

@@ -40,6 +40,7 @@ from controlplane.executions.services.state import (
     PENDING,
     pinned_graph,
     SKIPPED,
+    claim_scope,
     has_branch_edges,
     is_dead,
     load_runs,
@@ -172,7 +173,13 @@ def _claim_locked(execution_id, node_id, shard, shard_count, delivery: Delivery,
         return Outcome("ignore", execution.status, detail=f"execution is {execution.status}")
     job = execution.job(node_id)
     with_outputs = needs_upstream_outputs(job)
-    by_shard = load_runs(execution.pk, with_output=with_outputs or has_branch_edges(execution, node_id))
+    # The template context needs every upstream output; otherwise the node and its predecessors
+    # (statuses, and condition branches) are all a claim decides on.
+    by_shard = load_runs(
+        execution.pk,
+        with_output=with_outputs or has_branch_edges(execution, node_id),
+        node_ids=None if with_outputs else claim_scope(execution, node_id),
+    )
     mine = by_shard.get((node_id, shard), [])
     state = shard_state(mine)
     if state != PENDING:
