@@ -1,0 +1,94 @@
+"""Reads the operator pages need beyond one app's selectors, composed from those selectors.
+
+Every queryset here starts from a tenant-scoped selector (`company_list`, `deployment_list`,
+`execution_list`, `worker_group_list`, `worker_list`), so a page can only show the caller's rows.
+Nothing here writes.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+from django.db.models import Count, OuterRef, Subquery
+from django.utils import timezone
+
+from controlplane.deployments.models import LIVE_STATUSES, DeploymentEvent, parse_artifact_key
+from controlplane.deployments.selectors import deployment_list
+from controlplane.executions.models import ExecutionStatus
+from controlplane.executions.selectors import execution_list
+from controlplane.fleet.selectors import worker_group_list, worker_list
+from controlplane.fleet.serializers import WorkerOutSerializer
+from controlplane.tenancy.selectors import company_list
+
+RECENT_WINDOW = timedelta(hours=24)
+
+
+def live_deployments_with_last_event(*, user):
+    """The caller's active and paused deployments, each annotated with its newest event (kind, time)."""
+    newest = DeploymentEvent.objects.filter(deployment=OuterRef("pk")).order_by("-id")
+    return (
+        deployment_list(user=user)
+        .filter(status__in=LIVE_STATUSES)
+        .annotate(
+            last_event_kind=Subquery(newest.values("kind")[:1]),
+            last_event_at=Subquery(newest.values("created_at")[:1]),
+        )
+        .order_by("workflow__slug", "environment")
+    )
+
+
+def recent_execution_counts(*, user, now=None) -> dict[int, list[tuple[str, int]]]:
+    """Per company id: (status, count) of executions created in the last 24 h, in status order."""
+    since = (now or timezone.now()) - RECENT_WINDOW
+    rows = (
+        execution_list(user=user, created_after=since)
+        .order_by()  # group by company and status only, not by the list's ordering column
+        .values("company_id", "status")
+        .annotate(n=Count("id"))
+    )
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    for row in rows:
+        counts[row["company_id"]][row["status"]] = row["n"]
+    order = list(ExecutionStatus.values)
+    return {
+        company_id: sorted(by_status.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))
+        for company_id, by_status in counts.items()
+    }
+
+
+def dashboard(*, user, now=None) -> list[dict[str, Any]]:
+    """One entry per company of the caller: live deployments, 24 h execution counts, worker groups."""
+    deployments: dict[int, list] = defaultdict(list)
+    for deployment in live_deployments_with_last_event(user=user):
+        deployments[deployment.workflow.project.company_id].append(deployment)
+    groups: dict[int, list] = defaultdict(list)
+    for group in worker_group_list(user=user):
+        groups[group.company_id].append(group)
+    counts = recent_execution_counts(user=user, now=now)
+    return [
+        {
+            "company": company,
+            "deployments": deployments.get(company.pk, []),
+            "execution_counts": counts.get(company.pk, []),
+            "execution_total": sum(n for _, n in counts.get(company.pk, [])),
+            "groups": groups.get(company.pk, []),
+        }
+        for company in company_list(user=user).order_by("slug")
+    ]
+
+
+def fleet_workers(*, user, now=None) -> list[dict[str, Any]]:
+    """The workers serving the caller's groups, in the API's shape (`WorkerOutSerializer`: other
+    tenants' groups and queues left out), plus `loaded_artifacts_count`: artifacts of the caller's
+    own deployments only, so another tenant's artifacts are neither shown nor counted."""
+    now = now or timezone.now()
+    context = {"company_slugs": set(company_list(user=user).values_list("slug", flat=True)), "now": now}
+    my_deployments = set(deployment_list(user=user).values_list("id", flat=True))
+    rows = []
+    for worker in worker_list(user=user):
+        row = dict(WorkerOutSerializer(worker, context=context).data)
+        keys = (parse_artifact_key(key) for key in row.pop("loaded_artifacts") or {})
+        row["loaded_artifacts_count"] = sum(1 for key in keys if key is not None and key[0] in my_deployments)
+        rows.append(row)
+    return rows
