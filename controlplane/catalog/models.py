@@ -18,6 +18,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 
 from controlplane.core.errors import Conflict
+from controlplane.core.immutability import WriteOnceModel
 from controlplane.tenancy.models import Company
 
 blueprint_name_validator = RegexValidator(
@@ -69,23 +70,7 @@ class Blueprint(models.Model):
         return self.name
 
 
-class BlueprintVersionQuerySet(models.QuerySet):
-    """Bulk writes would bypass `BlueprintVersion.save()` / `delete()`: refuse them here too."""
-
-    def update(self, **kwargs):
-        raise BlueprintVersionImmutable("blueprint versions are immutable; publish a new version instead")
-
-    def delete(self):
-        raise BlueprintVersionImmutable("blueprint versions are immutable and are never deleted")
-
-    def bulk_update(self, objs, fields, batch_size=None):
-        raise BlueprintVersionImmutable("blueprint versions are immutable; publish a new version instead")
-
-    def update_or_create(self, *args, **kwargs):
-        raise BlueprintVersionImmutable("blueprint versions are immutable; use blueprint_publish")
-
-
-class BlueprintVersion(models.Model):
+class BlueprintVersion(WriteOnceModel):
     blueprint = models.ForeignKey(
         Blueprint,
         on_delete=models.PROTECT,
@@ -109,7 +94,11 @@ class BlueprintVersion(models.Model):
     )
     published_at = models.DateTimeField(auto_now_add=True, help_text="When this version was published.")
 
-    objects = BlueprintVersionQuerySet.as_manager()
+    write_once_error = BlueprintVersionImmutable
+    write_once_messages = {
+        "update": "blueprint versions are immutable; publish a new version instead",
+        "delete": "blueprint versions are immutable and are never deleted",
+    }
 
     class Meta:
         ordering = ["blueprint_id", "number"]
@@ -126,15 +115,6 @@ class BlueprintVersion(models.Model):
     def ref(self) -> str:
         """How graphs refer to this version: `name@number`."""
         return f"{self.blueprint.name}@{self.number}"
-
-    def save(self, *args, **kwargs):
-        # Immutability is the point of a version: a row is written once, never rewritten.
-        if self.pk is not None or not self._state.adding:
-            raise BlueprintVersionImmutable(f"blueprint version {self.pk} is immutable; publish a new version instead")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise BlueprintVersionImmutable(f"blueprint version {self.pk} is immutable and cannot be deleted")
 
 
 class JobTemplate(models.Model):

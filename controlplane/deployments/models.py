@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import models
 
 from controlplane.core.errors import Conflict
+from controlplane.core.immutability import WriteOnceModel
 from controlplane.fleet.models import WorkerGroup
 from controlplane.tenancy.models import slug_validator
 from controlplane.workflows.models import Workflow, WorkflowVersion
@@ -221,15 +222,7 @@ class EventImmutable(Conflict):
     default_code = "event_immutable"
 
 
-class DeploymentEventQuerySet(models.QuerySet):
-    def update(self, **kwargs):
-        raise EventImmutable("deployment events are append-only")
-
-    def delete(self):
-        raise EventImmutable("deployment events are append-only and never deleted")
-
-
-class DeploymentEvent(models.Model):
+class DeploymentEvent(WriteOnceModel):
     deployment = models.ForeignKey(
         Deployment,
         on_delete=models.PROTECT,
@@ -254,19 +247,14 @@ class DeploymentEvent(models.Model):
     data = models.JSONField(default=dict, blank=True, help_text="Details: plan id, job id, drift, worker replies.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True, help_text="When it happened.")
 
-    objects = DeploymentEventQuerySet.as_manager()
+    write_once_error = EventImmutable
+    write_once_messages = {
+        "update": "deployment events are append-only",
+        "delete": "deployment events are append-only and never deleted",
+    }
 
     class Meta:
         ordering = ["id"]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.workflow_id}@{self.environment}"
-
-    def save(self, *args, **kwargs):
-        # The one rule in save(): the audit trail is append-only.
-        if not self._state.adding:
-            raise EventImmutable("deployment events are append-only")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise EventImmutable("deployment events are append-only and never deleted")

@@ -17,6 +17,9 @@ import uuid
 from django.conf import settings
 from django.db import models
 
+from controlplane.core.errors import Conflict
+from controlplane.core.immutability import WriteOnceModel
+
 from controlplane.tenancy.models import Company
 
 
@@ -219,11 +222,13 @@ class StepRun(models.Model):
         return None
 
 
-class AppendOnly(Exception):
+class AppendOnly(Conflict):
     """An event or its history was about to be rewritten."""
 
+    default_code = "append_only"
 
-class ExecutionEvent(models.Model):
+
+class ExecutionEvent(WriteOnceModel):
     execution = models.ForeignKey(
         Execution, on_delete=models.CASCADE, related_name="events", help_text="The run the event belongs to."
     )
@@ -232,20 +237,18 @@ class ExecutionEvent(models.Model):
     data = models.JSONField(default=dict, blank=True, help_text="Details: node, shard, attempt, output, error ...")
     created_at = models.DateTimeField(auto_now_add=True, help_text="When the event was appended.")
 
+    write_once_error = AppendOnly
+    write_once_messages = {
+        "update": "execution events are append-only",
+        "delete": "execution events are append-only",
+    }
+
     class Meta:
         ordering = ["execution_id", "seq"]
         constraints = [models.UniqueConstraint(fields=["execution", "seq"], name="execution_event_seq_unique")]
 
     def __str__(self) -> str:
         return f"{self.execution_id} #{self.seq} {self.type}"
-
-    def save(self, *args, **kwargs):
-        if not self._state.adding:
-            raise AppendOnly("execution events are append-only")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise AppendOnly("execution events are append-only")
 
 
 class DeadLetter(models.Model):

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import models
 
 from controlplane.core.errors import Conflict
+from controlplane.core.immutability import WriteOnceModel
 from controlplane.tenancy.models import Project, slug_validator
 
 
@@ -83,23 +84,7 @@ class VersionImmutable(Conflict):
     default_code = "version_immutable"
 
 
-class WorkflowVersionQuerySet(models.QuerySet):
-    """Bulk writes would bypass `WorkflowVersion.save()` / `delete()`: refuse them here too."""
-
-    def update(self, **kwargs):
-        raise VersionImmutable("workflow versions are immutable; publish a new version instead")
-
-    def delete(self):
-        raise VersionImmutable("workflow versions are immutable and are never deleted; archive the workflow instead")
-
-    def bulk_update(self, objs, fields, batch_size=None):
-        raise VersionImmutable("workflow versions are immutable; publish a new version instead")
-
-    def update_or_create(self, *args, **kwargs):
-        raise VersionImmutable("workflow versions are immutable; use workflow_publish")
-
-
-class WorkflowVersion(models.Model):
+class WorkflowVersion(WriteOnceModel):
     """A frozen copy of a workflow's graph. Written once by `workflow_publish`, never changed."""
 
     workflow = models.ForeignKey(
@@ -121,7 +106,11 @@ class WorkflowVersion(models.Model):
     )
     published_at = models.DateTimeField(auto_now_add=True, help_text="When the version was published.")
 
-    objects = WorkflowVersionQuerySet.as_manager()
+    write_once_error = VersionImmutable
+    write_once_messages = {
+        "update": "workflow versions are immutable; publish a new version instead",
+        "delete": "workflow versions are immutable and are never deleted; archive the workflow instead",
+    }
 
     class Meta:
         ordering = ["workflow_id", "number"]
@@ -133,14 +122,3 @@ class WorkflowVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.workflow_id} v{self.number}"
-
-    def save(self, *args, **kwargs):
-        # The one rule enforced in save(): history is append-only (see the module docstring).
-        if not self._state.adding:
-            raise VersionImmutable(f"version {self.number} is immutable; publish a new version instead")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise VersionImmutable(
-            f"version {self.number} is immutable and is never deleted; archive the workflow instead"
-        )
