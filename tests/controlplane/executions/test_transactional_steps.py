@@ -94,3 +94,16 @@ def test_a_last_task_that_finds_a_node_pending_hands_over_to_the_finish_task(
     execution.refresh_from_db()
     assert outcome.status == StepStatus.SUCCEEDED and execution.status == ExecutionStatus.RUNNING
     assert len(callbacks) == 1  # the stand-alone finish, which waits for `a`
+
+
+def test_the_event_store_refuses_bulk_rewrites(groups, project, owner):
+    from controlplane.executions.models import AppendOnly, ExecutionEvent
+
+    execution = start(project, owner, [{"id": "a", "type": "noop", "group": "ingest"}])
+
+    with pytest.raises(AppendOnly):
+        ExecutionEvent.objects.filter(execution=execution).update(type="step.completed")
+    with pytest.raises(AppendOnly):
+        ExecutionEvent.objects.filter(execution=execution).delete()
+    assert AppendOnly("x").to_dict()["error"] == "append_only"
+    assert execution.events.count() == 1
