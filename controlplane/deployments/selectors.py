@@ -25,6 +25,7 @@ from controlplane.deployments.models import (
     JobDeployment,
     LIVE_STATUSES,
     artifact_key,
+    parse_artifact_key,
 )
 from controlplane.fleet.models import Worker, WorkerGroup
 from controlplane.fleet.selectors import fleet_snapshot
@@ -272,3 +273,16 @@ def workload_list(*, user) -> list[dict[str, Any]]:
 
 def groups_by_slug(company_id: int) -> dict[str, WorkerGroup]:
     return {g.slug: g for g in WorkerGroup.objects.filter(company_id=company_id).select_related("company")}
+
+
+def artifact_keys_of_companies(keys: set[str], company_ids: set[int]) -> set[str]:
+    """Which worker artifact keys (`<deployment id>:<job id>`) belong to deployments of `company_ids`."""
+    by_deployment: dict[int, list[str]] = {}
+    for key in keys:
+        parsed = parse_artifact_key(key)
+        if parsed is not None:
+            by_deployment.setdefault(parsed[0], []).append(key)
+    owned = Deployment.objects.filter(
+        pk__in=list(by_deployment), workflow__project__company_id__in=list(company_ids)
+    ).values_list("pk", flat=True)
+    return {key for deployment_id in owned for key in by_deployment[deployment_id]}

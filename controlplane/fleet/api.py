@@ -27,8 +27,8 @@ def _paginated(request, view, queryset, serializer_class, **context):
 
 
 def _worker_context(user) -> dict:
-    slugs = Company.objects.filter(id__in=member_company_ids(user)).values_list("slug", flat=True)
-    return {"company_slugs": set(slugs), "now": timezone.now()}
+    companies = dict(Company.objects.filter(id__in=member_company_ids(user)).values_list("id", "slug"))
+    return {"company_slugs": set(companies.values()), "company_ids": set(companies), "now": timezone.now()}
 
 
 class WorkerGroupListApi(APIView):

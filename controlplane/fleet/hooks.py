@@ -7,6 +7,11 @@ its lost-step recovery here (in its `AppConfig.ready`):
 
     from controlplane.fleet import hooks
     hooks.on_workers_offline.append(recover_steps_of_lost_workers)
+
+`artifact_owner`: the app whose artifacts workers cache says which of them a set of companies may
+see: `artifact_owner(keys, company_ids) -> visible keys`. A worker may serve several tenants, so
+the fleet API shows a caller only their own companies' artifacts; with no owner registered it
+shows none. The deployments app registers it.
 """
 from __future__ import annotations
 
@@ -16,6 +21,15 @@ from typing import Callable
 logger = logging.getLogger(__name__)
 
 on_workers_offline: list[Callable[[list[str]], None]] = []
+artifact_owner: Callable[[set[str], set[int]], set[str]] | None = None
+
+
+def visible_artifacts(loaded: dict[str, str] | None, company_ids: set[int]) -> dict[str, str]:
+    """The part of a worker's `loaded_artifacts` that belongs to `company_ids`."""
+    if not loaded or artifact_owner is None:
+        return {}
+    keep = artifact_owner(set(loaded), set(company_ids))
+    return {key: digest for key, digest in loaded.items() if key in keep}
 
 
 def run_workers_offline(hostnames: list[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.utils import timezone
 from rest_framework import serializers
 
+from controlplane.fleet import hooks
 from controlplane.fleet.models import Worker, WorkerGroup, parse_queue_name
 
 
@@ -53,6 +54,9 @@ class WorkerOutSerializer(serializers.ModelSerializer):
     heartbeat_age_s = serializers.SerializerMethodField(help_text="Seconds since the last heartbeat.")
     queues = serializers.SerializerMethodField()
     active_consumers = serializers.SerializerMethodField()
+    loaded_artifacts = serializers.SerializerMethodField(
+        help_text="{artifact key: digest} of the caller's companies' deployments held by this worker."
+    )
 
     class Meta:
         model = Worker
@@ -91,3 +95,6 @@ class WorkerOutSerializer(serializers.ModelSerializer):
 
     def get_active_consumers(self, worker) -> list[str]:
         return self._visible_queues(worker.active_consumers)
+
+    def get_loaded_artifacts(self, worker) -> dict[str, str]:
+        return hooks.visible_artifacts(worker.loaded_artifacts, set(self.context.get("company_ids", ())))

@@ -13,7 +13,7 @@ from typing import Any
 from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 
-from controlplane.deployments.models import LIVE_STATUSES, DeploymentEvent, parse_artifact_key
+from controlplane.deployments.models import LIVE_STATUSES, DeploymentEvent
 from controlplane.deployments.selectors import deployment_list
 from controlplane.executions.models import ExecutionStatus
 from controlplane.executions.selectors import execution_list
@@ -83,12 +83,11 @@ def fleet_workers(*, user, now=None) -> list[dict[str, Any]]:
     tenants' groups and queues left out), plus `loaded_artifacts_count`: artifacts of the caller's
     own deployments only, so another tenant's artifacts are neither shown nor counted."""
     now = now or timezone.now()
-    context = {"company_slugs": set(company_list(user=user).values_list("slug", flat=True)), "now": now}
-    my_deployments = set(deployment_list(user=user).values_list("id", flat=True))
+    companies = dict(company_list(user=user).values_list("id", "slug"))
+    context = {"company_slugs": set(companies.values()), "company_ids": set(companies), "now": now}
     rows = []
     for worker in worker_list(user=user):
         row = dict(WorkerOutSerializer(worker, context=context).data)
-        keys = (parse_artifact_key(key) for key in row.pop("loaded_artifacts") or {})
-        row["loaded_artifacts_count"] = sum(1 for key in keys if key is not None and key[0] in my_deployments)
+        row["loaded_artifacts_count"] = len(row.pop("loaded_artifacts") or {})  # already the caller's own only
         rows.append(row)
     return rows

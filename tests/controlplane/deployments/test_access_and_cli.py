@@ -109,3 +109,26 @@ def test_periodic_reconcile_is_scheduled():
     from controlplane.deployments.tasks import reconcile_all_task
 
     assert reconcile_all_task.name == "deployments.reconcile_all"
+
+
+def test_a_shared_worker_shows_each_tenant_only_its_own_artifacts(client_for, outsider, owner, flow, deployed):
+    from controlplane.deployments.models import artifact_key
+    from controlplane.fleet.models import Worker, WorkerGroup
+    from controlplane.fleet.services import worker_group_create
+    from controlplane.tenancy.models import Company
+    from tests.controlplane.deployments.conftest import heartbeat
+
+    # Given one worker serving acme's and globex's groups, holding artifacts of both
+    globex = Company.objects.get(slug="globex")
+    worker_group_create(company=globex, slug="ingest")
+    ours = artifact_key(deployed["id"], "say")
+    theirs = artifact_key(deployed["id"] + 1000, "secret-job")
+    heartbeat("shared@h", [WorkerGroup.objects.get(company__slug="acme", slug="ingest").queue_name,
+                           "wg.globex.ingest"], loaded_artifacts={ours: "sha256:a", theirs: "sha256:b"})
+    worker_id = Worker.objects.get(hostname="shared@h").pk
+
+    # When each tenant reads the worker, then each sees only its own deployments' artifacts
+    mine = client_for(owner).get(f"/api/v1/workers/{worker_id}").json()
+    other = client_for(outsider).get(f"/api/v1/workers/{worker_id}").json()
+    assert mine["loaded_artifacts"] == {ours: "sha256:a"}
+    assert other["loaded_artifacts"] == {}
