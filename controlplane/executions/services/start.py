@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from controlplane.core.errors import ApplicationError, Conflict, NotFound
@@ -21,7 +22,7 @@ from controlplane.executions.models import EventType, Execution, ExecutionStatus
 from controlplane.executions.services.events import event_append, locked_execution
 from controlplane.executions.services.state import pinned_graph
 from controlplane.fleet.models import Worker, WorkerGroup, queue_name_for
-from controlplane.tenancy.access import member_company_ids, require_role
+from controlplane.tenancy.access import caller_role_subquery, check_role, member_company_ids, require_role
 from controlplane.tenancy.models import Role
 from pipelines.canvas import CanvasNode, compile_canvas
 
@@ -47,7 +48,11 @@ def _check_placement(company, graph: dict[str, Any]) -> None:
         compensate = job.get("compensate") or {}
         if compensate.get("group"):
             placements.append((f"jobs.{job['id']}.compensate.group", compensate["group"]))
-    groups = {g.slug: g for g in WorkerGroup.objects.filter(company=company).select_related("company")}
+    live_worker = Worker.objects.live().filter(groups=OuterRef("pk"))
+    groups = {
+        g.slug: g
+        for g in WorkerGroup.objects.filter(company=company).select_related("company").annotate(live=Exists(live_worker))
+    }
     for path, slug in placements:
         if not slug:
             raise ApplicationError(
@@ -62,12 +67,8 @@ def _check_placement(company, graph: dict[str, Any]) -> None:
                 code="unknown_group",
                 path=path,
             )
-    used = {groups[slug].pk for _, slug in placements}
-    live = set(
-        Worker.objects.live().filter(groups__in=used).values_list("groups", flat=True).distinct()
-    )
     for path, slug in placements:
-        if groups[slug].pk not in live:
+        if not groups[slug].live:
             raise Conflict(
                 f"worker group {slug!r} has no live worker; start a worker on queue {groups[slug].queue_name}",
                 code="no_live_worker",
@@ -76,10 +77,12 @@ def _check_placement(company, graph: dict[str, Any]) -> None:
 
 
 def _deployment_for(user, deployment_id) -> Deployment:
+    """The deployment, if the caller is a member of its company, with `caller_role` annotated."""
     try:
         return (
             Deployment.objects.select_related("workflow__project__company", "version")
             .filter(workflow__project__company_id__in=member_company_ids(user))
+            .annotate(caller_role=caller_role_subquery(user, "workflow__project__company_id"))
             .get(pk=deployment_id)
         )
     except (Deployment.DoesNotExist, ValueError, TypeError):
@@ -131,7 +134,7 @@ def execution_start(
             _share_lock(deployment_id)
             deployment = _deployment_for(user, deployment_id)
             company = deployment.workflow.project.company
-            require_role(user, company.id, Role.EDITOR, what="deployment")
+            check_role(deployment.caller_role, Role.EDITOR, what="deployment")
             if idempotency_key:
                 existing = Execution.objects.filter(company=company, idempotency_key=idempotency_key).first()
                 if existing is not None:
