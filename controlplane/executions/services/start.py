@@ -76,6 +76,13 @@ def _check_placement(company, graph: dict[str, Any]) -> None:
             )
 
 
+_START_FIELDS = (
+    "id", "environment", "status", "workflow__id", "workflow__project__id",
+    "workflow__project__company__id", "workflow__project__company__slug", "workflow__project__company__name",
+    "version__id", "version__number", "version__graph",
+)
+
+
 def _deployment_for(user, deployment_id) -> Deployment:
     """The deployment, if the caller is a member of its company, with `caller_role` annotated."""
     try:
@@ -83,6 +90,8 @@ def _deployment_for(user, deployment_id) -> Deployment:
             Deployment.objects.select_related("workflow__project__company", "version")
             .filter(workflow__project__company_id__in=member_company_ids(user))
             .annotate(caller_role=caller_role_subquery(user, "workflow__project__company_id"))
+            # Only what a start reads: the workflow's draft graph and the like stay in the database.
+            .only(*_START_FIELDS)
             .get(pk=deployment_id)
         )
     except (Deployment.DoesNotExist, ValueError, TypeError):
