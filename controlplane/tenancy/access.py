@@ -6,7 +6,7 @@ A member whose role is too low gets 403 naming the role needed.
 """
 from __future__ import annotations
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import QuerySet
 
 from controlplane.core.errors import NotFound, PermissionDenied
 from controlplane.tenancy.models import Company, Membership, Role
@@ -31,16 +31,8 @@ def require_role(user, company_id: int, minimum: Role, *, what: str = "object") 
     return check_role(role_in(user, company_id), minimum, what=what)
 
 
-def caller_role_subquery(user, company_field: str) -> Subquery:
-    """Annotate a queryset with the caller's role in the row's company (`company_field` is the
-    lookup to the company id), so a read and its role check cost one query."""
-    return Subquery(
-        Membership.objects.filter(user=user, company_id=OuterRef(company_field)).values("role")[:1]
-    )
-
-
 def check_role(role: Role | str | None, minimum: Role, *, what: str = "object") -> Role:
-    """`require_role` for a role already read (e.g. through `caller_role_subquery`)."""
+    """`require_role` for a role already read with the object (one query for both)."""
     role = Role(role) if role else None
     if role is None:
         raise NotFound(f"{what} not found")

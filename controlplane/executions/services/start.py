@@ -12,7 +12,6 @@ import logging
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from controlplane.core.errors import ApplicationError, Conflict, NotFound
@@ -20,9 +19,10 @@ from controlplane.deployments.models import Deployment
 from controlplane.deployments.selectors import deployment_check_accepts, deployment_execution_graph
 from controlplane.executions.models import EventType, Execution, ExecutionStatus, TERMINAL_EXECUTION_STATUSES, Trigger
 from controlplane.executions.services.events import event_append, locked_execution
+from controlplane.executions.services.start_reads import deployment_for_start, groups_with_liveness
 from controlplane.executions.services.state import pinned_graph
-from controlplane.fleet.models import Worker, WorkerGroup, queue_name_for
-from controlplane.tenancy.access import caller_role_subquery, check_role, member_company_ids, require_role
+from controlplane.fleet.models import queue_name_for
+from controlplane.tenancy.access import check_role, require_role
 from controlplane.tenancy.models import Role
 from pipelines.canvas import CanvasNode, compile_canvas
 
@@ -48,11 +48,7 @@ def _check_placement(company, graph: dict[str, Any]) -> None:
         compensate = job.get("compensate") or {}
         if compensate.get("group"):
             placements.append((f"jobs.{job['id']}.compensate.group", compensate["group"]))
-    live_worker = Worker.objects.live().filter(groups=OuterRef("pk"))
-    groups = {
-        g.slug: g
-        for g in WorkerGroup.objects.filter(company=company).select_related("company").annotate(live=Exists(live_worker))
-    }
+    groups = groups_with_liveness(company.pk)
     for path, slug in placements:
         if not slug:
             raise ApplicationError(
@@ -68,34 +64,14 @@ def _check_placement(company, graph: dict[str, Any]) -> None:
                 path=path,
             )
     for path, slug in placements:
-        if not groups[slug].live:
+        group, live = groups[slug]
+        if not live:
             raise Conflict(
-                f"worker group {slug!r} has no live worker; start a worker on queue {groups[slug].queue_name}",
+                f"worker group {slug!r} has no live worker; start a worker on queue "
+                f"{queue_name_for(company.slug, group.slug)}",
                 code="no_live_worker",
                 path=path,
             )
-
-
-_START_FIELDS = (
-    "id", "environment", "status", "workflow__id", "workflow__project__id",
-    "workflow__project__company__id", "workflow__project__company__slug", "workflow__project__company__name",
-    "version__id", "version__number", "version__graph",
-)
-
-
-def _deployment_for(user, deployment_id) -> Deployment:
-    """The deployment, if the caller is a member of its company, with `caller_role` annotated."""
-    try:
-        return (
-            Deployment.objects.select_related("workflow__project__company", "version")
-            .filter(workflow__project__company_id__in=member_company_ids(user))
-            .annotate(caller_role=caller_role_subquery(user, "workflow__project__company_id"))
-            # Only what a start reads: the workflow's draft graph and the like stay in the database.
-            .only(*_START_FIELDS)
-            .get(pk=deployment_id)
-        )
-    except (Deployment.DoesNotExist, ValueError, TypeError):
-        raise NotFound(f"deployment {deployment_id!r} not found", path="deployment") from None
 
 
 def _share_lock(deployment_id) -> None:
@@ -141,9 +117,11 @@ def execution_start(
     try:
         with transaction.atomic():
             _share_lock(deployment_id)
-            deployment = _deployment_for(user, deployment_id)
-            company = deployment.workflow.project.company
-            check_role(deployment.caller_role, Role.EDITOR, what="deployment")
+            target = deployment_for_start(user, deployment_id)
+            if target is None:
+                raise NotFound(f"deployment {deployment_id!r} not found", path="deployment")
+            deployment, company = target.deployment, target.company
+            check_role(target.caller_role, Role.EDITOR, what="deployment")
             if idempotency_key:
                 existing = Execution.objects.filter(company=company, idempotency_key=idempotency_key).first()
                 if existing is not None:
