@@ -230,7 +230,8 @@ class Engine:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=5, help="timed runs per shape (median reported)")
+    parser.add_argument("--repeat", type=int, default=15, help="timed runs of the chain and fan-out (medians)")
+    parser.add_argument("--concurrent-repeat", type=int, default=3, help="timed rounds of the concurrent shape")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--executions", type=int, default=200, help="concurrent 3-step executions")
@@ -241,6 +242,12 @@ def main() -> int:
     from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=0)
+    # Start every measurement from the same state: this database is the benchmark's own, and
+    # runs left by earlier benchmarks would add table bloat and autovacuum work to this one.
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE executions_execution CASCADE")
     import redis
 
     redis.Redis.from_url(os.environ["CELERY_BROKER_URL"]).flushdb()
@@ -264,22 +271,30 @@ def main() -> int:
         time_bare(lambda: bare_chain(noop, engine.queue, 3), 2)
         engine.time_runs(versions["concurrent"], 2)
 
+        # Bare and engine runs alternate, so both see the same background load on this machine.
         rows = []
-        bare = statistics.median(time_bare(lambda: bare_chain(noop, engine.queue, 20), args.repeat))
-        eng = statistics.median(engine.time_runs(versions["chain20"], args.repeat))
-        rows.append(("20-step chain (s)", bare, eng, eng / bare))
-        bare = statistics.median(time_bare(lambda: bare_fanout(noop, engine.queue, 100), args.repeat))
-        eng = statistics.median(engine.time_runs(versions["fanout100"], args.repeat))
-        rows.append(("1->100->1 fan-out (s)", bare, eng, eng / bare))
+        chain_bare, chain_engine, fan_bare, fan_engine, conc_bare, conc_engine = ([] for _ in range(6))
         steps = args.executions * 3
-        bare_rate = steps / time_bare_concurrent(noop, engine.queue, args.executions, 3)
-        eng_rate = steps / engine.time_concurrent(versions["concurrent"], args.executions)
+        for _ in range(args.repeat):
+            chain_bare += time_bare(lambda: bare_chain(noop, engine.queue, 20), 1)
+            chain_engine += engine.time_runs(versions["chain20"], 1)
+            fan_bare += time_bare(lambda: bare_fanout(noop, engine.queue, 100), 1)
+            fan_engine += engine.time_runs(versions["fanout100"], 1)
+        for _ in range(args.concurrent_repeat):
+            conc_bare.append(steps / time_bare_concurrent(noop, engine.queue, args.executions, 3))
+            conc_engine.append(steps / engine.time_concurrent(versions["concurrent"], args.executions))
+        for name, bare_times, engine_times in [("20-step chain (s)", chain_bare, chain_engine),
+                                               ("1->100->1 fan-out (s)", fan_bare, fan_engine)]:
+            bare, eng = statistics.median(bare_times), statistics.median(engine_times)
+            rows.append((name, bare, eng, eng / bare))
+        bare_rate, eng_rate = statistics.median(conc_bare), statistics.median(conc_engine)
         rows.append((f"{args.executions} concurrent 3-step (steps/s)", bare_rate, eng_rate, bare_rate / eng_rate))
     finally:
         stop_workers(procs)
 
     print(f"engine overhead vs bare Celery ({args.workers} worker x {args.concurrency} processes, "
-          f"median of {args.repeat}; ratio = engine cost / bare cost, target <= 3.0)")
+          f"medians of {args.repeat} alternating runs, {args.concurrent_repeat} concurrent rounds; "
+          "ratio = engine cost / bare cost, target <= 3.0)")
     print(f"{'shape':<34}{'bare':>12}{'engine':>12}{'ratio':>8}")
     worst = 0.0
     for name, bare_value, engine_value, ratio in rows:

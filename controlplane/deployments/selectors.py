@@ -87,15 +87,20 @@ def deployment_execution_graph(deployment: Deployment) -> dict[str, Any]:
     (topological, ties by job id) so a timeline reads top to bottom.
     """
     jobs, edges = [], []
-    for jd in JobDeployment.objects.filter(deployment=deployment).select_related("group").order_by("job_id"):
-        spec = jd.spec
+    # Read on every run's start: plain values, no model instances.
+    artifacts = (
+        JobDeployment.objects.filter(deployment=deployment)
+        .order_by("job_id")
+        .values_list("job_id", "type", "replicas", "spec", "group__slug")
+    )
+    for job_id, job_type, replicas, spec, group in artifacts:
         jobs.append(
             {
-                "id": jd.job_id,
-                "type": spec.get("type") or jd.type,
+                "id": job_id,
+                "type": spec.get("type") or job_type,
                 "config": spec.get("config") or {},
-                "group": jd.group.slug,
-                "replicas": jd.replicas,
+                "group": group,
+                "replicas": replicas,
                 "retry": {**DEFAULT_RETRY.to_dict(), **(spec.get("retry") or {})},
                 "timeout_s": spec.get("timeout_s"),
                 "compensate": spec.get("compensate"),
@@ -103,7 +108,7 @@ def deployment_execution_graph(deployment: Deployment) -> dict[str, Any]:
         )
         branches = spec.get("branches") or {}
         for target in spec.get("downstream") or []:
-            edges.append({"from": jd.job_id, "to": target, "branch": branches.get(target)})
+            edges.append({"from": job_id, "to": target, "branch": branches.get(target)})
     params = (deployment.version.graph or {}).get("params") or {}
     jobs = _in_run_order(jobs, edges)
     position = {job["id"]: index for index, job in enumerate(jobs)}

@@ -19,7 +19,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from controlplane.executions.models import Execution, ExecutionEvent
-from controlplane.executions.services.state import pinned_graph
+from controlplane.executions.services.state import cached_pinned_graph, pinned_graph
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +32,13 @@ def locked_execution(execution_id) -> Execution:
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("locked_execution must run inside transaction.atomic")
-    execution = Execution.objects.select_for_update().defer("graph", "canvas").get(id=execution_id)
-    execution.graph = pinned_graph(execution.pk).raw
+    cached = cached_pinned_graph(execution_id)
+    if cached is not None:
+        execution = Execution.objects.select_for_update().defer("graph", "canvas").get(id=execution_id)
+        execution.graph = cached.raw
+    else:  # first time this process sees the run: the lock's query brings the graph along
+        execution = Execution.objects.select_for_update().defer("canvas").get(id=execution_id)
+        pinned_graph(execution.pk, execution.graph)
     return execution
 
 

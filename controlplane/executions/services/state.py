@@ -36,6 +36,11 @@ _PINNED_CACHE: OrderedDict[str, PinnedGraph] = OrderedDict()
 _PINNED_CACHE_SIZE = 512
 
 
+def cached_pinned_graph(execution_id) -> PinnedGraph | None:
+    """The run's pinned graph if this process has parsed it already, else None (no query)."""
+    return _PINNED_CACHE.get(str(execution_id))
+
+
 def pinned_graph(execution_id, raw: dict[str, Any] | None = None) -> PinnedGraph:
     """The run's pinned graph, parsed once per process (it is immutable once the run starts)."""
     key = str(execution_id)

@@ -38,7 +38,6 @@ from controlplane.executions.services.attempts import (
 from controlplane.executions.services.events import event_append, events_append, locked_execution
 from controlplane.executions.services.state import (
     PENDING,
-    pinned_graph,
     SKIPPED,
     claim_scope,
     has_branch_edges,
@@ -75,35 +74,34 @@ def step_execute(
     `final` marks the canvas's last task: it runs after every other one, so once it is done it
     also finishes the run (see `finish_after`), sparing a Celery hop per execution.
     """
-    job = pinned_graph(execution_id).jobs.get(node_id)
-    if job is not None and runs_in_transaction(job):
-        with transaction.atomic():
-            claim = _claim_locked(execution_id, node_id, shard, shard_count, delivery, deferred=True)
-            if isinstance(claim, Outcome):
-                return finish_after(claim, execution_id, delivery, final=final)
-            execution, run, job, context = claim
+    with transaction.atomic():
+        claim = _claim_locked(execution_id, node_id, shard, shard_count, delivery)
+        if isinstance(claim, Outcome):
+            return finish_after(claim, execution_id, delivery, final=final)
+        execution, run, job, context = claim
+        if run.pk is None:  # side-effect-free: run and record inside the claim's transaction
             rendered, output, error = _run_claimed(execution.company_id, run, job, context)
             outcome = _record_locked(execution, run, job, rendered, output, error, context)
-            return finish_after(outcome, execution_id, delivery, final=final)
-    claim = _claim_step(execution_id, node_id, shard, shard_count, delivery)
-    if isinstance(claim, Outcome):
-        return finish_after(claim, execution_id, delivery, final=final)
-    run, job, context, company_id = claim
-    rendered, output, error = _run_claimed(company_id, run, job, context)
+            return finish_after(outcome, execution_id, delivery, final=final, locked=execution)
+    # Claimed and committed: the step runs outside any transaction, then its result is recorded.
+    rendered, output, error = _run_claimed(execution.company_id, run, job, context)
     outcome = _record_step(execution_id, run.pk, job, rendered, output, error, context, delivery)
     return finish_after(outcome, execution_id, delivery, final=final)
 
 
-def finish_after(outcome: Outcome, execution_id, delivery: Delivery, *, final: bool) -> Outcome:
+def finish_after(
+    outcome: Outcome, execution_id, delivery: Delivery, *, final: bool, locked: Execution | None = None
+) -> Outcome:
     """After the canvas's last task is done, finish the run in the same transaction (or a new one).
 
-    If some node is somehow still pending (a duplicate fired the last task early), the
-    stand-alone `flowplane.finish` task is published to wait for it, as before.
+    `locked`: the execution as the caller's transaction already holds it locked. If some node is
+    somehow still pending (a duplicate fired the last task early), the stand-alone
+    `flowplane.finish` task is published to wait for it, as before.
     """
     if not final or outcome.action != "done":
         return outcome
     with transaction.atomic(savepoint=False):  # joins the caller's transaction when there is one
-        execution = locked_execution(execution_id)
+        execution = locked if locked is not None else locked_execution(execution_id)
         if execution.status != ExecutionStatus.RUNNING:
             return outcome
         if not _finish_locked(execution):
@@ -156,16 +154,17 @@ def needs_upstream_outputs(job: dict[str, Any]) -> bool:
 def _claim_step(execution_id, node_id, shard, shard_count, delivery: Delivery):
     """Claim in a transaction of its own: an Outcome, or (run, job, context, company id)."""
     with transaction.atomic():
-        claim = _claim_locked(execution_id, node_id, shard, shard_count, delivery)
+        claim = _claim_locked(execution_id, node_id, shard, shard_count, delivery, deferred=False)
     if isinstance(claim, Outcome):
         return claim
     execution, run, job, context = claim
     return run, job, context, execution.company_id
 
 
-def _claim_locked(execution_id, node_id, shard, shard_count, delivery: Delivery, *, deferred: bool = False):
-    """Claim under the execution lock. With `deferred` (a step run inside this transaction) the
-    attempt row and its `step.started` event are written once, with its result, by the record."""
+def _claim_locked(execution_id, node_id, shard, shard_count, delivery: Delivery, *, deferred: bool | None = None):
+    """Claim under the execution lock. A step run inside this transaction (`deferred`; by default
+    a side-effect-free one) gets its attempt row and `step.started` event written once, with its
+    result, by the record: the returned run is then unsaved (`run.pk is None`)."""
     # Every claimer of this execution takes the row lock first, so no two transactions can pick
     # the same attempt number; the unique constraint stays as the backstop.
     execution = locked_execution(execution_id)
@@ -207,6 +206,8 @@ def _claim_locked(execution_id, node_id, shard, shard_count, delivery: Delivery,
                      data={"node_id": node_id, "shard": shard, "reason": "all incoming edges are dead"})
         return Outcome("done", StepStatus.SKIPPED)
     run = StepRun(status=StepStatus.RUNNING, **fields)
+    if deferred is None:
+        deferred = runs_in_transaction(job)
     if not deferred:
         run.save(force_insert=True)
         event_append(execution=execution, type=EventType.STEP_STARTED, data=_started_data(run))
