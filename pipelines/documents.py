@@ -3,7 +3,7 @@
 ``load_document`` turns JSON or YAML text into a dict (YAML only where it means what JSON could
 say), and ``canonical_json`` / ``graph_digest`` give a form that does not change with key order,
 whitespace, JSON vs YAML, or the order of the node and edge lists. The small JSON-value helpers
-(``is_int``, ``is_number``, ``_copy``, ``_json_type``) live here too; ``pipelines.graph``
+(``is_int``, ``is_number``, ``_copy``, ``json_type``) live here too; ``pipelines.graph``
 re-exports all of it.
 """
 
@@ -32,7 +32,7 @@ def load_document(text: str | bytes) -> dict:
     except ValueError as json_exc:
         doc = _load_yaml(text, json_exc)
     if not isinstance(doc, dict):
-        got = "nothing" if doc is None else f"a {_json_type(doc)}"
+        got = "nothing" if doc is None else f"a {json_type(doc)}"
         _fail_document(f"top level must be a mapping with 'nodes' and 'edges', got {got}")
     problem = _first_non_json(doc, "")
     if problem is not None:
@@ -163,7 +163,7 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):

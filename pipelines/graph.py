@@ -19,7 +19,7 @@ from typing import Any, Iterator
 from pipelines import errors as E
 from pipelines.documents import (  # noqa: F401  re-exported: callers import them from here
     _copy,
-    _json_type,
+    json_type,
     canonical_document,
     canonical_json,
     graph_digest,

@@ -33,7 +33,7 @@ from pipelines.graph import (
     Node,
     RetryPolicy,
     _copy,
-    _json_type,
+    json_type,
     find_cycle,
     is_int,
     is_number,
@@ -48,7 +48,7 @@ def parse_structure(doc: Any, *, expanded: bool = False):
     issues: list[Issue] = []
     if not isinstance(doc, dict):
         issues.append(Issue("", f"graph document must be a mapping with 'nodes' and 'edges', "
-                                f"got {_json_type(doc)}", E.INVALID_DOCUMENT))
+                                f"got {json_type(doc)}", E.INVALID_DOCUMENT))
         return None, issues, None
 
     params = doc.get("params", {})
@@ -124,7 +124,7 @@ def parse_structure(doc: Any, *, expanded: bool = False):
 
 
 def _bad(path: str, what: str, expected: str, got: Any, code: str = E.INVALID_FIELD) -> Issue:
-    return Issue(path, f"{what} must be {expected}, got {_json_type(got)} {_short(got)}", code)
+    return Issue(path, f"{what} must be {expected}, got {json_type(got)} {_short(got)}", code)
 
 
 def _short(value: Any) -> str:

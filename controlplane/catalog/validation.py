@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from pipelines.documents import json_type
 from pipelines.graph import BLUEPRINT_REF_RE
 
 # Same kinds as pipelines.steps.base.FIELD_TYPES: a param schema is checked with those types.
@@ -28,22 +29,6 @@ Errors = list[dict[str, str]]
 
 def _err(path: str, message: str, code: str) -> dict[str, str]:
     return {"path": path, "message": message, "code": code}
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, Mapping):
-        return "mapping"
-    return type(value).__name__
 
 
 def _fits(type_name: str, value: Any) -> bool:
@@ -67,7 +52,7 @@ def param_schema_errors(schema: Any, path: str) -> Errors:
     if schema is None:
         return []
     if not isinstance(schema, Mapping):
-        return [_err(path, f"{path} must be a mapping of param name to spec, got {_json_type(schema)}", "invalid_field")]
+        return [_err(path, f"{path} must be a mapping of param name to spec, got {json_type(schema)}", "invalid_field")]
     errors: Errors = []
     for name, spec in schema.items():
         where = f"{path}.{name}"
@@ -77,17 +62,17 @@ def param_schema_errors(schema: Any, path: str) -> Errors:
         if spec is None:
             continue
         if not isinstance(spec, Mapping):
-            errors.append(_err(where, f"param {name!r} must be a mapping like {{default: ..., required: false}}, got {_json_type(spec)}", "invalid_param"))
+            errors.append(_err(where, f"param {name!r} must be a mapping like {{default: ..., required: false}}, got {json_type(spec)}", "invalid_param"))
             continue
         for key in sorted(set(spec) - PARAM_SPEC_KEYS):
             errors.append(_err(f"{where}.{key}", f"unknown key {key!r} on param {name!r}; known: {', '.join(sorted(PARAM_SPEC_KEYS))}", "invalid_field"))
         if "required" in spec and not isinstance(spec["required"], bool):
-            errors.append(_err(f"{where}.required", f"required must be true or false, got {_json_type(spec['required'])}", "invalid_field"))
+            errors.append(_err(f"{where}.required", f"required must be true or false, got {json_type(spec['required'])}", "invalid_field"))
         type_name = spec.get("type")
         if type_name is not None and type_name not in PARAM_TYPES:
             errors.append(_err(f"{where}.type", f"unknown param type {type_name!r}; use one of {', '.join(PARAM_TYPES)}", "invalid_field"))
         elif type_name is not None and spec.get("default") is not None and not _fits(type_name, spec["default"]):
-            errors.append(_err(f"{where}.default", f"default of param {name!r} must be {type_name}, got {_json_type(spec['default'])}", "invalid_field"))
+            errors.append(_err(f"{where}.default", f"default of param {name!r} must be {type_name}, got {json_type(spec['default'])}", "invalid_field"))
     return errors
 
 
@@ -117,7 +102,7 @@ def job_template_errors(*, defaults: Any, param_schema: Any) -> Errors:
     """Shapes of a template's defaults and param schema, and params its defaults use."""
     errors: Errors = []
     if not isinstance(defaults, Mapping):
-        errors.append(_err("defaults", f"defaults must be a mapping of config keys, got {_json_type(defaults)}", "invalid_field"))
+        errors.append(_err("defaults", f"defaults must be a mapping of config keys, got {json_type(defaults)}", "invalid_field"))
     errors += param_schema_errors(param_schema, "param_schema")
     if not errors and param_schema:
         # With no schema, a node's params pass through unchecked; with one, defaults must use declared names.
@@ -142,7 +127,7 @@ def blueprint_errors(
     `template:` nodes may refer to), as the planner sees it.
     """
     if not isinstance(document, Mapping):
-        return [_err("", f"a blueprint is a mapping with params, inputs, outputs, nodes and edges, got {_json_type(document)}", "invalid_document")]
+        return [_err("", f"a blueprint is a mapping with params, inputs, outputs, nodes and edges, got {json_type(document)}", "invalid_document")]
     errors: Errors = []
     for key in sorted(set(document) - BLUEPRINT_KEYS):
         errors.append(_err(str(key), f"unknown key {key!r}; a blueprint has {', '.join(sorted(BLUEPRINT_KEYS))}", "invalid_field"))
@@ -215,14 +200,14 @@ def _port_errors(ports: Any, side: str, node_kinds: Mapping[str, str]) -> Errors
     if ports is None:
         return []
     if not isinstance(ports, list):
-        return [_err(side, f"{side} must be a list of ports, got {_json_type(ports)}", "invalid_field")]
+        return [_err(side, f"{side} must be a list of ports, got {json_type(ports)}", "invalid_field")]
     errors: Errors = []
     seen: dict[str, int] = {}
     end_key = "to" if side == "inputs" else "from"
     for index, port in enumerate(ports):
         where = f"{side}[{index}]"
         if not isinstance(port, Mapping):
-            errors.append(_err(where, f"a port is a mapping {{name, {end_key}}}, got {_json_type(port)}", "invalid_field"))
+            errors.append(_err(where, f"a port is a mapping {{name, {end_key}}}, got {json_type(port)}", "invalid_field"))
             continue
         for key in sorted(set(port) - PORT_KEYS[side]):
             errors.append(_err(f"{where}.{key}", f"unknown key {key!r} on a port; known: {', '.join(sorted(PORT_KEYS[side]))}", "invalid_field"))
@@ -252,7 +237,7 @@ def _port_errors(ports: Any, side: str, node_kinds: Mapping[str, str]) -> Errors
 
 def _endpoint_errors(end: Any, path: str, node_kinds: Mapping[str, str]) -> Errors:
     if not isinstance(end, str) or not end:
-        return [_err(path, f"port end must be an inner node id, got {_json_type(end)}", "invalid_field")]
+        return [_err(path, f"port end must be an inner node id, got {json_type(end)}", "invalid_field")]
     local, _, port = end.partition(":")
     if local not in node_kinds:
         known = ", ".join(sorted(node_kinds)) or "none"
