@@ -107,6 +107,14 @@ class ExecutionCancelApi(APIView):
         return Response(ExecutionOutSerializer(execution).data)
 
 
+class ExecutionReplayApi(APIView):
+    @extend_schema(request=None, responses={201: ExecutionDetailSerializer})
+    def post(self, request, execution_id):
+        execution = selectors.execution_get(user=request.user, execution_id=execution_id)
+        replay = services.execution_replay(execution=execution, user=request.user)
+        return Response(ExecutionDetailSerializer(replay).data, status=status.HTTP_201_CREATED)
+
+
 class DeadLetterListApi(APIView):
     @extend_schema(parameters=[DeadLetterFilterSerializer], responses=DeadLetterSerializer(many=True))
     def get(self, request):

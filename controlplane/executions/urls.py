@@ -9,6 +9,7 @@ urlpatterns = [
     path("executions/<str:execution_id>/timeline", api.ExecutionTimelineApi.as_view(), name="execution-timeline"),
     path("executions/<str:execution_id>/events", api.ExecutionEventsApi.as_view(), name="execution-events"),
     path("executions/<str:execution_id>/cancel", api.ExecutionCancelApi.as_view(), name="execution-cancel"),
+    path("executions/<str:execution_id>/replay", api.ExecutionReplayApi.as_view(), name="execution-replay"),
     path("dead-letters", api.DeadLetterListApi.as_view(), name="dead-letter-list"),
     path("dead-letters/<int:dead_letter_id>/replay", api.DeadLetterReplayApi.as_view(), name="dead-letter-replay"),
 ]

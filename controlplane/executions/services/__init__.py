@@ -2,7 +2,7 @@
 from controlplane.executions.services.attempts import Delivery, Outcome
 from controlplane.executions.services.events import event_append, locked_execution
 from controlplane.executions.services.recovery import step_runs_expire, step_runs_recover_lost
-from controlplane.executions.services.replay import dead_letter_replay
+from controlplane.executions.services.replay import dead_letter_replay, execution_replay
 from controlplane.executions.services.saga import compensation_execute, saga_finish, saga_start
 from controlplane.executions.services.start import (
     execution_cancel,
@@ -24,6 +24,7 @@ __all__ = [
     "barrier_execute",
     "compensation_execute",
     "dead_letter_replay",
+    "execution_replay",
     "event_append",
     "execution_cancel",
     "execution_finish",

@@ -1,4 +1,8 @@
-"""Replaying a dead letter: a new execution of the same deployment with the original input."""
+"""Replaying: a new execution of the same deployment with a run's original input.
+
+Both an execution and a dead letter can be replayed; the new run (trigger=replay) is pinned to
+what the deployment runs now, so a fix deployed since is what gets replayed.
+"""
 from __future__ import annotations
 
 import logging
@@ -33,14 +37,31 @@ def dead_letter_replay(*, dead_letter: DeadLetter, user) -> Execution:
             extra={"execution": str(letter.replay_execution_id) if letter.replay_execution_id else None},
         )
     original = letter.execution
-    if original.deployment_id is None:
-        raise Conflict(f"execution {original.pk} ran before deployments existed; deploy the workflow and start a "
-                       "new execution", code="not_deployed", path="deployment")
-    execution, _ = execution_start(deployment=original.deployment_id, input=original.input, user=user,
-                                   trigger=Trigger.REPLAY)
+    execution = _start_again(original, user=user)
     letter.replayed_at = timezone.now()
     letter.replay_execution = execution
     letter.save(update_fields=["replayed_at", "replay_execution"])
     logger.info("dead_letter.replayed", extra={"dead_letter_id": letter.pk, "execution_id": str(execution.pk),
                                                "original_execution_id": str(original.pk)})
+    return execution
+
+
+def execution_replay(*, execution: Execution, user) -> Execution:
+    """Start a NEW execution (trigger=replay) of `execution`'s deployment with its input.
+
+    Any run may be replayed, finished or not; a deployment that no longer accepts executions is
+    a 409 from `execution_start`.
+    """
+    require_role(user, execution.company_id, Role.EDITOR, what="execution")
+    replay = _start_again(execution, user=user)
+    logger.info("execution.replayed", extra={"execution_id": str(replay.pk), "original_execution_id": str(execution.pk)})
+    return replay
+
+
+def _start_again(original: Execution, *, user) -> Execution:
+    if original.deployment_id is None:
+        raise Conflict(f"execution {original.pk} ran before deployments existed; deploy the workflow and start a "
+                       "new execution", code="not_deployed", path="deployment")
+    execution, _ = execution_start(deployment=original.deployment_id, input=original.input, user=user,
+                                   trigger=Trigger.REPLAY)
     return execution

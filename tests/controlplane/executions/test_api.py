@@ -304,3 +304,33 @@ def test_replay_needs_an_editor_of_the_tenant(client_for, company, owner, outsid
     assert client_for(owner).post(f"{DEAD_LETTERS}/999999/replay").status_code == 404
     editor = add_member(company, role=Role.EDITOR)
     assert client_for(editor).post(f"{DEAD_LETTERS}/{letter.pk}/replay").status_code == 201
+
+
+# Replaying an execution ----------------------------------------------------------------------------
+
+
+def test_an_execution_is_replayed_as_a_new_run_of_its_deployment_with_its_input(
+    client_for, owner, company, outsider, failing, django_capture_on_commit_callbacks
+):
+    original = dead_lettered_run(failing, owner, {"order": 7}).execution
+    viewer = add_member(company, role=Role.VIEWER)
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client_for(owner).post(f"/api/v1/executions/{original.pk}/replay")
+
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["id"] != str(original.pk) and len(callbacks) == 1
+    assert (body["trigger"], body["input"], body["deployment"]) == (Trigger.REPLAY, {"order": 7}, failing.pk)
+    assert client_for(viewer).post(f"/api/v1/executions/{original.pk}/replay").status_code == 403
+    assert client_for(outsider).post(f"/api/v1/executions/{original.pk}/replay").status_code == 404
+
+
+def test_an_execution_replay_is_refused_when_its_deployment_is_paused(client_for, owner, failing):
+    original = dead_lettered_run(failing, owner, {}).execution
+    deployment_pause(deployment=failing, user=owner)
+
+    response = client_for(owner).post(f"/api/v1/executions/{original.pk}/replay")
+
+    assert (response.status_code, response.json()["error"]) == (409, "deployment_paused")
+    assert Execution.objects.count() == 1
