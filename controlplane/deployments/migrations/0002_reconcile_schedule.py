@@ -2,27 +2,7 @@
 from django.conf import settings
 from django.db import migrations
 
-TASK = "deployments.reconcile_all"
-
-
-def create_schedule(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    every = int(getattr(settings, "DEPLOY_RECONCILE_INTERVAL_S", 60))
-    schedule, _ = IntervalSchedule.objects.get_or_create(every=every, period="seconds")
-    PeriodicTask.objects.get_or_create(
-        name=TASK,
-        defaults={
-            "task": TASK,
-            "interval": schedule,
-            "enabled": True,
-            "description": "Reconcile every active, unpinned deployment with auto_reconcile on.",
-        },
-    )
-
-
-def remove_schedule(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name=TASK).delete()
+from controlplane.core.schedules import periodic_task_operation
 
 
 class Migration(migrations.Migration):
@@ -31,4 +11,10 @@ class Migration(migrations.Migration):
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
-    operations = [migrations.RunPython(create_schedule, remove_schedule)]
+    operations = [
+        periodic_task_operation(
+            task="deployments.reconcile_all",
+            every_s=int(getattr(settings, "DEPLOY_RECONCILE_INTERVAL_S", 60)),
+            description="Reconcile every active, unpinned deployment with auto_reconcile on.",
+        )
+    ]

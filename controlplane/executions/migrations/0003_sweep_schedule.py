@@ -7,31 +7,10 @@ no operator. Idempotent: an existing task of that name is left as an operator ma
 from django.conf import settings
 from django.db import migrations
 
-TASK = "flowplane.sweep"
+from controlplane.core.schedules import periodic_task_operation
 
-
-def create_schedule(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    # About two heartbeats (5 s each by default): a dead worker is noticed soon after it goes stale.
-    every = int(getattr(settings, "ENGINE_SWEEP_INTERVAL_S", 10))
-    schedule, _ = IntervalSchedule.objects.get_or_create(every=every, period="seconds")
-    PeriodicTask.objects.get_or_create(
-        name=TASK,
-        defaults={
-            "task": TASK,
-            "interval": schedule,
-            "enabled": True,
-            # A sweep nobody picked up within one interval is superseded by the next one.
-            "expire_seconds": every,
-            "description": "Mark stale workers offline and recover their running steps; expire attempts past "
-            "their hard time limit.",
-        },
-    )
-
-
-def remove_schedule(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name=TASK).delete()
+# About two heartbeats (5 s each by default): a dead worker is noticed soon after it goes stale.
+EVERY_S = int(getattr(settings, "ENGINE_SWEEP_INTERVAL_S", 10))
 
 
 class Migration(migrations.Migration):
@@ -40,4 +19,13 @@ class Migration(migrations.Migration):
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 
-    operations = [migrations.RunPython(create_schedule, remove_schedule)]
+    operations = [
+        periodic_task_operation(
+            task="flowplane.sweep",
+            every_s=EVERY_S,
+            # A sweep nobody picked up within one interval is superseded by the next one.
+            expire_seconds=EVERY_S,
+            description="Mark stale workers offline and recover their running steps; expire attempts past "
+            "their hard time limit.",
+        )
+    ]
