@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from controlplane.core.errors import ApplicationError, Conflict, NotFound
@@ -74,23 +74,6 @@ def _check_placement(company, graph: dict[str, Any]) -> None:
             )
 
 
-def _share_lock(deployment_id) -> None:
-    """Hold the deployment row under a shared lock until the start's transaction ends.
-
-    apply, rollback, pause and undeploy update this row before they touch its artifacts, so while
-    we hold FOR SHARE none of them can be half-way: the version and artifacts read next belong
-    together. Concurrent starts share the lock and do not wait for each other. (SQLite serialises
-    writers anyway and has no row locks.) Taken before the read, so the read sees the row as locked.
-    """
-    try:
-        row_id = int(deployment_id)
-    except (TypeError, ValueError):
-        return  # not an id: the read that follows reports it as not found
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(f"SELECT 1 FROM {Deployment._meta.db_table} WHERE id = %s FOR SHARE", [row_id])
-
-
 def execution_start(
     *,
     deployment: Deployment | int,
@@ -116,8 +99,7 @@ def execution_start(
     company = None
     try:
         with transaction.atomic():
-            _share_lock(deployment_id)
-            target = deployment_for_start(user, deployment_id)
+            target = deployment_for_start(user, deployment_id)  # share-locks the deployment row
             if target is None:
                 raise NotFound(f"deployment {deployment_id!r} not found", path="deployment")
             deployment, company = target.deployment, target.company

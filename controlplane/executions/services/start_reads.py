@@ -37,7 +37,13 @@ def _instance(model, **values):
 
 
 def deployment_for_start(user, deployment_id) -> StartTarget | None:
-    """The deployment with its version and company, if the caller is a member of that company."""
+    """The deployment with its version and company, if the caller is a member of that company.
+
+    On PostgreSQL the deployment row is read under a shared lock held until the start's
+    transaction ends: apply, rollback, pause and undeploy update this row before they touch its
+    artifacts, so none of them can be half-way while a run pins the version and artifacts read
+    next. Concurrent starts share the lock. (SQLite serialises writers and has no row locks.)
+    """
     user_id = getattr(user, "pk", None) if getattr(user, "is_authenticated", False) else None
     try:
         deployment_id = int(deployment_id)
@@ -55,6 +61,7 @@ def deployment_for_start(user, deployment_id) -> StartTarget | None:
         f" JOIN {_table(WorkflowVersion)} v ON v.id = d.version_id"
         f" JOIN {_table(Membership)} m ON m.company_id = c.id AND m.user_id = %s"
         " WHERE d.id = %s"
+        + (" FOR SHARE OF d" if connection.vendor == "postgresql" else "")
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [user_id, deployment_id])

@@ -403,3 +403,41 @@ def test_concurrent_appends_get_dense_unique_sequence_numbers(company, owner):
     assert seqs == list(range(1, 52))
     execution.refresh_from_db()
     assert execution.event_seq == 51
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_start_waits_for_an_apply_holding_the_deployment_row(company, owner):
+    """apply/rollback/pause update the deployment row first; a start share-locks it, so it never
+    pins a half-applied deployment (PostgreSQL row locks)."""
+    import time
+
+    from controlplane.deployments.models import Deployment
+    from django.db.models import F
+    from tests.controlplane.executions.builders import make_live_worker
+
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks: PostgreSQL")
+    project = make_project(company, "locks")
+    make_live_worker("ingest1@unit", make_group(company, "ingest"))
+    deployment = make_deployment(project, [job("a")], user=owner)
+    holding, released = threading.Event(), {}
+
+    def apply_in_progress():
+        try:
+            with transaction.atomic():
+                Deployment.objects.filter(pk=deployment.pk).update(revision=F("revision") + 1)
+                holding.set()
+                time.sleep(0.5)
+                released["at"] = time.monotonic()
+        finally:
+            connection.close()
+
+    applier = threading.Thread(target=apply_in_progress)
+    applier.start()
+    assert holding.wait(10)
+    execution, _ = execution_start(deployment=deployment, input={}, user=owner)
+    started_at = time.monotonic()
+    applier.join(10)
+
+    assert started_at >= released["at"]  # the start went on only once the apply had committed
+    assert execution.status == ExecutionStatus.RUNNING
