@@ -56,7 +56,7 @@ def ensure_database() -> None:
 def start_workers(count: int, concurrency: int, queue: str, log_dir: Path) -> list[subprocess.Popen]:
     procs = []
     for index in range(count):
-        log = open(log_dir / f"bench-worker-{index}.log", "wb")
+        log = open(log_dir / f"bench-worker-{index}.log", "ab")  # kept across runs for post-mortems
         procs.append(
             subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", queue,
