@@ -302,7 +302,7 @@ class _Expander:
             if name in given:
                 params[name] = given[name]
                 expected = spec.get("type")
-                if expected in _PARAM_TYPES and not _PARAM_TYPES[expected](given[name]) \
+                if expected in _PARAM_TYPES and not param_fits(expected, given[name], secret_ok=True) \
                         and not (isinstance(given[name], str) and "{{" in given[name]):
                     self.issue(f"{path}.params.{name}", f"param {name!r} must be {expected}, "
                                f"got {type(given[name]).__name__}", "invalid_param")
@@ -462,7 +462,7 @@ class _Expander:
 _NO_PARAM = object()
 # Param specs may declare a type (the step config field types); a runtime template always fits.
 _PARAM_TYPES = {
-    "string": lambda v: isinstance(v, str) or _is_secret(v),  # a secret resolves to text
+    "string": lambda v: isinstance(v, str),
     "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "boolean": lambda v: isinstance(v, bool),
@@ -470,6 +470,14 @@ _PARAM_TYPES = {
     "array": lambda v: isinstance(v, list),
     "any": lambda v: True,
 }
+
+
+def param_fits(type_name: str, value, *, secret_ok: bool = False) -> bool:
+    """Whether `value` is of a declared param type; `secret_ok`: a secret reference passes for a
+    string (it resolves to text at run time)."""
+    if secret_ok and type_name == "string" and _is_secret(value):
+        return True
+    return _PARAM_TYPES[type_name](value)
 
 
 def _is_secret(value) -> bool:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipelines.documents import json_type
+from pipelines.blueprints import param_fits
 from pipelines.graph import BLUEPRINT_REF_RE
 
 # Same kinds as pipelines.steps.base.FIELD_TYPES: a param schema is checked with those types.
@@ -29,19 +30,6 @@ Errors = list[dict[str, str]]
 
 def _err(path: str, message: str, code: str) -> dict[str, str]:
     return {"path": path, "message": message, "code": code}
-
-
-def _fits(type_name: str, value: Any) -> bool:
-    checks = {
-        "string": lambda v: isinstance(v, str),
-        "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "boolean": lambda v: isinstance(v, bool),
-        "object": lambda v: isinstance(v, Mapping),
-        "array": lambda v: isinstance(v, list),
-        "any": lambda v: True,
-    }
-    return checks[type_name](value)
 
 
 # -- params -------------------------------------------------------------------------------------
@@ -71,7 +59,7 @@ def param_schema_errors(schema: Any, path: str) -> Errors:
         type_name = spec.get("type")
         if type_name is not None and type_name not in PARAM_TYPES:
             errors.append(_err(f"{where}.type", f"unknown param type {type_name!r}; use one of {', '.join(PARAM_TYPES)}", "invalid_field"))
-        elif type_name is not None and spec.get("default") is not None and not _fits(type_name, spec["default"]):
+        elif type_name is not None and spec.get("default") is not None and not param_fits(type_name, spec["default"]):
             errors.append(_err(f"{where}.default", f"default of param {name!r} must be {type_name}, got {json_type(spec['default'])}", "invalid_field"))
     return errors
 
