@@ -1,4 +1,5 @@
-"""Fixtures of these tests; the shared ones (owner, company, project, outsider) are in tests/conftest.py."""
+"""Fixtures of the control-plane tests; the repo-wide ones (owner, company, project, outsider) are in
+tests/conftest.py. An app's own conftest may override `workflow` with one it needs."""
 import pytest
 
 from tests.factories import make_workflow
