@@ -151,16 +151,6 @@ def needs_upstream_outputs(job: dict[str, Any]) -> bool:
         return True  # an unknown type fails when it runs; reading more is the safe side
 
 
-def _claim_step(execution_id, node_id, shard, shard_count, delivery: Delivery):
-    """Claim in a transaction of its own: an Outcome, or (run, job, context, company id)."""
-    with transaction.atomic():
-        claim = _claim_locked(execution_id, node_id, shard, shard_count, delivery, deferred=False)
-    if isinstance(claim, Outcome):
-        return claim
-    execution, run, job, context = claim
-    return run, job, context, execution.company_id
-
-
 def _claim_locked(execution_id, node_id, shard, shard_count, delivery: Delivery, *, deferred: bool | None = None):
     """Claim under the execution lock. A step run inside this transaction (`deferred`; by default
     a side-effect-free one) gets its attempt row and `step.started` event written once, with its

@@ -142,10 +142,11 @@ class TestFailure:
         execution = start(project, owner, [job("a", "fail", config={"retryable": False}),
                                            job("b", "fail", config={"retryable": False})])
 
-        from controlplane.executions.services.steps import _claim_step, _record_step
+        from controlplane.executions.services.steps import _claim_locked, _record_step
 
         with django_capture_on_commit_callbacks() as callbacks:
-            run_b, job_b, context_b, *_ = _claim_step(execution.pk, "b", 0, 1, DELIVERY)  # b is in flight ...
+            with transaction.atomic():  # b is claimed and in flight ...
+                _, run_b, job_b, context_b = _claim_locked(execution.pk, "b", 0, 1, DELIVERY, deferred=False)
             first = step(execution, "a")  # ... when a fails for good
             second = _record_step(execution.pk, run_b.pk, job_b, {}, None,
                                   {"message": "boom", "retryable": False, "details": {}}, context_b, DELIVERY)
