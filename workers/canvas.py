@@ -5,7 +5,8 @@ no return value flows between tasks. Steps and merges go to their group's queue 
 `timeout_s` as soft limit (hard limit a little later); barriers and the finish go to the queue of
 the run's first step, so no extra control-plane worker is needed. The last task of the canvas
 (the one that runs after every other) carries `final=True` and the run's finish task id: it
-finishes the run itself.
+finishes the run itself, and only its result goes to the result backend (besides chord header
+parts, which need theirs where the backend has no native chords).
 """
 from __future__ import annotations
 
@@ -37,24 +38,28 @@ def build_signature(execution_id: str, canvas_dict: dict[str, Any], queues: dict
 
     last = _last_task(plan.root)
 
-    def finishing(item) -> dict[str, Any]:
-        # The task that runs after every other one finishes the run; its id is the run's finish id.
-        return {"kwargs": {"final": True}, "task_id": finish_task_id(execution_id)} if item is last else {}
+    def options(item, in_header: bool) -> dict[str, Any]:
+        # The task that runs after every other one finishes the run; its id is the run's finish id,
+        # and its result is the one result kept. The others' results are never read (the store
+        # holds outputs), except a chord header's, which backends without native chords poll.
+        if item is last:
+            return {"kwargs": {"final": True}, "task_id": finish_task_id(execution_id)}
+        return {} if in_header else {"ignore_result": True}
 
-    def convert(item):
+    def convert(item, in_header: bool = False):
         if isinstance(item, StepTask):
             return signature("flowplane.step", args=(execution_id, item.node, item.shard, item.shards),
-                             immutable=True, queue=queues[item.group], **limits(item.node), **finishing(item))
+                             immutable=True, queue=queues[item.group], **limits(item.node), **options(item, in_header))
         if isinstance(item, MergeTask):
             return signature("flowplane.merge", args=(execution_id, item.node, item.shards),
-                             immutable=True, queue=queues[item.group], **finishing(item))
+                             immutable=True, queue=queues[item.group], **options(item, in_header))
         if isinstance(item, Barrier):
             return signature("flowplane.barrier", args=(execution_id, item.label), immutable=True, queue=control,
-                             **finishing(item))
+                             **options(item, in_header))
         if isinstance(item, Chain):
-            return chain(*[convert(sub) for sub in item.items])
+            return chain(*[convert(sub, in_header) for sub in item.items])
         if isinstance(item, Chord):
-            return chord([convert(sub) for sub in item.header], convert(item.body))
+            return chord([convert(sub, True) for sub in item.header], convert(item.body, in_header))
         raise ValueError(f"unknown canvas item {item!r}")
 
     return convert(plan.root)

@@ -17,7 +17,7 @@ from controlplane.executions.services import Delivery
 REQUEST_FIELDS = (
     "id", "task", "args", "kwargs", "root_id", "parent_id", "group", "group_index", "chord", "chain",
     "callbacks", "errbacks", "timelimit", "retries", "reply_to", "shadow", "origin", "delivery_info",
-    "replaced_task_nesting",
+    "replaced_task_nesting", "ignore_result",
 )
 
 

@@ -50,3 +50,31 @@ def test_exactly_the_last_task_is_final_and_carries_the_finish_id(shape):
     assert finals == [_last(sig)]
     assert finals[0].options["task_id"] == finish_task_id("run-1")
     assert all(t.name != "flowplane.finish" for t in _tasks(sig))
+
+
+def _header_tasks(sig, inside: bool = False):
+    """Every task that is (part of) a chord header part."""
+    kind = _kind(sig)
+    if kind in ("chain", "group"):
+        for item in sig.tasks:
+            yield from _header_tasks(item, inside)
+    elif kind == "chord":
+        for item in sig.tasks:
+            yield from _header_tasks(item, True)
+        yield from _header_tasks(sig.body, inside)
+    elif inside:
+        yield sig
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_only_the_last_task_and_chord_header_parts_keep_their_results(shape):
+    # Outputs live in the store; a result in the backend is read only for the run's end (the
+    # finish id) and, on backends without native chords, for a chord header's parts.
+    nodes, edges = SHAPES[shape]
+    sig = build_signature("run-1", compile_canvas(nodes, edges).to_dict(), {None: "wg.acme.ingest"})
+
+    kept = [t for t in _tasks(sig) if not t.options.get("ignore_result")]
+    header = list(_header_tasks(sig))
+    assert _last(sig) in kept
+    assert all(t in kept for t in header)
+    assert len(kept) == len(header) + (0 if _last(sig) in header else 1)

@@ -6,19 +6,22 @@ the unique (execution, seq) constraint is the backstop. The event is written in 
 transaction as the state change it describes, so the store never disagrees with the rows.
 
 Every step appends events inside its claim and record transactions, so this is the engine's
-hottest write: on PostgreSQL the counter bump and the insert are one statement.
+hottest write. On PostgreSQL it is one statement: the counter bump, any other change to the
+execution row (`update_fields`), the events, and (`events_append_with_run`) the step attempt
+they describe. Elsewhere (SQLite, the embedded default) the same writes are separate statements.
 """
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Sequence
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from controlplane.executions.models import Execution, ExecutionEvent
+from controlplane.executions.models import Execution, ExecutionEvent, StepRun
+from controlplane.executions.services.rows import execution_locked_row
 from controlplane.executions.services.state import cached_pinned_graph, pinned_graph
 
 logger = logging.getLogger(__name__)
@@ -33,74 +36,113 @@ def locked_execution(execution_id) -> Execution:
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("locked_execution must run inside transaction.atomic")
     cached = cached_pinned_graph(execution_id)
-    if cached is not None:
-        execution = Execution.objects.select_for_update().defer("graph", "canvas").get(id=execution_id)
-        execution.graph = cached.raw
-    else:  # first time this process sees the run: the lock's query brings the graph along
-        execution = Execution.objects.select_for_update().defer("canvas").get(id=execution_id)
+    # First time this process sees the run: the lock's query brings the graph along.
+    execution = execution_locked_row(execution_id, with_graph=cached is None)
+    if cached is None:
         pinned_graph(execution.pk, execution.graph)
+    else:
+        execution.graph = cached.raw
     return execution
 
 
-_APPEND_SQL = (
-    "WITH bumped AS ("
-    " UPDATE {execution} SET event_seq = event_seq + 1 WHERE id = %s RETURNING event_seq)"
-    " INSERT INTO {event} (execution_id, seq, type, data, created_at)"
-    " SELECT %s, bumped.event_seq, %s, %s::jsonb, %s FROM bumped RETURNING id, seq"
-).format(execution=Execution._meta.db_table, event=ExecutionEvent._meta.db_table)
+def event_append(
+    *, execution: Execution, type: str, data: dict[str, Any] | None = None, update_fields: Sequence[str] = ()
+) -> ExecutionEvent:
+    """Append one event; `execution` must have been loaded with `locked_execution`. The execution's
+    `update_fields` (already set on the instance) are saved in the same statement."""
+    return events_append(execution=execution, events=[(type, data)], update_fields=update_fields)[0]
 
 
-def event_append(*, execution: Execution, type: str, data: dict[str, Any] | None = None) -> ExecutionEvent:
-    """Append one event; `execution` must have been loaded with `locked_execution`."""
-    data = data or {}
+def events_append(
+    *, execution: Execution, events: list[tuple[str, dict[str, Any] | None]], update_fields: Sequence[str] = ()
+) -> list[ExecutionEvent]:
+    """Append several events in order; `execution` must be locked (see `event_append`)."""
+    return _append(execution, events, update_fields, run=None)
+
+
+def events_append_with_run(
+    *, execution: Execution, run: StepRun, events: list[tuple[str, dict[str, Any] | None]], completed: bool
+) -> list[ExecutionEvent]:
+    """Insert the unsaved attempt `run` together with its events (one statement on PostgreSQL).
+    `completed`: the last event is the attempt's completion, whose seq becomes `run.completed_seq`."""
+    if connection.vendor != "postgresql":
+        appended = _append(execution, events, (), run=None)
+        if completed:
+            run.completed_seq = appended[-1].seq
+        run.save(force_insert=True)
+        return appended
+    return _append(execution, events, (), run=run, completed=completed)
+
+
+def _append(execution, events, update_fields, *, run: StepRun | None, completed: bool = False) -> list[ExecutionEvent]:
     created_at = timezone.now()
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _APPEND_SQL,
-                [execution.pk, execution.pk, type, json.dumps(data, cls=DjangoJSONEncoder), created_at],
-            )
-            event_id, seq = cursor.fetchone()
-        execution.event_seq = seq
-        event = ExecutionEvent(id=event_id, execution=execution, seq=seq, type=type, data=data, created_at=created_at)
-    else:
-        execution.event_seq += 1
-        Execution.objects.filter(pk=execution.pk).update(event_seq=execution.event_seq)
-        event = ExecutionEvent.objects.create(
-            execution=execution, seq=execution.event_seq, type=type, data=data, created_at=created_at
+    events = [(type, data or {}) for type, data in events]
+    if connection.vendor != "postgresql":
+        execution.event_seq += len(events)
+        execution.save(update_fields=["event_seq", *update_fields])
+        first = execution.event_seq - len(events) + 1
+        appended = ExecutionEvent.objects.bulk_create(
+            [ExecutionEvent(execution=execution, seq=first + offset, type=type, data=data, created_at=created_at)
+             for offset, (type, data) in enumerate(events)]
         )
-    logger.info(type, extra={"execution_id": str(execution.pk), "seq": event.seq, **_log_fields(data)})
-    return event
+    else:
+        sql, params = _append_statement(execution, events, update_fields, created_at, run=run, completed=completed)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        ids = {seq: event_id for event_id, seq, _ in rows}
+        execution.event_seq = max(ids)
+        first = execution.event_seq - len(events) + 1
+        appended = [ExecutionEvent(id=ids[first + offset], execution=execution, seq=first + offset, type=type,
+                                   data=data, created_at=created_at) for offset, (type, data) in enumerate(events)]
+        if run is not None:
+            run.pk = rows[0][2]
+            run._state.adding, run._state.db = False, connection.alias
+            if completed:
+                run.completed_seq = execution.event_seq
+    for event in appended:
+        logger.info(event.type, extra={"execution_id": str(execution.pk), "seq": event.seq, **_log_fields(event.data)})
+    return appended
 
 
-def events_append(*, execution: Execution, events: list[tuple[str, dict[str, Any]]]) -> list[ExecutionEvent]:
-    """Append several events in order (one statement on PostgreSQL); `execution` must be locked."""
-    if connection.vendor != "postgresql" or len(events) == 1:
-        return [event_append(execution=execution, type=type, data=data) for type, data in events]
-    created_at = timezone.now()
-    values = ", ".join(["(%s, %s, %s)"] * len(events))
-    params: list[Any] = [len(events), execution.pk, execution.pk, len(events), created_at]
+_RUN_FIELDS = [field for field in StepRun._meta.concrete_fields if not field.primary_key]
+
+
+def _append_statement(execution, events, update_fields, created_at, *, run, completed):
+    """WITH bumped AS (UPDATE execution ... RETURNING event_seq), [attempt AS (INSERT step run)]
+    INSERT events ... RETURNING id, seq, attempt id."""
+    quote = connection.ops.quote_name
+    sets = ["event_seq = event_seq + %s"]
+    params: list[Any] = [len(events)]
+    for name in update_fields:
+        field = Execution._meta.get_field(name)
+        sets.append(f"{quote(field.column)} = %s")
+        params.append(field.get_db_prep_save(getattr(execution, field.attname), connection))
+    params.append(execution.pk)
+    sql = f"WITH bumped AS (UPDATE {Execution._meta.db_table} SET {', '.join(sets)} WHERE id = %s RETURNING event_seq)"
+    attempt_id = "NULL::bigint"
+    if run is not None:
+        fields = _RUN_FIELDS
+        values = []
+        for field in fields:
+            if field.name == "completed_seq" and completed:
+                values.append("(SELECT event_seq FROM bumped)")
+            else:
+                values.append("%s")
+                params.append(field.get_db_prep_save(field.pre_save(run, True), connection))
+        sql += (f", attempt AS (INSERT INTO {StepRun._meta.db_table} ({', '.join(quote(f.column) for f in fields)})"
+                f" VALUES ({', '.join(values)}) RETURNING id)")
+        attempt_id = "(SELECT id FROM attempt)"
+    rows = ", ".join(["(%s, %s, %s)"] * len(events))
+    params += [execution.pk, len(events), created_at]
     for index, (type, data) in enumerate(events, start=1):
-        params += [index, type, json.dumps(data or {}, cls=DjangoJSONEncoder)]
-    sql = (
-        f"WITH bumped AS (UPDATE {Execution._meta.db_table} SET event_seq = event_seq + %s WHERE id = %s"
-        " RETURNING event_seq)"
+        params += [index, type, json.dumps(data, cls=DjangoJSONEncoder)]
+    sql += (
         f" INSERT INTO {ExecutionEvent._meta.db_table} (execution_id, seq, type, data, created_at)"
         " SELECT %s, bumped.event_seq - %s + v.ord, v.type, v.data::jsonb, %s"
-        f" FROM bumped, (VALUES {values}) AS v(ord, type, data) RETURNING id, seq"
+        f" FROM bumped, (VALUES {rows}) AS v(ord, type, data) RETURNING id, seq, {attempt_id}"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        ids = dict((seq, event_id) for event_id, seq in cursor.fetchall())
-    first = min(ids)
-    execution.event_seq = max(ids)
-    out = []
-    for offset, (type, data) in enumerate(events):
-        seq = first + offset
-        out.append(ExecutionEvent(id=ids[seq], execution=execution, seq=seq, type=type, data=data or {},
-                                  created_at=created_at))
-        logger.info(type, extra={"execution_id": str(execution.pk), "seq": seq, **_log_fields(data)})
-    return out
+    return sql, params
 
 
 def _log_fields(data: dict[str, Any] | None) -> dict[str, Any]:

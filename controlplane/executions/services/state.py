@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from controlplane.executions.models import Execution, StepRun, StepStatus
+from controlplane.executions.services.rows import step_run_rows
 
 SUCCEEDED, SKIPPED, PENDING = "succeeded", "skipped", "pending"
 _DONE_STATUSES = frozenset(
@@ -59,7 +60,8 @@ def pinned_graph(execution_id, raw: dict[str, Any] | None = None) -> PinnedGraph
 
 @dataclass(slots=True)
 class RunRow:
-    """The columns of a step run that claims decide on (not its request, input or error)."""
+    """The columns of a step run that claims decide on (not its request, input or error), in
+    `rows.RUN_COLUMNS` order."""
 
     id: int
     node_id: str
@@ -72,9 +74,6 @@ class RunRow:
     is_compensation: bool = False
 
 
-_RUN_COLUMNS = ("id", "node_id", "shard", "attempt", "status", "worker", "started_at")
-
-
 def load_runs(execution_id, *, with_output: bool, node_ids: Iterable[str] | None = None) -> dict[tuple[str, int], list[RunRow]]:
     """The run's step attempts by (node, shard), oldest first, in one query.
 
@@ -82,11 +81,8 @@ def load_runs(execution_id, *, with_output: bool, node_ids: Iterable[str] | None
     they can be large, and most claims only need statuses. `node_ids` narrows the rows to the
     nodes a decision is about (a claim: the node and its predecessors).
     """
-    columns = _RUN_COLUMNS + (("output",) if with_output else ())
-    runs = StepRun.objects.filter(execution_id=execution_id, is_compensation=False)
-    if node_ids is not None:
-        runs = runs.filter(node_id__in=list(node_ids))
-    return runs_by_shard(RunRow(*row) for row in runs.order_by("id").values_list(*columns))
+    return runs_by_shard(RunRow(*row) for row in step_run_rows(execution_id, with_output=with_output,
+                                                                node_ids=node_ids))
 
 
 def claim_scope(execution: Execution, node_id: str) -> list[str]:

@@ -35,7 +35,12 @@ from controlplane.executions.services.attempts import (
     run_spec,
     wait_countdown,
 )
-from controlplane.executions.services.events import event_append, events_append, locked_execution
+from controlplane.executions.services.events import (
+    event_append,
+    events_append,
+    events_append_with_run,
+    locked_execution,
+)
 from controlplane.executions.services.state import (
     PENDING,
     SKIPPED,
@@ -191,16 +196,20 @@ def _claim_locked(execution_id, node_id, shard, shard_count, delivery: Delivery,
         started_at=now, request=delivery.request,
     )
     if is_dead(execution, node_id, by_shard):
-        StepRun.objects.create(status=StepStatus.SKIPPED, finished_at=now, **fields)
-        event_append(execution=execution, type=EventType.STEP_SKIPPED,
-                     data={"node_id": node_id, "shard": shard, "reason": "all incoming edges are dead"})
+        events_append_with_run(
+            execution=execution, run=StepRun(status=StepStatus.SKIPPED, finished_at=now, **fields), completed=False,
+            events=[(EventType.STEP_SKIPPED,
+                     {"node_id": node_id, "shard": shard, "reason": "all incoming edges are dead"})])
         return Outcome("done", StepStatus.SKIPPED)
-    run = StepRun(status=StepStatus.RUNNING, **fields)
     if deferred is None:
         deferred = runs_in_transaction(job)
+    if deferred:
+        # Never committed as running, so never re-published: no request to keep.
+        fields["request"] = {}
+    run = StepRun(status=StepStatus.RUNNING, **fields)
     if not deferred:
-        run.save(force_insert=True)
-        event_append(execution=execution, type=EventType.STEP_STARTED, data=_started_data(run))
+        events_append_with_run(execution=execution, run=run, events=[(EventType.STEP_STARTED, _started_data(run))],
+                               completed=False)
     return execution, run, job, template_context(execution, by_shard, with_steps=with_outputs)
 
 
@@ -229,20 +238,19 @@ def _record_locked(execution: Execution, run: StepRun, job, rendered, output, er
     base = {"node_id": run.node_id, "shard": run.shard, "attempt": run.attempt}
     unsaved = run.pk is None  # claimed in this transaction: row and `step.started` still to write
     if error is None:
-        events = [(EventType.STEP_COMPLETED, {**base, "output": output})]
+        run.status, run.output = StepStatus.SUCCEEDED, output
+        completed = (EventType.STEP_COMPLETED, {**base, "output": output})
         if unsaved:
-            events.insert(0, (EventType.STEP_STARTED, _started_data(run)))
-        completed = events_append(execution=execution, events=events)[-1]
-        run.status, run.output, run.completed_seq = StepStatus.SUCCEEDED, output, completed.seq
-        if unsaved:
-            run.save(force_insert=True)
+            events_append_with_run(execution=execution, run=run, completed=True,
+                                   events=[(EventType.STEP_STARTED, _started_data(run)), completed])
         else:
+            run.completed_seq = events_append(execution=execution, events=[completed])[-1].seq
             run.save(update_fields=["input", "finished_at", "status", "output", "completed_seq"])
         return Outcome("done", StepStatus.SUCCEEDED)
     run.status, run.error = StepStatus.FAILED, error
     if unsaved:
-        run.save(force_insert=True)
-        event_append(execution=execution, type=EventType.STEP_STARTED, data=_started_data(run))
+        events_append_with_run(execution=execution, run=run, events=[(EventType.STEP_STARTED, _started_data(run))],
+                               completed=False)
     else:
         run.save(update_fields=["input", "finished_at", "status", "error"])
     policy = RetryPolicy(**job["retry"])
@@ -273,8 +281,8 @@ def fail_execution(execution: Execution, *, error: dict[str, Any], saga_queue: s
         return False
     execution.status = ExecutionStatus.COMPENSATING
     execution.error = error
-    execution.save(update_fields=["status", "error"])
-    event_append(execution=execution, type=EventType.EXECUTION_FAILED, data={"error": error})
+    event_append(execution=execution, type=EventType.EXECUTION_FAILED, data={"error": error},
+                 update_fields=["status", "error"])
     execution_id = execution.pk
     transaction.on_commit(lambda: _dispatch_saga(execution_id, saga_queue))
     return True
@@ -341,10 +349,10 @@ def _finish_locked(execution: Execution) -> bool:
         return False
     execution.status = ExecutionStatus.SUCCEEDED
     execution.finished_at = timezone.now()
-    execution.save(update_fields=["status", "finished_at"])
     skipped = [job["id"] for job in execution.graph["jobs"] if node_state(job, by_shard) == SKIPPED]
     event_append(execution=execution, type=EventType.EXECUTION_SUCCEEDED,
-                 data={"duration_ms": _duration_ms(execution), "skipped": skipped})
+                 data={"duration_ms": _duration_ms(execution), "skipped": skipped},
+                 update_fields=["status", "finished_at"])
     return True
 
 
