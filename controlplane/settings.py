@@ -189,7 +189,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Celery's Django fixup closes every database connection before and after each task unless this
-# is set; workers/celery.py instead drops only stale or broken connections (CONN_MAX_AGE and
+# is set; workers/connections.py instead drops only stale or broken connections (CONN_MAX_AGE and
 # health checks), which spares each step a new PostgreSQL backend.
 CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
 CELERY_TIMEZONE = TIME_ZONE

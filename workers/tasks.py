@@ -15,8 +15,11 @@ running raise `Ignore`: nothing happened, nothing is counted.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from celery import shared_task
 from celery.exceptions import Ignore
+from django.db import InterfaceError, OperationalError
 
 from controlplane.executions import services
 from workers.routing import delivery_of
@@ -26,6 +29,21 @@ TASK_OPTIONS = dict(bind=True, acks_late=True, max_retries=None)
 
 class StepFailedFinally(Exception):
     """A step or compensation failed after its last attempt; the run's flow stops here."""
+
+
+# A lost database connection (server restart, network) is retried with backoff, up to this far apart.
+DATABASE_RETRY_MAX_S = 30.0
+
+
+@contextmanager
+def _retry_on_lost_database(task):
+    """The database went away under the task: nothing this try did was committed, or it was and
+    the retry's claim sees it. Retry (the next task_prerun replaces the broken connection)."""
+    try:
+        yield
+    except (InterfaceError, OperationalError) as exc:
+        countdown = min(DATABASE_RETRY_MAX_S, 0.5 * 2 ** min(task.request.retries, 10))
+        raise task.retry(exc=exc, countdown=countdown, max_retries=None) from exc
 
 
 def _act(task, outcome: services.Outcome) -> dict:
@@ -42,49 +60,56 @@ def _act(task, outcome: services.Outcome) -> dict:
 def step(self, execution_id: str, node_id: str, shard: int = 0, shards: int = 1, final: bool = False) -> dict:
     """One shard of one node; retries per the node's policy, soft/hard limits from timeout_s.
     `final`: the canvas's last task, which also finishes the run."""
-    return _act(self, services.step_execute(
-        execution_id=execution_id, node_id=node_id, shard=shard, shard_count=shards, delivery=delivery_of(self),
-        final=final))
+    with _retry_on_lost_database(self):
+        return _act(self, services.step_execute(
+            execution_id=execution_id, node_id=node_id, shard=shard, shard_count=shards, delivery=delivery_of(self),
+            final=final))
 
 
 @shared_task(name="flowplane.merge", **TASK_OPTIONS)
 def merge(self, execution_id: str, node_id: str, shards: int, final: bool = False) -> dict:
     """Join of a replicated node's shards (waits, bounded, until PostgreSQL has them all)."""
-    return _act(self, services.merge_execute(
-        execution_id=execution_id, node_id=node_id, shards=shards, delivery=delivery_of(self), final=final))
+    with _retry_on_lost_database(self):
+        return _act(self, services.merge_execute(
+            execution_id=execution_id, node_id=node_id, shards=shards, delivery=delivery_of(self), final=final))
 
 
 @shared_task(name="flowplane.barrier", **TASK_OPTIONS)
 def barrier(self, execution_id: str, label: str, final: bool = False) -> dict:
     """A chord body without a node of its own."""
-    return _act(self, services.barrier_execute(
-        execution_id=execution_id, label=label, delivery=delivery_of(self), final=final))
+    with _retry_on_lost_database(self):
+        return _act(self, services.barrier_execute(
+            execution_id=execution_id, label=label, delivery=delivery_of(self), final=final))
 
 
 @shared_task(name="flowplane.finish", **TASK_OPTIONS)
 def finish(self, execution_id: str) -> dict:
     """Marks a run succeeded once every node is recorded; published only when the canvas's last
     task found a node still pending (the last task normally finishes the run itself)."""
-    return _act(self, services.execution_finish(execution_id=execution_id, delivery=delivery_of(self)))
+    with _retry_on_lost_database(self):
+        return _act(self, services.execution_finish(execution_id=execution_id, delivery=delivery_of(self)))
 
 
 @shared_task(name="flowplane.saga", **TASK_OPTIONS)
 def saga(self, execution_id: str) -> dict:
     """Plan and publish the compensation chain (waits, bounded, for running steps first)."""
-    return _act(self, services.saga_start(execution_id=execution_id, delivery=delivery_of(self)))
+    with _retry_on_lost_database(self):
+        return _act(self, services.saga_start(execution_id=execution_id, delivery=delivery_of(self)))
 
 
 @shared_task(name="flowplane.compensate", throws=(StepFailedFinally,), **TASK_OPTIONS)
 def compensate(self, execution_id: str, step_run_id: int) -> dict:
     """Undo one completed step; retries per the node's policy."""
-    return _act(self, services.compensation_execute(
-        execution_id=execution_id, step_run_id=step_run_id, delivery=delivery_of(self)))
+    with _retry_on_lost_database(self):
+        return _act(self, services.compensation_execute(
+            execution_id=execution_id, step_run_id=step_run_id, delivery=delivery_of(self)))
 
 
 @shared_task(name="flowplane.saga_finish", **TASK_OPTIONS)
 def saga_finish(self, execution_id: str) -> dict:
     """Last link of the saga: compensated (or failed when nothing needed undoing)."""
-    return _act(self, services.saga_finish(execution_id=execution_id, delivery=delivery_of(self)))
+    with _retry_on_lost_database(self):
+        return _act(self, services.saga_finish(execution_id=execution_id, delivery=delivery_of(self)))
 
 
 @shared_task(name="flowplane.sweep", bind=True, acks_late=True, ignore_result=True)

@@ -1,9 +1,11 @@
-"""kill -9 of a worker in the middle of a step: the run completes and the side effect happens once."""
+"""A worker killed (kill -9), or its database connection cut, in the middle of a step: the run
+completes and the side effect happens once."""
 from __future__ import annotations
 
 import threading
 
 import pytest
+from django.db import connection
 
 from controlplane.executions.models import EventType, ExecutionStatus, StepRun, StepStatus
 from controlplane.executions.services import execution_start
@@ -47,3 +49,35 @@ def test_kill_9_mid_step_is_recovered_and_the_side_effect_happens_once(
     assert charge == [(1, "lost", "ingest1@e2e"), (2, "succeeded", replacement.hostname)]
     assert execution.events.filter(type=EventType.STEP_LOST).count() == 1
     assert len({run.task_id for run in StepRun.objects.filter(execution=execution, node_id="charge")}) == 1
+
+
+def _terminate_other_backends() -> int:
+    """Cut every other connection to this test database (the workers'), as a server restart would."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                       " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def test_a_database_connection_cut_under_a_running_step_is_retried_and_the_side_effect_happens_once(
+    fleet, recorder, project, owner
+):
+    recorder.hold["/charge"] = threading.Event()
+    deployment = make_deployment(project, [
+        job("before"),
+        job("charge", "http", config={"url": recorder.url("/charge"), "method": "POST", "json": {"amount": 5}}),
+        job("after"),
+    ], edges(("before", "charge"), ("charge", "after")), user=owner)
+
+    execution, _ = execution_start(deployment=deployment, input={}, user=owner)
+    wait_until(lambda: "/charge" in recorder.paths(), timeout=20, what="the charge request")
+    assert _terminate_other_backends() >= 1
+    recorder.hold["/charge"].set()
+    execution = wait_for_end(execution, timeout=30)
+
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    assert recorder.effects["/charge"] == 1
+    assert recorder.paths().count("/charge") == 2  # the retry presents the same Idempotency-Key
+    charge = list(StepRun.objects.filter(execution=execution, node_id="charge").order_by("attempt")
+                  .values_list("attempt", "status", "worker"))
+    assert charge == [(1, "lost", "ingest1@e2e"), (2, "succeeded", "ingest1@e2e")]

@@ -180,11 +180,15 @@ def _claim_locked(execution_id, node_id, shard, shard_count, delivery: Delivery,
         return Outcome("done", state, detail="already recorded; not run again")
     running = [run for run in mine if run.status == StepStatus.RUNNING]
     if running:
-        if not attempt_expired(running[-1], job):
-            return Outcome("ignore", "running", detail=f"duplicate delivery: attempt {running[-1].attempt} "
-                           f"is running on {running[-1].worker}")
-        mark_lost(execution, StepRun.objects.get(pk=running[-1].id),
-                  reason="attempt ran past its hard time limit")
+        current = StepRun.objects.defer("input", "output", "error").get(pk=running[-1].id)
+        if _retried_by(current, delivery):
+            mark_lost(execution, current, reason="the try that ran it ended without recording a result "
+                      "(its database connection was lost); this retry of the same task runs it again")
+        elif attempt_expired(current, job):
+            mark_lost(execution, current, reason="attempt ran past its hard time limit")
+        else:
+            return Outcome("ignore", "running", detail=f"duplicate delivery: attempt {current.attempt} "
+                           f"is running on {current.worker}")
     waiting = waiting_on(execution, node_id, by_shard)
     if waiting:
         return _wait_or_give_up(execution, delivery, f"predecessors {waiting} have not completed")
@@ -211,6 +215,14 @@ def _claim_locked(execution_id, node_id, shard, shard_count, delivery: Delivery,
         events_append_with_run(execution=execution, run=run, events=[(EventType.STEP_STARTED, _started_data(run))],
                                completed=False)
     return execution, run, job, template_context(execution, by_shard, with_steps=with_outputs)
+
+
+def _retried_by(run: StepRun, delivery: Delivery) -> bool:
+    """Whether `delivery` is a later try of the very task that claimed the running `run`: Celery
+    acked that try when it published the retry, so nothing is running the attempt any more."""
+    if not delivery.task_id or run.task_id != delivery.task_id:
+        return False
+    return delivery.retries > int((run.request or {}).get("retries") or 0)
 
 
 def _started_data(run: StepRun) -> dict[str, Any]:

@@ -85,6 +85,28 @@ class TestClaim:
         assert outcome.action == "ignore"
         assert StepRun.objects.filter(execution=execution).count() == 1
 
+    @pytest.mark.parametrize("task_id, retries, runs_again", [
+        ("t-1", 1, True),    # a retry of the task that claimed it: that try is over
+        ("t-1", 0, False),   # the same try delivered again (Redis redelivery): still running somewhere
+        ("t-2", 1, False),   # another task's delivery
+    ])
+    def test_a_retry_of_the_task_that_claimed_a_running_attempt_runs_it_again(
+        self, groups, project, owner, task_id, retries, runs_again
+    ):
+        execution = start(project, owner, [job("a")])
+        StepRun.objects.create(execution=execution, node_id="a", group="ingest", queue="q", status=StepStatus.RUNNING,
+                               worker="ingest1@unit", task_id="t-1", request={"id": "t-1", "retries": 0})
+        delivery = Delivery(task_id=task_id, worker="ingest1@unit", queue="q", retries=retries)
+
+        outcome = step(execution, "a", delivery=delivery)
+
+        attempts = list(StepRun.objects.filter(execution=execution).order_by("attempt").values_list("attempt", "status"))
+        if runs_again:
+            assert (outcome.action, attempts) == ("done", [(1, "lost"), (2, "succeeded")])
+            assert execution.events.filter(type=EventType.STEP_LOST).count() == 1
+        else:
+            assert (outcome.action, attempts) == ("ignore", [(1, "running")])
+
     def test_a_step_waits_for_its_predecessors(self, groups, project, owner):
         execution = start(project, owner, [job("a"), job("b")], edges(("a", "b")))
 
