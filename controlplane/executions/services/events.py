@@ -129,9 +129,9 @@ def _append_statement(execution, events, update_fields, created_at, *, run, comp
                 values.append("(SELECT event_seq FROM bumped)")
             else:
                 values.append("%s")
-                params.append(field.get_db_prep_save(field.pre_save(run, True), connection))
-        sql += (f", attempt AS (INSERT INTO {StepRun._meta.db_table} ({', '.join(quote(f.column) for f in fields)})"
-                f" VALUES ({', '.join(values)}) RETURNING id)")
+                params.append(_db_value(run, field))
+        sql += f", attempt AS (INSERT INTO {StepRun._meta.db_table} ({_column_list(fields)})" \
+               f" VALUES ({', '.join(values)}) RETURNING id)"
         attempt_id = "(SELECT id FROM attempt)"
     rows = ", ".join(["(%s, %s, %s)"] * len(events))
     params += [execution.pk, len(events), created_at]
@@ -143,6 +143,42 @@ def _append_statement(execution, events, update_fields, created_at, *, run, comp
         f" FROM bumped, (VALUES {rows}) AS v(ord, type, data) RETURNING id, seq, {attempt_id}"
     )
     return sql, params
+
+
+_EXECUTION_FIELDS = list(Execution._meta.concrete_fields)
+
+
+def execution_insert_with_event(*, execution: Execution, type: str, data: dict[str, Any]) -> ExecutionEvent:
+    """Insert the new, unsaved `execution` with its first event (seq 1): one statement on
+    PostgreSQL. Nobody else can see the row before it commits, so there is no lock to take."""
+    if connection.vendor != "postgresql":
+        execution.save(force_insert=True)
+        return event_append(execution=execution, type=type, data=data)
+    execution.event_seq = 1
+    created_at = timezone.now()
+    params = [_db_value(execution, field) for field in _EXECUTION_FIELDS]
+    params += [type, json.dumps(data, cls=DjangoJSONEncoder), created_at]
+    sql = (
+        f"WITH inserted AS (INSERT INTO {Execution._meta.db_table} ({_column_list(_EXECUTION_FIELDS)})"
+        f" VALUES ({', '.join(['%s'] * len(_EXECUTION_FIELDS))}) RETURNING id)"
+        f" INSERT INTO {ExecutionEvent._meta.db_table} (execution_id, seq, type, data, created_at)"
+        " SELECT inserted.id, 1, %s, %s::jsonb, %s FROM inserted RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        (event_id,) = cursor.fetchone()
+    execution._state.adding, execution._state.db = False, connection.alias
+    logger.info(type, extra={"execution_id": str(execution.pk), "seq": 1})
+    return ExecutionEvent(id=event_id, execution=execution, seq=1, type=type, data=data, created_at=created_at)
+
+
+def _db_value(instance, field) -> Any:
+    """What the ORM would write for `field` of `instance` in an INSERT (defaults, auto_now_add)."""
+    return field.get_db_prep_save(field.pre_save(instance, True), connection)
+
+
+def _column_list(fields) -> str:
+    return ", ".join(connection.ops.quote_name(field.column) for field in fields)
 
 
 def _log_fields(data: dict[str, Any] | None) -> dict[str, Any]:

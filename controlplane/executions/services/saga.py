@@ -147,8 +147,8 @@ def _record_compensation(execution_id, run_id, original_id, job, rendered, outpu
         original.save(update_fields=["status"])
         execution.status = ExecutionStatus.COMPENSATION_FAILED
         execution.finished_at = timezone.now()
-        execution.save(update_fields=["status", "finished_at"])
-        event_append(execution=execution, type=EventType.SAGA_COMPENSATION_FAILED, data={**base, "error": error})
+        event_append(execution=execution, type=EventType.SAGA_COMPENSATION_FAILED, data={**base, "error": error},
+                     update_fields=["status", "finished_at"])
         return Outcome("fail", StepStatus.COMPENSATION_FAILED, detail=error["message"])
 
 
@@ -164,7 +164,7 @@ def saga_finish(*, execution_id, delivery: Delivery) -> Outcome:
         )
         execution.status = ExecutionStatus.COMPENSATED if done else ExecutionStatus.FAILED
         execution.finished_at = timezone.now()
-        execution.save(update_fields=["status", "finished_at"])
         event_append(execution=execution, type=EventType.SAGA_COMPENSATED,
-                     data={"compensated": [{"node_id": n, "shard": s} for n, s in done]})
+                     data={"compensated": [{"node_id": n, "shard": s} for n, s in done]},
+                     update_fields=["status", "finished_at"])
         return Outcome("done", execution.status)

@@ -18,7 +18,7 @@ from controlplane.core.errors import ApplicationError, Conflict, NotFound
 from controlplane.deployments.models import Deployment
 from controlplane.deployments.selectors import deployment_check_accepts, deployment_execution_graph
 from controlplane.executions.models import EventType, Execution, ExecutionStatus, TERMINAL_EXECUTION_STATUSES, Trigger
-from controlplane.executions.services.events import event_append, locked_execution
+from controlplane.executions.services.events import event_append, execution_insert_with_event, locked_execution
 from controlplane.executions.services.start_reads import deployment_for_start, groups_with_liveness
 from controlplane.executions.services.state import pinned_graph
 from controlplane.fleet.models import queue_name_for
@@ -119,7 +119,7 @@ def execution_start(
                 [(edge["from"], edge["to"]) for edge in graph["edges"]],
             )
             canvas = {**plan.to_dict(), "timeouts": {j["id"]: j["timeout_s"] for j in graph["jobs"] if j["timeout_s"]}}
-            execution = Execution.objects.create(
+            execution = Execution(
                 company=company,
                 deployment=deployment,
                 environment=deployment.environment,
@@ -133,15 +133,14 @@ def execution_start(
                 created_by=user if getattr(user, "is_authenticated", False) else None,
                 started_at=timezone.now(),
             )
-            pinned_graph(execution.pk, graph)  # this process dispatches it; often runs it too
-            # The row was inserted by this transaction, so it is ours: no lock to take.
-            event_append(
+            execution_insert_with_event(
                 execution=execution,
                 type=EventType.EXECUTION_STARTED,
                 data={"deployment": deployment.pk, "environment": deployment.environment,
                       "version": deployment.version_id, "version_number": deployment.version.number,
                       "trigger": trigger, "strategy": plan.strategy, "tasks": plan.task_count},
             )
+            pinned_graph(execution.pk, graph)  # this process dispatches it; often runs it too
             queues = execution_queues(execution)
             transaction.on_commit(lambda: _dispatch(execution.pk, canvas, queues))
     except IntegrityError:
@@ -178,8 +177,8 @@ def _dispatch(execution_id, canvas: dict[str, Any], queues: dict[str, str]) -> N
                 locked.status = ExecutionStatus.FAILED
                 locked.error = {"message": f"dispatch failed: {exc}"}
                 locked.finished_at = timezone.now()
-                locked.save(update_fields=["status", "error", "finished_at"])
-                event_append(execution=locked, type=EventType.EXECUTION_FAILED, data={"error": locked.error})
+                event_append(execution=locked, type=EventType.EXECUTION_FAILED, data={"error": locked.error},
+                             update_fields=["status", "error", "finished_at"])
 
 
 @transaction.atomic
@@ -192,6 +191,6 @@ def execution_cancel(*, execution: Execution, user) -> Execution:
                        code="not_cancellable")
     locked.status = ExecutionStatus.CANCELLED
     locked.finished_at = timezone.now()
-    locked.save(update_fields=["status", "finished_at"])
-    event_append(execution=locked, type=EventType.EXECUTION_CANCELLED, data={"by": getattr(user, "username", None)})
+    event_append(execution=locked, type=EventType.EXECUTION_CANCELLED, data={"by": getattr(user, "username", None)},
+                 update_fields=["status", "finished_at"])
     return locked

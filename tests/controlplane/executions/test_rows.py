@@ -83,3 +83,13 @@ def test_an_attempt_and_its_events_are_written_together_with_the_completion_seq(
     assert [e.seq for e in appended] == [2, 3] and run.completed_seq == 3 and not run._state.adding
     assert list(execution.events.order_by("seq").values_list("seq", "type")) == [
         (1, EventType.EXECUTION_STARTED), (2, EventType.STEP_STARTED), (3, EventType.STEP_COMPLETED)]
+
+
+def test_a_start_writes_the_run_and_its_first_event_together(groups, project, owner):
+    execution = start(project, owner, [{"id": "a", "type": "noop", "group": "ingest"}], input={"k": [1]})
+
+    stored = Execution.objects.get(pk=execution.pk)
+    assert (stored.event_seq, stored.status, stored.input) == (1, ExecutionStatus.RUNNING, {"k": [1]})
+    assert stored.created_at is not None and stored.graph == execution.graph and stored.canvas == execution.canvas
+    assert list(stored.events.values_list("seq", "type")) == [(1, EventType.EXECUTION_STARTED)]
+    assert not execution._state.adding
