@@ -20,8 +20,8 @@ from controlplane.core.errors import ApplicationError
 from controlplane.executions.models import EventType, Execution, StepRun, StepStatus
 from controlplane.executions.services.events import event_append
 from pipelines.errors import PipelineError, StepConfigError, StepFailed, TemplateError
-from pipelines.steps import StepContext, run_step
-from pipelines.templating import render
+from pipelines.steps import StepContext, get_step_type, run_step
+from pipelines.templating import find_templates, render
 
 # Waiting for predecessors (a duplicate or early chord body) or for running steps (the saga):
 # short polls first, then at most WAIT_MAX_S apart, for at most MAX_WAITS polls.
@@ -108,6 +108,64 @@ def run_spec(
         return rendered, output, None
     except Exception as exc:  # every failure becomes data: the retry policy decides
         return rendered, None, error_dict(exc, timeout_s=timeout_s)
+
+
+def step_idempotency_key(execution_id, node_id: str, shard: int) -> str:
+    """The key a step presents to the outside world: stable across attempts and redeliveries."""
+    return f"{execution_id}:{node_id}:{shard}"
+
+
+def runs_in_transaction(job: dict[str, Any]) -> bool:
+    """Side-effect-free steps run inside the transaction that claims and records them."""
+    try:
+        return get_step_type(job["type"]).side_effect_free
+    except PipelineError:
+        return False
+
+
+def needs_upstream_outputs(job: dict[str, Any]) -> bool:
+    """Whether running `job` reads upstream outputs: its config templates them, or its step type
+    reads the context itself. Otherwise a claim loads statuses only."""
+    if find_templates(job.get("config") or {}, "config"):
+        return True
+    try:
+        return get_step_type(job["type"]).reads_context
+    except PipelineError:
+        return True  # an unknown type fails when it runs; reading more is the safe side
+
+
+def new_attempt(execution: Execution, job: dict[str, Any], shard: int, shard_count: int, previous: list,
+                delivery: Delivery, *, deferred: bool) -> StepRun:
+    """The next (unsaved, running) attempt of a shard after its `previous` attempts. A deferred one
+    is recorded only with its result, never as running, so it is never re-published: no request."""
+    return StepRun(
+        execution=execution, node_id=job["id"], shard=shard, shard_count=shard_count,
+        attempt=max((run.attempt for run in previous), default=0) + 1, group=job["group"], queue=delivery.queue,
+        worker=delivery.worker, task_id=delivery.task_id, started_at=timezone.now(),
+        request={} if deferred else delivery.request, status=StepStatus.RUNNING,
+    )
+
+
+def started_data(run: StepRun) -> dict[str, Any]:
+    return {"node_id": run.node_id, "shard": run.shard, "attempt": run.attempt, "worker": run.worker,
+            "queue": run.queue}
+
+
+def run_attempt(company_id: int, run: StepRun, job: dict[str, Any], context: dict) -> tuple[Any, Any, dict | None]:
+    """Run a claimed attempt's step: (rendered input, output, error dict or None)."""
+    context["shard"] = {"index": run.shard, "count": run.shard_count}
+    return run_spec(
+        job,
+        context=context,
+        company_id=company_id,
+        execution_id=str(run.execution_id),
+        node_id=run.node_id,
+        attempt=run.attempt,
+        shard=run.shard,
+        shard_count=run.shard_count,
+        idempotency_key=step_idempotency_key(run.execution_id, run.node_id, run.shard),
+        timeout_s=job.get("timeout_s"),
+    )
 
 
 def company_secret_resolver(company_id: int):

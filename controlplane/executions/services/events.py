@@ -20,9 +20,9 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from controlplane.executions.models import Execution, ExecutionEvent, StepRun
+from controlplane.executions.models import Execution, ExecutionEvent, ExecutionStatus, StepRun
 from controlplane.executions.services.rows import execution_locked_row
-from controlplane.executions.services.state import cached_pinned_graph, pinned_graph
+from controlplane.executions.services.state import cached_pinned_graph, remember_run
 
 logger = logging.getLogger(__name__)
 
@@ -38,10 +38,9 @@ def locked_execution(execution_id) -> Execution:
     cached = cached_pinned_graph(execution_id)
     # First time this process sees the run: the lock's query brings the graph along.
     execution = execution_locked_row(execution_id, with_graph=cached is None)
-    if cached is None:
-        pinned_graph(execution.pk, execution.graph)
-    else:
+    if cached is not None:
         execution.graph = cached.raw
+    remember_run(execution)
     return execution
 
 
@@ -71,10 +70,26 @@ def events_append_with_run(
             run.completed_seq = appended[-1].seq
         run.save(force_insert=True)
         return appended
-    return _append(execution, events, (), run=run, completed=completed)
+    return _append(execution, events, (), run=run, completion=len(events) - 1 if completed else None)
 
 
-def _append(execution, events, update_fields, *, run: StepRun | None, completed: bool = False) -> list[ExecutionEvent]:
+def events_append_with_run_if_unchanged(
+    *, execution: Execution, run: StepRun, events: list[tuple[str, dict[str, Any] | None]], completion: int,
+    expected_seq: int, update_fields: Sequence[str] = (),
+) -> list[ExecutionEvent] | None:
+    """`events_append_with_run` for a run read without its lock (PostgreSQL only), `events[completion]`
+    being the attempt's completion: written, with the execution's `update_fields`, in one statement
+    that is its own transaction, only if the run is still running and nothing was appended since
+    `expected_seq` was read. Every change to a run's step runs or status appends an event, so an
+    unchanged sequence means an unchanged run; None when it changed, and then nothing was written."""
+    if connection.in_atomic_block:
+        raise RuntimeError("a conditional append commits by itself; call it outside transaction.atomic")
+    return _append(execution, events, update_fields, run=run, completion=completion,
+                   expect=(expected_seq, ExecutionStatus.RUNNING.value)) or None
+
+
+def _append(execution, events, update_fields, *, run: StepRun | None, completion: int | None = None,
+            expect: tuple[int, str] | None = None) -> list[ExecutionEvent]:
     created_at = timezone.now()
     events = [(type, data or {}) for type, data in events]
     if connection.vendor != "postgresql":
@@ -86,10 +101,13 @@ def _append(execution, events, update_fields, *, run: StepRun | None, completed:
              for offset, (type, data) in enumerate(events)]
         )
     else:
-        sql, params = _append_statement(execution, events, update_fields, created_at, run=run, completed=completed)
+        sql, params = _append_statement(execution, events, update_fields, created_at, run=run,
+                                        completion=completion, expect=expect)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
+        if not rows:  # `expect` did not hold
+            return []
         ids = {seq: event_id for event_id, seq, _ in rows}
         execution.event_seq = max(ids)
         first = execution.event_seq - len(events) + 1
@@ -98,8 +116,8 @@ def _append(execution, events, update_fields, *, run: StepRun | None, completed:
         if run is not None:
             run.pk = rows[0][2]
             run._state.adding, run._state.db = False, connection.alias
-            if completed:
-                run.completed_seq = execution.event_seq
+            if completion is not None:
+                run.completed_seq = first + completion
     for event in appended:
         logger.info(event.type, extra={"execution_id": str(execution.pk), "seq": event.seq, **_log_fields(event.data)})
     return appended
@@ -108,9 +126,11 @@ def _append(execution, events, update_fields, *, run: StepRun | None, completed:
 _RUN_FIELDS = [field for field in StepRun._meta.concrete_fields if not field.primary_key]
 
 
-def _append_statement(execution, events, update_fields, created_at, *, run, completed):
+def _append_statement(execution, events, update_fields, created_at, *, run, completion, expect=None):
     """WITH bumped AS (UPDATE execution ... RETURNING event_seq), [attempt AS (INSERT step run)]
-    INSERT events ... RETURNING id, seq, attempt id."""
+    INSERT events ... RETURNING id, seq, attempt id. With `expect` (event_seq, status) the update
+    applies only to a row still in that state, and the inserts take their rows from it: no row,
+    no writes."""
     quote = connection.ops.quote_name
     sets = ["event_seq = event_seq + %s"]
     params: list[Any] = [len(events)]
@@ -119,19 +139,25 @@ def _append_statement(execution, events, update_fields, created_at, *, run, comp
         sets.append(f"{quote(field.column)} = %s")
         params.append(field.get_db_prep_save(getattr(execution, field.attname), connection))
     params.append(execution.pk)
-    sql = f"WITH bumped AS (UPDATE {Execution._meta.db_table} SET {', '.join(sets)} WHERE id = %s RETURNING event_seq)"
+    condition = ""
+    if expect is not None:
+        condition = " AND event_seq = %s AND status = %s"
+        params += list(expect)
+    sql = (f"WITH bumped AS (UPDATE {Execution._meta.db_table} SET {', '.join(sets)} WHERE id = %s{condition}"
+           " RETURNING event_seq)")
     attempt_id = "NULL::bigint"
     if run is not None:
         fields = _RUN_FIELDS
         values = []
         for field in fields:
-            if field.name == "completed_seq" and completed:
-                values.append("(SELECT event_seq FROM bumped)")
+            if field.name == "completed_seq" and completion is not None:
+                values.append("bumped.event_seq - %s")
+                params.append(len(events) - 1 - completion)
             else:
                 values.append("%s")
                 params.append(_db_value(run, field))
         sql += f", attempt AS (INSERT INTO {StepRun._meta.db_table} ({_column_list(fields)})" \
-               f" VALUES ({', '.join(values)}) RETURNING id)"
+               f" SELECT {', '.join(values)} FROM bumped RETURNING id)"
         attempt_id = "(SELECT id FROM attempt)"
     rows = ", ".join(["(%s, %s, %s)"] * len(events))
     params += [execution.pk, len(events), created_at]

@@ -24,13 +24,15 @@ class Columns:
         self.attnames = tuple(attnames)
         self.fields = [model._meta.get_field(name) for name in self.attnames]
         self._converters: dict[str, list] = {}
-        self._sql: dict[str, str] = {}
+        self._sql: dict[tuple[str, str], str] = {}
 
-    def sql(self) -> str:
-        """The column list, quoted for the connection's database."""
-        sql = self._sql.get(connection.vendor)
+    def sql(self, alias: str = "") -> str:
+        """The column list, quoted for the connection's database (and prefixed with `alias.`)."""
+        key = (connection.vendor, alias)
+        sql = self._sql.get(key)
         if sql is None:
-            sql = self._sql[connection.vendor] = ", ".join(connection.ops.quote_name(f.column) for f in self.fields)
+            prefix = f"{alias}." if alias else ""
+            sql = self._sql[key] = ", ".join(prefix + connection.ops.quote_name(f.column) for f in self.fields)
         return sql
 
     def convert(self, row: Sequence[Any]) -> list[Any]:
@@ -62,8 +64,13 @@ def execution_locked_row(execution_id, *, with_graph: bool) -> Execution:
     """The execution, its row locked until the transaction ends (SQLite locks the database at
     BEGIN IMMEDIATE instead); the canvas (and unless `with_graph`, the graph) stays deferred and
     loads if touched. Raises `Execution.DoesNotExist` like `QuerySet.get`."""
+    return execution_row(execution_id, with_graph=with_graph, lock=True)
+
+
+def execution_row(execution_id, *, with_graph: bool, lock: bool = False) -> Execution:
+    """The execution as `execution_locked_row` reads it, with or without the row lock."""
     columns = _EXECUTION[with_graph]
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    lock = " FOR UPDATE" if lock and connection.features.has_select_for_update else ""
     sql = f"SELECT {columns.sql()} FROM {Execution._meta.db_table} WHERE {_pk_column(Execution)} = %s{lock}"
     with connection.cursor() as cursor:
         cursor.execute(sql, [Execution._meta.pk.get_db_prep_value(execution_id, connection)])
@@ -94,6 +101,29 @@ def step_run_rows(execution_id, *, with_output: bool, node_ids: Iterable[str] | 
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return [columns.convert(row) for row in cursor.fetchall()]
+
+
+def run_progress(execution_id, *, with_output: bool, node_ids: Sequence[str]) -> tuple[str, int, list[list[Any]]] | None:
+    """(status, event_seq, attempts of `node_ids`) of a run, read together in one statement (so
+    from one snapshot), without locking anything; None if there is no such run. The attempts are
+    `step_run_rows`' value lists."""
+    columns = _RUNS[with_output]
+    quote = connection.ops.quote_name
+    nodes = ", ".join(["%s"] * len(node_ids))
+    sql = (
+        f"SELECT e.{quote('status')}, e.{quote('event_seq')}, {columns.sql('r')}"
+        f" FROM {Execution._meta.db_table} e LEFT JOIN {StepRun._meta.db_table} r"
+        f" ON r.{quote('execution_id')} = e.{_pk_column(Execution)} AND r.{quote('is_compensation')} = %s"
+        f" AND r.{quote('node_id')} IN ({nodes})"
+        f" WHERE e.{_pk_column(Execution)} = %s ORDER BY r.{quote('id')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [False, *node_ids, Execution._meta.pk.get_db_prep_value(execution_id, connection)])
+        rows = cursor.fetchall()
+    if not rows:
+        return None
+    status, event_seq = rows[0][0], rows[0][1]
+    return status, event_seq, [columns.convert(row[2:]) for row in rows if row[2] is not None]
 
 
 def _pk_column(model: type[Model]) -> str:

@@ -20,7 +20,7 @@ from controlplane.deployments.selectors import deployment_check_accepts, deploym
 from controlplane.executions.models import EventType, Execution, ExecutionStatus, TERMINAL_EXECUTION_STATUSES, Trigger
 from controlplane.executions.services.events import event_append, execution_insert_with_event, locked_execution
 from controlplane.executions.services.start_reads import deployment_for_start, groups_with_liveness
-from controlplane.executions.services.state import pinned_graph
+from controlplane.executions.services.state import remember_run
 from controlplane.fleet.models import queue_name_for
 from controlplane.tenancy.access import check_role, require_role
 from controlplane.tenancy.models import Role
@@ -140,7 +140,7 @@ def execution_start(
                       "version": deployment.version_id, "version_number": deployment.version.number,
                       "trigger": trigger, "strategy": plan.strategy, "tasks": plan.task_count},
             )
-            pinned_graph(execution.pk, graph)  # this process dispatches it; often runs it too
+            remember_run(execution)  # this process dispatches it; often runs it too
             queues = execution_queues(execution)
             transaction.on_commit(lambda: _dispatch(execution.pk, canvas, queues))
     except IntegrityError:

@@ -10,7 +10,9 @@ from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from controlplane.executions.models import Execution, StepRun, StepStatus
+from django.utils import timezone
+
+from controlplane.executions.models import EventType, Execution, ExecutionStatus, StepRun, StepStatus
 from controlplane.executions.services.rows import step_run_rows
 
 SUCCEEDED, SKIPPED, PENDING = "succeeded", "skipped", "pending"
@@ -19,13 +21,20 @@ _DONE_STATUSES = frozenset(
 )
 
 
-class PinnedGraph:
-    """A run's execution graph with the lookups claims need: jobs by id, incoming edges by node."""
+# Fields of a run that never change once it started: with the pinned graph, all that running a
+# step needs besides the run's status and its step runs.
+RUN_FACT_FIELDS = ("company_id", "deployment_id", "version_id", "environment", "trigger", "input", "started_at")
 
-    __slots__ = ("raw", "jobs", "incoming")
+
+class PinnedGraph:
+    """A run's execution graph with the lookups claims need: jobs by id, incoming edges by node;
+    and once known, the run's unchanging fields (`facts`, see `remember_run`)."""
+
+    __slots__ = ("raw", "jobs", "incoming", "facts")
 
     def __init__(self, raw: dict[str, Any]) -> None:
         self.raw = raw
+        self.facts: dict[str, Any] | None = None
         self.jobs = {job["id"]: job for job in raw.get("jobs", [])}
         incoming: dict[str, list[dict]] = defaultdict(list)
         for edge in raw.get("edges", []):
@@ -58,6 +67,35 @@ def pinned_graph(execution_id, raw: dict[str, Any] | None = None) -> PinnedGraph
     return pinned
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimReads:
+    """What a claim of one node reads: `with_outputs`, every upstream output (for the template
+    context); `with_output`, step outputs at all (also for condition branches); `node_ids`, the
+    nodes whose attempts it reads (None: all)."""
+
+    with_outputs: bool
+    with_output: bool
+    node_ids: list[str] | None
+
+
+def claim_reads(graph: PinnedGraph, node_id: str, *, with_outputs: bool) -> ClaimReads:
+    """The template context needs every upstream output; otherwise the node and its predecessors
+    (statuses, and for condition branches outputs) are all a claim decides on."""
+    incoming = graph.incoming.get(node_id, [])
+    if with_outputs:
+        return ClaimReads(True, True, None)
+    branches = any(edge.get("branch") is not None for edge in incoming)
+    return ClaimReads(False, branches, [node_id, *{edge["from"] for edge in incoming}])
+
+
+def remember_run(execution: Execution) -> PinnedGraph:
+    """Cache the run's pinned graph and unchanging fields from a fully loaded `execution`."""
+    pinned = pinned_graph(execution.pk, execution.graph)
+    if pinned.facts is None:
+        pinned.facts = {name: getattr(execution, name) for name in RUN_FACT_FIELDS}
+    return pinned
+
+
 @dataclass(slots=True)
 class RunRow:
     """The columns of a step run that claims decide on (not its request, input or error), in
@@ -83,12 +121,6 @@ def load_runs(execution_id, *, with_output: bool, node_ids: Iterable[str] | None
     """
     return runs_by_shard(RunRow(*row) for row in step_run_rows(execution_id, with_output=with_output,
                                                                 node_ids=node_ids))
-
-
-def claim_scope(execution: Execution, node_id: str) -> list[str]:
-    """The nodes a claim of `node_id` decides on: itself and its predecessors."""
-    graph = pinned_graph(execution.pk, execution.graph)
-    return [node_id, *{edge["from"] for edge in graph.incoming.get(node_id, [])}]
 
 
 def runs_by_shard(runs: Iterable[StepRun | RunRow]) -> dict[tuple[str, int], list]:
@@ -134,12 +166,6 @@ def waiting_on(execution: Execution, node_id: str, by_shard) -> list[str]:
     return sorted(p for p in preds if node_state(graph.jobs[p], by_shard) == PENDING)
 
 
-def has_branch_edges(execution: Execution, node_id: str) -> bool:
-    """True when an incoming edge depends on a condition's output (so outputs must be read)."""
-    graph = pinned_graph(execution.pk, execution.graph)
-    return any(edge.get("branch") is not None for edge in graph.incoming.get(node_id, []))
-
-
 def is_dead(execution: Execution, node_id: str, by_shard) -> bool:
     """The skip rule: a node with incoming edges that are all dead is skipped.
 
@@ -162,6 +188,23 @@ def is_dead(execution: Execution, node_id: str, by_shard) -> bool:
         return False
 
     return all(dead(edge) for edge in incoming)
+
+
+def pending_nodes(execution: Execution, by_shard) -> list[str]:
+    """Nodes of the run not yet recorded succeeded or skipped."""
+    return [job["id"] for job in execution.graph["jobs"] if node_state(job, by_shard) == PENDING]
+
+
+def succeed(execution: Execution, by_shard) -> tuple[str, dict[str, Any]]:
+    """Mark `execution` succeeded (unsaved: status, finished_at) and return its event; every node
+    must be recorded (`pending_nodes` empty)."""
+    execution.status = ExecutionStatus.SUCCEEDED
+    execution.finished_at = timezone.now()
+    duration_ms = None
+    if execution.started_at:
+        duration_ms = int((execution.finished_at - execution.started_at).total_seconds() * 1000)
+    skipped = [job["id"] for job in execution.graph["jobs"] if node_state(job, by_shard) == SKIPPED]
+    return EventType.EXECUTION_SUCCEEDED, {"duration_ms": duration_ms, "skipped": skipped}
 
 
 def template_context(execution: Execution, by_shard, *, with_steps: bool = True) -> dict[str, Any]:

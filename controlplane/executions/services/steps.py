@@ -32,7 +32,12 @@ from controlplane.executions.services.attempts import (
     Outcome,
     attempt_expired,
     mark_lost,
-    run_spec,
+    needs_upstream_outputs,
+    new_attempt,
+    run_attempt,
+    runs_in_transaction,
+    started_data,
+    step_idempotency_key,
     wait_countdown,
 )
 from controlplane.executions.services.events import (
@@ -41,29 +46,23 @@ from controlplane.executions.services.events import (
     events_append_with_run,
     locked_execution,
 )
+from controlplane.executions.services.optimistic import step_execute_unlocked
 from controlplane.executions.services.state import (
     PENDING,
-    SKIPPED,
-    claim_scope,
-    has_branch_edges,
+    claim_reads,
     is_dead,
     load_runs,
     node_state,
+    pending_nodes,
+    pinned_graph,
     shard_state,
+    succeed,
     template_context,
     waiting_on,
 )
-from pipelines.errors import PipelineError
 from pipelines.graph import RetryPolicy
-from pipelines.steps import get_step_type
-from pipelines.templating import find_templates
 
 logger = logging.getLogger(__name__)
-
-
-def step_idempotency_key(execution_id, node_id: str, shard: int) -> str:
-    """The key a step presents to the outside world: stable across attempts and redeliveries."""
-    return f"{execution_id}:{node_id}:{shard}"
 
 
 def step_execute(
@@ -76,20 +75,27 @@ def step_execute(
     shard to the next delivery. Any other step is claimed and committed first (so duplicates and
     a dead worker are visible while it runs), run outside any transaction, then recorded.
 
+    On PostgreSQL, a side-effect-free step first tries the unlocked path (`optimistic`): the same
+    decision and write in two statements instead of five (seven for the canvas's last task).
+
     `final` marks the canvas's last task: it runs after every other one, so once it is done it
     also finishes the run (see `finish_after`), sparing a Celery hop per execution.
     """
+    outcome = step_execute_unlocked(execution_id=execution_id, node_id=node_id, shard=shard,
+                                    shard_count=shard_count, delivery=delivery, final=final)
+    if outcome is not None:
+        return outcome
     with transaction.atomic():
         claim = _claim_locked(execution_id, node_id, shard, shard_count, delivery)
         if isinstance(claim, Outcome):
             return finish_after(claim, execution_id, delivery, final=final)
         execution, run, job, context = claim
         if run.pk is None:  # side-effect-free: run and record inside the claim's transaction
-            rendered, output, error = _run_claimed(execution.company_id, run, job, context)
+            rendered, output, error = run_attempt(execution.company_id, run, job, context)
             outcome = _record_locked(execution, run, job, rendered, output, error, context)
             return finish_after(outcome, execution_id, delivery, final=final, locked=execution)
     # Claimed and committed: the step runs outside any transaction, then its result is recorded.
-    rendered, output, error = _run_claimed(execution.company_id, run, job, context)
+    rendered, output, error = run_attempt(execution.company_id, run, job, context)
     outcome = _record_step(execution_id, run.pk, job, rendered, output, error, context, delivery)
     return finish_after(outcome, execution_id, delivery, final=final)
 
@@ -122,40 +128,6 @@ def _dispatch_finish(execution_id, queue: str) -> None:
     finish_signature(str(execution_id), queue).apply_async()
 
 
-def runs_in_transaction(job: dict[str, Any]) -> bool:
-    try:
-        return get_step_type(job["type"]).side_effect_free
-    except PipelineError:
-        return False
-
-
-def _run_claimed(company_id: int, run: StepRun, job: dict[str, Any], context: dict) -> tuple[Any, Any, dict | None]:
-    context["shard"] = {"index": run.shard, "count": run.shard_count}
-    return run_spec(
-        job,
-        context=context,
-        company_id=company_id,
-        execution_id=str(run.execution_id),
-        node_id=run.node_id,
-        attempt=run.attempt,
-        shard=run.shard,
-        shard_count=run.shard_count,
-        idempotency_key=step_idempotency_key(run.execution_id, run.node_id, run.shard),
-        timeout_s=job.get("timeout_s"),
-    )
-
-
-def needs_upstream_outputs(job: dict[str, Any]) -> bool:
-    """Whether running `job` reads upstream outputs: its config templates them, or its step type
-    reads the context itself. Otherwise a claim loads statuses only."""
-    if find_templates(job.get("config") or {}, "config"):
-        return True
-    try:
-        return get_step_type(job["type"]).reads_context
-    except PipelineError:
-        return True  # an unknown type fails when it runs; reading more is the safe side
-
-
 def _claim_locked(execution_id, node_id, shard, shard_count, delivery: Delivery, *, deferred: bool | None = None):
     """Claim under the execution lock. A step run inside this transaction (`deferred`; by default
     a side-effect-free one) gets its attempt row and `step.started` event written once, with its
@@ -166,14 +138,8 @@ def _claim_locked(execution_id, node_id, shard, shard_count, delivery: Delivery,
     if execution.status != ExecutionStatus.RUNNING:
         return Outcome("ignore", execution.status, detail=f"execution is {execution.status}")
     job = execution.job(node_id)
-    with_outputs = needs_upstream_outputs(job)
-    # The template context needs every upstream output; otherwise the node and its predecessors
-    # (statuses, and condition branches) are all a claim decides on.
-    by_shard = load_runs(
-        execution.pk,
-        with_output=with_outputs or has_branch_edges(execution, node_id),
-        node_ids=None if with_outputs else claim_scope(execution, node_id),
-    )
+    reads = claim_reads(pinned_graph(execution.pk, execution.graph), node_id, with_outputs=needs_upstream_outputs(job))
+    by_shard = load_runs(execution.pk, with_output=reads.with_output, node_ids=reads.node_ids)
     mine = by_shard.get((node_id, shard), [])
     state = shard_state(mine)
     if state != PENDING:
@@ -192,29 +158,18 @@ def _claim_locked(execution_id, node_id, shard, shard_count, delivery: Delivery,
     waiting = waiting_on(execution, node_id, by_shard)
     if waiting:
         return _wait_or_give_up(execution, delivery, f"predecessors {waiting} have not completed")
-    attempt = max((run.attempt for run in mine), default=0) + 1
-    now = timezone.now()
-    fields = dict(
-        execution=execution, node_id=node_id, shard=shard, shard_count=shard_count, attempt=attempt,
-        group=job["group"], queue=delivery.queue, worker=delivery.worker, task_id=delivery.task_id,
-        started_at=now, request=delivery.request,
-    )
-    if is_dead(execution, node_id, by_shard):
-        events_append_with_run(
-            execution=execution, run=StepRun(status=StepStatus.SKIPPED, finished_at=now, **fields), completed=False,
-            events=[(EventType.STEP_SKIPPED,
-                     {"node_id": node_id, "shard": shard, "reason": "all incoming edges are dead"})])
-        return Outcome("done", StepStatus.SKIPPED)
     if deferred is None:
         deferred = runs_in_transaction(job)
-    if deferred:
-        # Never committed as running, so never re-published: no request to keep.
-        fields["request"] = {}
-    run = StepRun(status=StepStatus.RUNNING, **fields)
+    run = new_attempt(execution, job, shard, shard_count, mine, delivery, deferred=deferred)
+    if is_dead(execution, node_id, by_shard):
+        run.status, run.finished_at, run.request = StepStatus.SKIPPED, run.started_at, delivery.request
+        events_append_with_run(execution=execution, run=run, completed=False, events=[(
+            EventType.STEP_SKIPPED, {"node_id": node_id, "shard": shard, "reason": "all incoming edges are dead"})])
+        return Outcome("done", StepStatus.SKIPPED)
     if not deferred:
-        events_append_with_run(execution=execution, run=run, events=[(EventType.STEP_STARTED, _started_data(run))],
+        events_append_with_run(execution=execution, run=run, events=[(EventType.STEP_STARTED, started_data(run))],
                                completed=False)
-    return execution, run, job, template_context(execution, by_shard, with_steps=with_outputs)
+    return execution, run, job, template_context(execution, by_shard, with_steps=reads.with_outputs)
 
 
 def _retried_by(run: StepRun, delivery: Delivery) -> bool:
@@ -223,11 +178,6 @@ def _retried_by(run: StepRun, delivery: Delivery) -> bool:
     if not delivery.task_id or run.task_id != delivery.task_id:
         return False
     return delivery.retries > int((run.request or {}).get("retries") or 0)
-
-
-def _started_data(run: StepRun) -> dict[str, Any]:
-    return {"node_id": run.node_id, "shard": run.shard, "attempt": run.attempt, "worker": run.worker,
-            "queue": run.queue}
 
 
 def _record_step(execution_id, run_id, job, rendered, output, error, context, delivery: Delivery) -> Outcome:
@@ -254,14 +204,14 @@ def _record_locked(execution: Execution, run: StepRun, job, rendered, output, er
         completed = (EventType.STEP_COMPLETED, {**base, "output": output})
         if unsaved:
             events_append_with_run(execution=execution, run=run, completed=True,
-                                   events=[(EventType.STEP_STARTED, _started_data(run)), completed])
+                                   events=[(EventType.STEP_STARTED, started_data(run)), completed])
         else:
             run.completed_seq = events_append(execution=execution, events=[completed])[-1].seq
             run.save(update_fields=["input", "finished_at", "status", "output", "completed_seq"])
         return Outcome("done", StepStatus.SUCCEEDED)
     run.status, run.error = StepStatus.FAILED, error
     if unsaved:
-        events_append_with_run(execution=execution, run=run, events=[(EventType.STEP_STARTED, _started_data(run))],
+        events_append_with_run(execution=execution, run=run, events=[(EventType.STEP_STARTED, started_data(run))],
                                completed=False)
     else:
         run.save(update_fields=["input", "finished_at", "status", "error"])
@@ -345,30 +295,16 @@ def execution_finish(*, execution_id, delivery: Delivery) -> Outcome:
         if execution.status != ExecutionStatus.RUNNING:
             return Outcome("ignore", execution.status, detail=f"execution is {execution.status}")
         if not _finish_locked(execution):
-            pending = _pending_nodes(execution, load_runs(execution.pk, with_output=False))
+            pending = pending_nodes(execution, load_runs(execution.pk, with_output=False))
             return _wait_or_give_up(execution, delivery, f"nodes {pending} have not completed")
         return Outcome("done", execution.status)
-
-
-def _pending_nodes(execution: Execution, by_shard) -> list[str]:
-    return [job["id"] for job in execution.graph["jobs"] if node_state(job, by_shard) == PENDING]
 
 
 def _finish_locked(execution: Execution) -> bool:
     """running -> succeeded when every node is recorded succeeded or skipped; False otherwise."""
     by_shard = load_runs(execution.pk, with_output=False)
-    if _pending_nodes(execution, by_shard):
+    if pending_nodes(execution, by_shard):
         return False
-    execution.status = ExecutionStatus.SUCCEEDED
-    execution.finished_at = timezone.now()
-    skipped = [job["id"] for job in execution.graph["jobs"] if node_state(job, by_shard) == SKIPPED]
-    event_append(execution=execution, type=EventType.EXECUTION_SUCCEEDED,
-                 data={"duration_ms": _duration_ms(execution), "skipped": skipped},
-                 update_fields=["status", "finished_at"])
+    type, data = succeed(execution, by_shard)
+    event_append(execution=execution, type=type, data=data, update_fields=["status", "finished_at"])
     return True
-
-
-def _duration_ms(execution: Execution) -> int | None:
-    if execution.started_at and execution.finished_at:
-        return int((execution.finished_at - execution.started_at).total_seconds() * 1000)
-    return None

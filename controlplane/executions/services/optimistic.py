@@ -1,0 +1,117 @@
+"""Side-effect-free steps without the execution lock: read, run, write if nothing changed.
+
+The locked path (`steps.step_execute`) holds the run's row from claim to commit: five statements a
+step (BEGIN, lock, attempts, write, COMMIT; the canvas's last task two more to finish the run), and
+on this kind of machine each costs about as much as the step. On PostgreSQL a side-effect-free
+step (noop, log, jq, condition, fail) takes two instead, both outside any transaction (and once
+per process and run a read of the run's unchanging fields and graph):
+
+1. read the run's status and event sequence and the attempts the claim decides on (one
+   statement, so one snapshot);
+2. decide and run the step exactly as the locked path would, then write the attempt and its
+   events (for the canvas's last task, also the run's success, if no other node is pending) in
+   one statement that applies only if the sequence is still the one read.
+
+Every change to a run's step runs or status appends an event under the row lock, so an unchanged
+sequence proves the read still holds and the write is the one the locked path would have made.
+When the sequence moved (a concurrent step of the same run, a duplicate, a cancel), nothing was
+written and the step takes the locked path, which runs it again (it has no side effects).
+Anything but a plain success (or a repeat of one) takes the locked path too - waits, skips,
+failures, running attempts, a last task with nodes still pending - so each of those rules lives
+in one place.
+"""
+from __future__ import annotations
+
+from django.db import connection
+from django.utils import timezone
+
+from controlplane.executions.models import EventType, Execution, ExecutionStatus, StepStatus
+from controlplane.executions.services.attempts import (
+    Delivery,
+    Outcome,
+    needs_upstream_outputs,
+    new_attempt,
+    run_attempt,
+    runs_in_transaction,
+    started_data,
+)
+from controlplane.executions.services.events import events_append_with_run_if_unchanged
+from controlplane.executions.services.rows import execution_row, run_progress
+from controlplane.executions.services.state import (
+    PENDING,
+    PinnedGraph,
+    RunRow,
+    cached_pinned_graph,
+    claim_reads,
+    is_dead,
+    pending_nodes,
+    remember_run,
+    runs_by_shard,
+    shard_state,
+    succeed,
+    template_context,
+    waiting_on,
+)
+
+
+def step_execute_unlocked(*, execution_id, node_id: str, shard: int, shard_count: int, delivery: Delivery,
+                          final: bool = False) -> Outcome | None:
+    """The step's outcome if it could be decided and recorded without the lock; None when it
+    must take the locked path (nothing was written then). `final`: the canvas's last task, which
+    also finishes the run when every other node is recorded (in the same statement)."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return None
+    pinned = _pinned_run(execution_id)
+    if pinned is None or node_id not in pinned.jobs or not runs_in_transaction(pinned.jobs[node_id]):
+        return None
+    job = pinned.jobs[node_id]
+    reads = claim_reads(pinned, node_id, with_outputs=needs_upstream_outputs(job))
+    # The last task decides on every node: the run finishes only if none is pending.
+    node_ids = list(pinned.jobs) if final or reads.node_ids is None else reads.node_ids
+    progress = run_progress(execution_id, with_output=reads.with_output, node_ids=node_ids)
+    if progress is None or progress[0] != ExecutionStatus.RUNNING:
+        return None
+    status, event_seq, rows = progress
+    by_shard = runs_by_shard(RunRow(*row) for row in rows)
+    mine = by_shard.get((node_id, shard), [])
+    state = shard_state(mine)
+    if state != PENDING:
+        return None if final else Outcome("done", state, detail="already recorded; not run again")
+    execution = Execution(id=execution_id, graph=pinned.raw, status=status, event_seq=event_seq, **pinned.facts)
+    if any(run.status == StepStatus.RUNNING for run in mine) or waiting_on(execution, node_id, by_shard) \
+            or is_dead(execution, node_id, by_shard):
+        return None
+    run = new_attempt(execution, job, shard, shard_count, mine, delivery, deferred=True)
+    context = template_context(execution, by_shard, with_steps=reads.with_outputs)
+    rendered, output, error = run_attempt(execution.company_id, run, job, context)
+    if error is not None:
+        return None
+    run.input, run.output, run.status, run.finished_at = rendered, output, StepStatus.SUCCEEDED, timezone.now()
+    base = {"node_id": node_id, "shard": shard, "attempt": run.attempt}
+    events = [(EventType.STEP_STARTED, started_data(run)), (EventType.STEP_COMPLETED, {**base, "output": output})]
+    update_fields: tuple[str, ...] = ()
+    if final:
+        by_shard[(node_id, shard)].append(RunRow(0, node_id, shard, run.attempt, run.status, run.worker, run.started_at))
+        if pending_nodes(execution, by_shard):
+            return None  # a duplicate fired the last task early: the locked path waits for the rest
+        events.append(succeed(execution, by_shard))
+        update_fields = ("status", "finished_at")
+    written = events_append_with_run_if_unchanged(
+        execution=execution, run=run, events=events, completion=1, expected_seq=event_seq, update_fields=update_fields)
+    if written is None:
+        return None
+    if final:
+        return Outcome("done", ExecutionStatus.SUCCEEDED, detail=f"{StepStatus.SUCCEEDED}; run finished")
+    return Outcome("done", StepStatus.SUCCEEDED)
+
+
+def _pinned_run(execution_id) -> PinnedGraph | None:
+    """The run's pinned graph and unchanging fields: cached, or read once (without a lock: they
+    never change) and cached; None if there is no such run."""
+    pinned = cached_pinned_graph(execution_id)
+    if pinned is not None and pinned.facts is not None:
+        return pinned
+    try:
+        return remember_run(execution_row(execution_id, with_graph=True))
+    except Execution.DoesNotExist:
+        return None
