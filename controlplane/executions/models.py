@@ -168,8 +168,11 @@ class Execution(models.Model):
 
 
 class StepRun(models.Model):
+    # No index of its own: `step_run_unique_attempt` starts with it. Every step inserts a row, and
+    # each index is one more write per step.
     execution = models.ForeignKey(
-        Execution, on_delete=models.CASCADE, related_name="step_runs", help_text="The run this attempt belongs to."
+        Execution, on_delete=models.CASCADE, related_name="step_runs", db_index=False,
+        help_text="The run this attempt belongs to.",
     )
     node_id = models.CharField(max_length=200, help_text="The job (node) id in the execution graph.")
     shard = models.PositiveIntegerField(default=0, help_text="Shard index, 0..shard_count-1.")
@@ -182,8 +185,8 @@ class StepRun(models.Model):
     queue = models.CharField(max_length=200, help_text="Celery queue the attempt was delivered on.")
     worker = models.CharField(max_length=255, blank=True, default="", help_text="Hostname of the worker that ran it.")
     task_id = models.CharField(max_length=255, blank=True, default="", help_text="Celery task id (stable across retries).")
-    status = models.CharField(
-        max_length=20, choices=StepStatus.choices, default=StepStatus.PENDING, db_index=True,
+    status = models.CharField(  # indexed by `step_run_status_worker`, which starts with it
+        max_length=20, choices=StepStatus.choices, default=StepStatus.PENDING,
         help_text="running once claimed; succeeded, failed, skipped, or lost when its worker went offline.",
     )
     input = models.JSONField(null=True, blank=True, help_text="The rendered config the step ran with.")
@@ -229,8 +232,9 @@ class AppendOnly(Conflict):
 
 
 class ExecutionEvent(WriteOnceModel):
-    execution = models.ForeignKey(
-        Execution, on_delete=models.CASCADE, related_name="events", help_text="The run the event belongs to."
+    execution = models.ForeignKey(  # indexed by `execution_event_seq_unique`, which starts with it
+        Execution, on_delete=models.CASCADE, related_name="events", db_index=False,
+        help_text="The run the event belongs to.",
     )
     seq = models.PositiveIntegerField(help_text="1, 2, 3 ... per execution, in append order.")
     type = models.CharField(max_length=40, choices=EventType.choices, help_text="What happened.")
