@@ -5,7 +5,9 @@ fired twice on Redis, a lost step re-published). So each service decides from Po
 
 - the execution is not running (failed, compensating, cancelled) -> ignore, act on nothing;
 - the shard already succeeded or was skipped -> report that status again, act on nothing;
-- an attempt of the shard is running -> a duplicate delivery -> ignore;
+- an attempt of the shard is running -> a duplicate delivery -> ignore (unless this delivery is
+  a retry of the task that claimed it: that try is over, so its attempt is lost and the next one
+  is claimed);
 - a predecessor has not completed -> wait (retry with a short countdown, bounded);
 - all incoming edges are dead -> record the shard skipped;
 - otherwise claim attempt max+1 (the unique constraint settles a race), run, record.
