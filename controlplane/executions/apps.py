@@ -7,9 +7,10 @@ class ExecutionsConfig(AppConfig):
     verbose_name = "Executions"
 
     def ready(self) -> None:
-        from controlplane.executions.services import step_runs_recover_lost
+        from controlplane.executions.services import lost_work_recover
         from controlplane.fleet import hooks
 
-        # Attempts running on a worker that went offline are marked lost and re-published.
-        if step_runs_recover_lost not in hooks.on_workers_offline:
-            hooks.on_workers_offline.append(step_runs_recover_lost)
+        # Attempts running on a worker that went offline are marked lost and re-published, and
+        # the messages it held go back on their queues.
+        if lost_work_recover not in hooks.on_workers_offline:
+            hooks.on_workers_offline.append(lost_work_recover)

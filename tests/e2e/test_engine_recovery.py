@@ -81,3 +81,30 @@ def test_a_database_connection_cut_under_a_running_step_is_retried_and_the_side_
     charge = list(StepRun.objects.filter(execution=execution, node_id="charge").order_by("attempt")
                   .values_list("attempt", "status", "worker"))
     assert charge == [(1, "lost", "ingest1@e2e"), (2, "succeeded", "ingest1@e2e")]
+
+
+def test_a_retry_waiting_for_its_countdown_on_a_killed_worker_is_handed_back_without_the_visibility_timeout(
+    fleet, start_worker, project, owner, settings, redis_test_db
+):
+    # A side-effect-free step never runs as a claimed attempt, so it is not re-published: what the
+    # dead worker held (here its retry, waiting for a 10 s countdown) must come back from Redis.
+    settings.WORKER_OFFLINE_AFTER_S = 2
+    deployment = make_deployment(project, [
+        job("flaky", "fail", config={"fail_attempts": 1},
+            retry={"max_attempts": 2, "initial_delay_s": 10, "max_delay_s": 10, "jitter": False}),
+    ], [], user=owner)
+
+    execution, _ = execution_start(deployment=deployment, input={}, user=owner)
+    wait_until(lambda: execution.events.filter(type=EventType.STEP_RETRYING).exists(), timeout=20,
+               what="the first attempt to fail")
+    wait_until(lambda: redis_test_db.hlen("unacked") >= 1, timeout=10, what="the worker to hold the retry")
+    fleet.workers["ingest"].kill9()
+    replacement = start_worker([fleet.queue("ingest")], "ingest2@e2e", extra_env=WORKER_ENV)
+
+    wait_until(lambda: fleet_sweep(), timeout=20, interval=0.25, what="the killed worker to be swept offline")
+    execution = wait_for_end(execution, timeout=30)
+
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    flaky = list(StepRun.objects.filter(execution=execution, node_id="flaky").order_by("attempt")
+                 .values_list("attempt", "status", "worker"))
+    assert flaky == [(1, "failed", "ingest1@e2e"), (2, "succeeded", replacement.hostname)]

@@ -1,7 +1,7 @@
 """Writes of the executions app (the only code that changes executions, step runs and events)."""
 from controlplane.executions.services.attempts import Delivery, Outcome
 from controlplane.executions.services.events import event_append, locked_execution
-from controlplane.executions.services.recovery import step_runs_expire, step_runs_recover_lost
+from controlplane.executions.services.recovery import lost_work_recover, step_runs_expire, step_runs_recover_lost
 from controlplane.executions.services.replay import dead_letter_replay, execution_replay
 from controlplane.executions.services.saga import compensation_execute, saga_finish, saga_start
 from controlplane.executions.services.start import (
@@ -32,6 +32,7 @@ __all__ = [
     "execution_start",
     "fail_execution",
     "locked_execution",
+    "lost_work_recover",
     "merge_execute",
     "saga_finish",
     "saga_start",

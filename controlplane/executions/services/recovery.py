@@ -1,4 +1,5 @@
-"""Lost steps: attempts whose worker went offline are marked lost and their task re-published.
+"""Lost work: attempts whose worker went offline are marked lost and their task re-published, and
+the other messages such a worker held go back on their queues.
 
 Registered into `controlplane.fleet.hooks.on_workers_offline` (see `apps.py`). The re-published
 message carries the SAME task id and the stored chain/chord/group options (as Celery's own
@@ -10,22 +11,39 @@ that honours the key.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 
 from controlplane.executions.models import StepRun, StepStatus
 from controlplane.executions.services.attempts import mark_lost
 from controlplane.executions.services.events import locked_execution
+from controlplane.fleet.models import Worker
 
 logger = logging.getLogger(__name__)
 
 
+def lost_work_recover(hostnames: list[str]) -> tuple[int, int]:
+    """The fleet hook for workers that went offline: their running attempts are marked lost and
+    re-published (`step_runs_recover_lost`); then every other message they had received and not
+    acknowledged goes back on its queue at once (`workers.redelivery`) instead of after Redis's
+    visibility timeout. Returns (attempts re-published, messages put back)."""
+    republished = _recover_running_steps(hostnames)
+    return len(republished), _unacked_restore(hostnames, skip_task_ids=republished)
+
+
 def step_runs_recover_lost(hostnames: list[str]) -> int:
     """Mark every running attempt on these (offline) workers lost and re-publish it; returns how many."""
+    return len(_recover_running_steps(hostnames))
+
+
+def _recover_running_steps(hostnames: list[str]) -> set[str]:
+    """The Celery task ids re-published."""
     candidates = list(
         StepRun.objects.filter(status=StepStatus.RUNNING, worker__in=list(hostnames)).values_list("id", "execution_id")
     )
-    recovered = 0
+    republished: set[str] = set()
     for run_id, execution_id in candidates:
         with transaction.atomic():
             execution = locked_execution(execution_id)
@@ -35,10 +53,22 @@ def step_runs_recover_lost(hostnames: list[str]) -> int:
             mark_lost(execution, run, reason=f"worker {run.worker} went offline")
             if run.request:
                 transaction.on_commit(lambda request=run.request, queue=run.queue: _republish(request, queue))
-            recovered += 1
-    if recovered:
-        logger.warning("step.recovered_lost", extra={"hostnames": list(hostnames), "count": recovered})
-    return recovered
+                republished.add(run.task_id)
+    if republished:
+        logger.warning("step.recovered_lost", extra={"hostnames": list(hostnames), "count": len(republished)})
+    return republished
+
+
+def _unacked_restore(hostnames: list[str], *, skip_task_ids: set[str]) -> int:
+    from workers.redelivery import unacked_restore  # workers depends on us; import at call time
+
+    restored = 0
+    # A worker can have died any time up to one heartbeat after its last one.
+    grace = timedelta(seconds=float(settings.WORKER_HEARTBEAT_INTERVAL_S))
+    for queues, last_heartbeat in Worker.objects.filter(hostname__in=list(hostnames)).values_list(
+            "queues", "last_heartbeat"):
+        restored += unacked_restore(set(queues or []), last_heartbeat + grace, skip_task_ids=skip_task_ids)
+    return restored
 
 
 def _republish(request: dict, queue: str) -> None:

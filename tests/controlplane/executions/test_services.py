@@ -22,6 +22,7 @@ from controlplane.executions.services import (
     event_append,
     execution_start,
     locked_execution,
+    lost_work_recover,
     step_execute,
     step_runs_recover_lost,
 )
@@ -211,7 +212,7 @@ class TestRecovery:
     def test_the_recovery_hook_is_registered_with_the_fleet(self):
         from controlplane.fleet import hooks
 
-        assert step_runs_recover_lost in hooks.on_workers_offline
+        assert lost_work_recover in hooks.on_workers_offline
 
     def test_an_attempt_past_its_hard_time_limit_is_lost_and_fails_the_run(
         self, groups, project, owner, django_capture_on_commit_callbacks
