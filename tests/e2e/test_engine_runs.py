@@ -5,7 +5,7 @@ import pytest
 
 from controlplane.executions.models import EventType, ExecutionStatus, StepRun, StepStatus
 from tests.controlplane.executions.builders import edges, job, make_deployment
-from tests.e2e.engine_support import HOSTS, fleet, run_to_end  # noqa: F401  (fixtures)
+from tests.e2e.engine_support import HOSTS, WORKER_ENV, fleet, run_to_end  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -146,3 +146,30 @@ def test_timeout_s_is_enforced_as_a_soft_time_limit(fleet, project, owner):
     assert execution.status == ExecutionStatus.FAILED
     run = runs(execution, node_id="slow").get()
     assert run.error["details"]["reason"] == "timeout" and run.duration_ms < 5000
+
+
+def test_a_wide_fan_out_on_concurrent_processes_records_every_step_once_in_a_dense_event_sequence(
+    fleet, start_worker, project, owner
+):
+    # Four processes take branches of one run at once: their unlocked writes collide, and each
+    # collision must write nothing and fall back to the locked path.
+    start_worker([fleet.queue("ingest")], "ingest-wide@e2e", concurrency=3, extra_env=WORKER_ENV)
+    width = 24
+    branches = [job(f"b{i}", "jq", config={"program": f"{i}"}) for i in range(width)]
+    deployment = make_deployment(project, [job("split"), *branches,
+                                           job("join", "jq", config={"program": "[.steps[].output | numbers] | add"})],
+                                 edges(*[("split", f"b{i}") for i in range(width)],
+                                       *[(f"b{i}", "join") for i in range(width)]), user=owner)
+
+    execution = run_to_end(deployment, owner, timeout=60)
+
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    assert runs(execution, node_id="join").get().output == sum(range(width))
+    assert sorted(runs(execution).values_list("node_id", flat=True)) == sorted(
+        ["split", "join", *[f"b{i}" for i in range(width)]])  # one attempt each, all succeeded
+    assert set(runs(execution).values_list("status", flat=True)) == {StepStatus.SUCCEEDED}
+    events = dict(execution.events.values_list("seq", "type"))
+    assert sorted(events) == list(range(1, execution.event_seq + 1))
+    for run in runs(execution):
+        completed = execution.events.get(seq=run.completed_seq)
+        assert (completed.type, completed.data["node_id"]) == (EventType.STEP_COMPLETED, run.node_id)

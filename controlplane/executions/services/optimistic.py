@@ -22,6 +22,8 @@ in one place.
 """
 from __future__ import annotations
 
+import logging
+
 from django.db import connection
 from django.utils import timezone
 
@@ -52,6 +54,8 @@ from controlplane.executions.services.state import (
     template_context,
     waiting_on,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def step_execute_unlocked(*, execution_id, node_id: str, shard: int, shard_count: int, delivery: Delivery,
@@ -99,6 +103,8 @@ def step_execute_unlocked(*, execution_id, node_id: str, shard: int, shard_count
     written = events_append_with_run_if_unchanged(
         execution=execution, run=run, events=events, completion=1, expected_seq=event_seq, update_fields=update_fields)
     if written is None:
+        logger.debug("step.unlocked_write_conflict", extra={"execution_id": str(execution_id), "node_id": node_id,
+                                                             "shard": shard})
         return None
     if final:
         return Outcome("done", ExecutionStatus.SUCCEEDED, detail=f"{StepStatus.SUCCEEDED}; run finished")
