@@ -71,8 +71,7 @@ def step_execute_unlocked(*, execution_id, node_id: str, shard: int, shard_count
     job = pinned.jobs[node_id]
     reads = claim_reads(pinned, node_id, with_outputs=needs_upstream_outputs(job))
     # The last task decides on every node: the run finishes only if none is pending.
-    node_ids = list(pinned.jobs) if final or reads.node_ids is None else reads.node_ids
-    progress = run_progress(execution_id, with_output=reads.with_output, node_ids=node_ids)
+    progress = run_progress(execution_id, with_output=reads.with_output, node_ids=None if final else reads.node_ids)
     if progress is None or progress[0] != ExecutionStatus.RUNNING:
         return None
     status, event_seq, rows = progress

@@ -103,22 +103,22 @@ def step_run_rows(execution_id, *, with_output: bool, node_ids: Iterable[str] | 
         return [columns.convert(row) for row in cursor.fetchall()]
 
 
-def run_progress(execution_id, *, with_output: bool, node_ids: Sequence[str]) -> tuple[str, int, list[list[Any]]] | None:
-    """(status, event_seq, attempts of `node_ids`) of a run, read together in one statement (so
-    from one snapshot), without locking anything; None if there is no such run. The attempts are
-    `step_run_rows`' value lists."""
+def run_progress(execution_id, *, with_output: bool,
+                 node_ids: Sequence[str] | None) -> tuple[str, int, list[list[Any]]] | None:
+    """(status, event_seq, attempts of `node_ids` (None: of every node)) of a run, read together
+    in one statement (so from one snapshot), without locking anything; None if there is no such
+    run. The attempts are `step_run_rows`' value lists."""
     columns = _RUNS[with_output]
     quote = connection.ops.quote_name
-    nodes = ", ".join(["%s"] * len(node_ids))
+    nodes = f" AND r.{quote('node_id')} IN ({', '.join(['%s'] * len(node_ids))})" if node_ids else ""
     sql = (
         f"SELECT e.{quote('status')}, e.{quote('event_seq')}, {columns.sql('r')}"
         f" FROM {Execution._meta.db_table} e LEFT JOIN {StepRun._meta.db_table} r"
-        f" ON r.{quote('execution_id')} = e.{_pk_column(Execution)} AND r.{quote('is_compensation')} = %s"
-        f" AND r.{quote('node_id')} IN ({nodes})"
+        f" ON r.{quote('execution_id')} = e.{_pk_column(Execution)} AND r.{quote('is_compensation')} = %s{nodes}"
         f" WHERE e.{_pk_column(Execution)} = %s ORDER BY r.{quote('id')}"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [False, *node_ids, Execution._meta.pk.get_db_prep_value(execution_id, connection)])
+        cursor.execute(sql, [False, *(node_ids or []), Execution._meta.pk.get_db_prep_value(execution_id, connection)])
         rows = cursor.fetchall()
     if not rows:
         return None

@@ -8,7 +8,7 @@ from django.db import transaction
 
 from controlplane.executions.models import EventType, Execution, ExecutionStatus, StepRun, StepStatus
 from controlplane.executions.services.events import event_append, events_append_with_run
-from controlplane.executions.services.rows import RUN_COLUMNS, execution_locked_row, step_run_rows
+from controlplane.executions.services.rows import RUN_COLUMNS, execution_locked_row, run_progress, step_run_rows
 from tests.controlplane.executions.test_services import start, step
 
 pytestmark = pytest.mark.django_db
@@ -53,6 +53,20 @@ def test_step_run_rows_match_values_list_in_order_and_narrow_to_nodes(groups, pr
     assert step_run_rows(execution.pk, with_output=False, node_ids=["b"]) == [
         list(r) for r in runs.filter(node_id="b").values_list(*RUN_COLUMNS)]
     assert step_run_rows(execution.pk, with_output=False, node_ids=[]) == []
+
+
+def test_run_progress_reads_status_sequence_and_attempts_together(groups, project, owner):
+    execution = _two_steps(project, owner)
+    stored = Execution.objects.get(pk=execution.pk)
+
+    status, event_seq, rows = run_progress(execution.pk, with_output=True, node_ids=None)
+
+    assert (status, event_seq) == (stored.status, stored.event_seq)
+    assert rows == step_run_rows(execution.pk, with_output=True)
+    assert run_progress(execution.pk, with_output=False, node_ids=["b"])[2] == step_run_rows(
+        execution.pk, with_output=False, node_ids=["b"])
+    assert run_progress(execution.pk, with_output=False, node_ids=["nothing-ran"])[2] == []
+    assert run_progress(uuid.uuid4(), with_output=False, node_ids=None) is None
 
 
 def test_an_event_saves_the_named_execution_fields_with_it(groups, project, owner):
