@@ -2,6 +2,7 @@
 completes and the side effect happens once."""
 from __future__ import annotations
 
+import json
 import threading
 
 import pytest
@@ -97,7 +98,8 @@ def test_a_retry_waiting_for_its_countdown_on_a_killed_worker_is_handed_back_wit
     execution, _ = execution_start(deployment=deployment, input={}, user=owner)
     wait_until(lambda: execution.events.filter(type=EventType.STEP_RETRYING).exists(), timeout=20,
                what="the first attempt to fail")
-    wait_until(lambda: redis_test_db.hlen("unacked") >= 1, timeout=10, what="the worker to hold the retry")
+    wait_until(lambda: any(json.loads(held)[0]["headers"].get("retries") == 1 for held in redis_test_db.hvals("unacked")),
+               timeout=10, what="the worker to hold the retry")
     fleet.workers["ingest"].kill9()
     replacement = start_worker([fleet.queue("ingest")], "ingest2@e2e", extra_env=WORKER_ENV)
 
