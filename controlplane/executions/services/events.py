@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from controlplane.executions.models import Execution, ExecutionEvent, ExecutionStatus, StepRun
-from controlplane.executions.services.rows import execution_locked_row
+from controlplane.executions.services.rows import Columns, execution_locked_row
 from controlplane.executions.services.state import cached_pinned_graph, remember_run
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,9 @@ def _append(execution, events, update_fields, *, run: StepRun | None, completion
     return appended
 
 
-_RUN_FIELDS = [field for field in StepRun._meta.concrete_fields if not field.primary_key]
+# The columns an INSERT writes (their SQL list is built once per database, see `Columns`).
+_RUN_INSERT = Columns(StepRun, [f.attname for f in StepRun._meta.concrete_fields if not f.primary_key])
+_EXECUTION_INSERT = Columns(Execution, [f.attname for f in Execution._meta.concrete_fields])
 
 
 def _append_statement(execution, events, update_fields, created_at, *, run, completion, expect=None):
@@ -147,16 +149,15 @@ def _append_statement(execution, events, update_fields, created_at, *, run, comp
            " RETURNING event_seq)")
     attempt_id = "NULL::bigint"
     if run is not None:
-        fields = _RUN_FIELDS
         values = []
-        for field in fields:
+        for field in _RUN_INSERT.fields:
             if field.name == "completed_seq" and completion is not None:
                 values.append("bumped.event_seq - %s")
                 params.append(len(events) - 1 - completion)
             else:
                 values.append("%s")
                 params.append(_db_value(run, field))
-        sql += f", attempt AS (INSERT INTO {StepRun._meta.db_table} ({_column_list(fields)})" \
+        sql += f", attempt AS (INSERT INTO {StepRun._meta.db_table} ({_RUN_INSERT.sql()})" \
                f" SELECT {', '.join(values)} FROM bumped RETURNING id)"
         attempt_id = "(SELECT id FROM attempt)"
     rows = ", ".join(["(%s, %s, %s)"] * len(events))
@@ -171,9 +172,6 @@ def _append_statement(execution, events, update_fields, created_at, *, run, comp
     return sql, params
 
 
-_EXECUTION_FIELDS = list(Execution._meta.concrete_fields)
-
-
 def execution_insert_with_event(*, execution: Execution, type: str, data: dict[str, Any]) -> ExecutionEvent:
     """Insert the new, unsaved `execution` with its first event (seq 1): one statement on
     PostgreSQL. Nobody else can see the row before it commits, so there is no lock to take."""
@@ -182,11 +180,11 @@ def execution_insert_with_event(*, execution: Execution, type: str, data: dict[s
         return event_append(execution=execution, type=type, data=data)
     execution.event_seq = 1
     created_at = timezone.now()
-    params = [_db_value(execution, field) for field in _EXECUTION_FIELDS]
+    params = [_db_value(execution, field) for field in _EXECUTION_INSERT.fields]
     params += [type, json.dumps(data, cls=DjangoJSONEncoder), created_at]
     sql = (
-        f"WITH inserted AS (INSERT INTO {Execution._meta.db_table} ({_column_list(_EXECUTION_FIELDS)})"
-        f" VALUES ({', '.join(['%s'] * len(_EXECUTION_FIELDS))}) RETURNING id)"
+        f"WITH inserted AS (INSERT INTO {Execution._meta.db_table} ({_EXECUTION_INSERT.sql()})"
+        f" VALUES ({', '.join(['%s'] * len(_EXECUTION_INSERT.fields))}) RETURNING id)"
         f" INSERT INTO {ExecutionEvent._meta.db_table} (execution_id, seq, type, data, created_at)"
         " SELECT inserted.id, 1, %s, %s::jsonb, %s FROM inserted RETURNING id"
     )
@@ -201,10 +199,6 @@ def execution_insert_with_event(*, execution: Execution, type: str, data: dict[s
 def _db_value(instance, field) -> Any:
     """What the ORM would write for `field` of `instance` in an INSERT (defaults, auto_now_add)."""
     return field.get_db_prep_save(field.pre_save(instance, True), connection)
-
-
-def _column_list(fields) -> str:
-    return ", ".join(connection.ops.quote_name(field.column) for field in fields)
 
 
 def _log_fields(data: dict[str, Any] | None) -> dict[str, Any]:
