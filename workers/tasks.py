@@ -15,8 +15,6 @@ running raise `Ignore`: nothing happened, nothing is counted.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 from celery import shared_task
 from celery.exceptions import Ignore
 from django.db import InterfaceError, OperationalError
@@ -35,15 +33,18 @@ class StepFailedFinally(Exception):
 DATABASE_RETRY_MAX_S = 30.0
 
 
-@contextmanager
-def _retry_on_lost_database(task):
-    """The database went away under the task: nothing this try did was committed, or it was and
-    the retry's claim sees it. Retry (the next task_prerun replaces the broken connection)."""
+def _run(task, service, **kwargs) -> dict:
+    """Call `service` with the task's delivery and turn its `Outcome` into Celery behaviour.
+
+    If the database went away under the task, nothing this try did was committed, or it was and
+    the retry's claim sees it: retry (the next task_prerun replaces the broken connection).
+    """
     try:
-        yield
+        outcome = service(delivery=delivery_of(task), **kwargs)
     except (InterfaceError, OperationalError) as exc:
         countdown = min(DATABASE_RETRY_MAX_S, 0.5 * 2 ** min(task.request.retries, 10))
         raise task.retry(exc=exc, countdown=countdown, max_retries=None) from exc
+    return _act(task, outcome)
 
 
 def _act(task, outcome: services.Outcome) -> dict:
@@ -60,56 +61,45 @@ def _act(task, outcome: services.Outcome) -> dict:
 def step(self, execution_id: str, node_id: str, shard: int = 0, shards: int = 1, final: bool = False) -> dict:
     """One shard of one node; retries per the node's policy, soft/hard limits from timeout_s.
     `final`: the canvas's last task, which also finishes the run."""
-    with _retry_on_lost_database(self):
-        return _act(self, services.step_execute(
-            execution_id=execution_id, node_id=node_id, shard=shard, shard_count=shards, delivery=delivery_of(self),
-            final=final))
+    return _run(self, services.step_execute,
+                execution_id=execution_id, node_id=node_id, shard=shard, shard_count=shards, final=final)
 
 
 @shared_task(name="flowplane.merge", **TASK_OPTIONS)
 def merge(self, execution_id: str, node_id: str, shards: int, final: bool = False) -> dict:
     """Join of a replicated node's shards (waits, bounded, until PostgreSQL has them all)."""
-    with _retry_on_lost_database(self):
-        return _act(self, services.merge_execute(
-            execution_id=execution_id, node_id=node_id, shards=shards, delivery=delivery_of(self), final=final))
+    return _run(self, services.merge_execute, execution_id=execution_id, node_id=node_id, shards=shards, final=final)
 
 
 @shared_task(name="flowplane.barrier", **TASK_OPTIONS)
 def barrier(self, execution_id: str, label: str, final: bool = False) -> dict:
     """A chord body without a node of its own."""
-    with _retry_on_lost_database(self):
-        return _act(self, services.barrier_execute(
-            execution_id=execution_id, label=label, delivery=delivery_of(self), final=final))
+    return _run(self, services.barrier_execute, execution_id=execution_id, label=label, final=final)
 
 
 @shared_task(name="flowplane.finish", **TASK_OPTIONS)
 def finish(self, execution_id: str) -> dict:
     """Marks a run succeeded once every node is recorded; published only when the canvas's last
     task found a node still pending (the last task normally finishes the run itself)."""
-    with _retry_on_lost_database(self):
-        return _act(self, services.execution_finish(execution_id=execution_id, delivery=delivery_of(self)))
+    return _run(self, services.execution_finish, execution_id=execution_id)
 
 
 @shared_task(name="flowplane.saga", **TASK_OPTIONS)
 def saga(self, execution_id: str) -> dict:
     """Plan and publish the compensation chain (waits, bounded, for running steps first)."""
-    with _retry_on_lost_database(self):
-        return _act(self, services.saga_start(execution_id=execution_id, delivery=delivery_of(self)))
+    return _run(self, services.saga_start, execution_id=execution_id)
 
 
 @shared_task(name="flowplane.compensate", throws=(StepFailedFinally,), **TASK_OPTIONS)
 def compensate(self, execution_id: str, step_run_id: int) -> dict:
     """Undo one completed step; retries per the node's policy."""
-    with _retry_on_lost_database(self):
-        return _act(self, services.compensation_execute(
-            execution_id=execution_id, step_run_id=step_run_id, delivery=delivery_of(self)))
+    return _run(self, services.compensation_execute, execution_id=execution_id, step_run_id=step_run_id)
 
 
 @shared_task(name="flowplane.saga_finish", **TASK_OPTIONS)
 def saga_finish(self, execution_id: str) -> dict:
     """Last link of the saga: compensated (or failed when nothing needed undoing)."""
-    with _retry_on_lost_database(self):
-        return _act(self, services.saga_finish(execution_id=execution_id, delivery=delivery_of(self)))
+    return _run(self, services.saga_finish, execution_id=execution_id)
 
 
 @shared_task(name="flowplane.sweep", bind=True, acks_late=True, ignore_result=True)
