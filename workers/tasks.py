@@ -108,4 +108,5 @@ def sweep(self) -> dict:
     attempts past their hard time limit -> lost, failing their run."""
     from controlplane.fleet.services import fleet_sweep
 
-    return {"offline": fleet_sweep(), "expired": services.step_runs_expire()}
+    return {"offline": fleet_sweep(), "orphaned": services.step_runs_recover_orphaned(),
+            "expired": services.step_runs_expire()}

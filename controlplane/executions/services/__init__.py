@@ -1,7 +1,13 @@
 """Writes of the executions app (the only code that changes executions, step runs and events)."""
 from controlplane.executions.services.attempts import Delivery, Outcome
 from controlplane.executions.services.events import event_append, locked_execution
-from controlplane.executions.services.recovery import lost_work_recover, step_runs_expire, step_runs_recover_lost
+from controlplane.executions.services.recovery import (
+    lost_work_recover,
+    step_runs_expire,
+    step_runs_recover_lost,
+    step_runs_recover_orphaned,
+    worker_replaced_recover,
+)
 from controlplane.executions.services.replay import dead_letter_replay, execution_replay
 from controlplane.executions.services.saga import compensation_execute, saga_finish, saga_start
 from controlplane.executions.services.start import (
@@ -40,4 +46,6 @@ __all__ = [
     "step_idempotency_key",
     "step_runs_expire",
     "step_runs_recover_lost",
+    "step_runs_recover_orphaned",
+    "worker_replaced_recover",
 ]

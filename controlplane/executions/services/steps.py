@@ -36,6 +36,7 @@ from controlplane.executions.services.attempts import (
     mark_lost,
     needs_upstream_outputs,
     new_attempt,
+    process_gone,
     run_attempt,
     runs_in_transaction,
     started_data,
@@ -152,6 +153,9 @@ def _claim_locked(execution_id, node_id, shard, shard_count, delivery: Delivery,
         if _retried_by(current, delivery):
             mark_lost(execution, current, reason="the try that ran it ended without recording a result "
                       "(its database connection was lost); this retry of the same task runs it again")
+        elif process_gone(current, delivery):
+            mark_lost(execution, current, reason=f"the process (pid {current.pid}) that ran it on "
+                      f"{current.worker} died; Celery delivered the task again")
         elif attempt_expired(current, job):
             mark_lost(execution, current, reason="attempt ran past its hard time limit")
         else:
