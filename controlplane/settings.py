@@ -197,6 +197,10 @@ CELERY_TIMEZONE = TIME_ZONE
 # Worker heartbeat: a worker unseen for longer than this is offline and its running steps are lost.
 WORKER_HEARTBEAT_INTERVAL_S = float(os.environ.get("WORKER_HEARTBEAT_INTERVAL_S", "5"))
 WORKER_OFFLINE_AFTER_S = float(os.environ.get("WORKER_OFFLINE_AFTER_S", "20"))
+# The watchdog: a run with nothing running and no event for this long has its canvas published
+# again (the claims make that harmless); after this many re-drives in a row with no progress it fails.
+EXECUTION_STALL_AFTER_S = float(os.environ.get("EXECUTION_STALL_AFTER_S", "60"))
+EXECUTION_MAX_REDRIVES = int(os.environ.get("EXECUTION_MAX_REDRIVES", "5"))
 
 # Modules whose import registers `python` step callables (the allow-list registry).
 PIPELINES_CALLABLE_MODULES = env_list("PIPELINES_CALLABLE_MODULES", "pipelines.steps.builtin_callables")

@@ -1,7 +1,7 @@
 """Faults a real fleet sees every day that are not a whole worker going silent: the pool child
 running a step is killed (the OOM killer's usual victim), and a worker is replaced by a new process
-under the same node name (a restarted container or systemd unit). Both runs complete, and the
-step's side effect happens once."""
+under the same node name (a restarted container or systemd unit), and the broker losing the run's
+next message. Every run completes, and the step's side effect happens once."""
 from __future__ import annotations
 
 import os
@@ -10,8 +10,10 @@ import threading
 
 import pytest
 
-from controlplane.executions.models import EventType, ExecutionStatus, StepRun, StepStatus
-from controlplane.executions.services import execution_start, step_runs_recover_orphaned
+from controlplane.executions.models import (
+    TERMINAL_EXECUTION_STATUSES, EventType, Execution, ExecutionStatus, StepRun, StepStatus,
+)
+from controlplane.executions.services import execution_start, executions_redrive_stalled, step_runs_recover_orphaned
 from tests.controlplane.executions.builders import edges, job, make_deployment
 from tests.e2e.engine_support import (  # noqa: F401  (fixtures)
     HOSTS, WORKER_ENV, fleet, recorder, wait_for_end,
@@ -77,3 +79,31 @@ def test_a_replacement_under_the_same_node_name_recovers_what_the_previous_proce
     assert attempts(execution) == [(1, "lost", HOSTS["ingest"]), (2, "succeeded", HOSTS["ingest"])]
     lost = execution.events.filter(type=EventType.STEP_LOST).get()
     assert "replaced" in lost.data["reason"]
+
+
+def test_a_run_whose_next_message_the_broker_lost_is_re_driven_by_the_watchdog(
+    fleet, recorder, start_worker, project, owner, settings, redis_test_db
+):
+    # Redis restarted without persistence: the queued message of the run's next step is gone, and
+    # nothing is running, so no lost-attempt sweep can see the run. Only the store knows.
+    settings.EXECUTION_STALL_AFTER_S = 1
+    deployment = charge_then_after(project, owner, recorder)
+    fleet.workers["load"].kill9()  # still looks live for a while, so the run starts
+    execution, _ = execution_start(deployment=deployment, input={}, user=owner)
+    load_queue = fleet.queue("load")
+    wait_until(lambda: redis_test_db.llen(load_queue) > 0, timeout=20, what="the next step's message to be queued")
+    fleet.workers["ingest"].stop()
+    redis_test_db.flushdb()  # what a restart without persistence leaves
+    start_worker([fleet.queue("ingest")], "ingest2@e2e", extra_env=WORKER_ENV)
+    start_worker([load_queue], "load2@e2e", extra_env=WORKER_ENV)
+
+    assert not StepRun.objects.filter(execution=execution, node_id="after").exists()
+    execution = wait_until(lambda: executions_redrive_stalled() and Execution.objects.filter(
+        pk=execution.pk, status__in=TERMINAL_EXECUTION_STATUSES).first(), timeout=30, interval=0.5,
+        what="the watchdog to re-drive the run to its end")
+
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    assert recorder.effects["/charge"] == 1 and recorder.paths().count("/charge") == 1  # not run again
+    assert attempts(execution) == [(1, "succeeded", HOSTS["ingest"])]
+    assert attempts(execution, "after") == [(1, "succeeded", "load2@e2e")]
+    assert execution.events.filter(type=EventType.EXECUTION_REDRIVEN).exists()

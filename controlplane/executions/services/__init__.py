@@ -15,6 +15,7 @@ from controlplane.executions.services.start import (
     execution_queues,
     execution_start,
 )
+from controlplane.executions.services.watchdog import executions_redrive_stalled
 from controlplane.executions.services.steps import (
     barrier_execute,
     execution_finish,
@@ -36,6 +37,7 @@ __all__ = [
     "execution_finish",
     "execution_queues",
     "execution_start",
+    "executions_redrive_stalled",
     "fail_execution",
     "locked_execution",
     "lost_work_recover",
