@@ -197,6 +197,9 @@ CELERY_TIMEZONE = TIME_ZONE
 # Worker heartbeat: a worker unseen for longer than this is offline and its running steps are lost.
 WORKER_HEARTBEAT_INTERVAL_S = float(os.environ.get("WORKER_HEARTBEAT_INTERVAL_S", "5"))
 WORKER_OFFLINE_AFTER_S = float(os.environ.get("WORKER_OFFLINE_AFTER_S", "20"))
+# Apply grows a worker's pool for replicas, but never past this many processes (each holds a
+# database connection; see the README's sizing rule).
+WORKER_MAX_POOL_SIZE = int(os.environ.get("WORKER_MAX_POOL_SIZE", "4"))
 # The watchdog: a run with nothing running and no event for this long has its canvas published
 # again (the claims make that harmless); after this many re-drives in a row with no progress it fails.
 EXECUTION_STALL_AFTER_S = float(os.environ.get("EXECUTION_STALL_AFTER_S", "60"))
