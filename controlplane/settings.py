@@ -200,6 +200,9 @@ WORKER_OFFLINE_AFTER_S = float(os.environ.get("WORKER_OFFLINE_AFTER_S", "20"))
 # Apply grows a worker's pool for replicas, but never past this many processes (each holds a
 # database connection; see the README's sizing rule).
 WORKER_MAX_POOL_SIZE = int(os.environ.get("WORKER_MAX_POOL_SIZE", "4"))
+# A step that finished while the database was away: its outcome is recorded again for this long
+# before the task retries the step itself.
+RECORD_RETRY_FOR_S = float(os.environ.get("RECORD_RETRY_FOR_S", "60"))
 # The watchdog: a run with nothing running and no event for this long has its canvas published
 # again (the claims make that harmless); after this many re-drives in a row with no progress it fails.
 EXECUTION_STALL_AFTER_S = float(os.environ.get("EXECUTION_STALL_AFTER_S", "60"))

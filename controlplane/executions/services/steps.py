@@ -15,9 +15,11 @@ fired twice on Redis, a lost step re-published). So each service decides from Po
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from controlplane.executions.models import (
@@ -99,8 +101,29 @@ def step_execute(
             return finish_after(outcome, execution_id, delivery, final=final, locked=execution)
     # Claimed and committed: the step runs outside any transaction, then its result is recorded.
     rendered, output, error = run_attempt(execution.company_id, run, job, context)
-    outcome = _record_step(execution_id, run.pk, job, rendered, output, error, context, delivery)
+    outcome = _until_recorded(lambda: _record_step(execution_id, run.pk, job, rendered, output, error, context,
+                                                   delivery), execution_id=execution_id, node_id=node_id)
     return finish_after(outcome, execution_id, delivery, final=final)
+
+
+def _until_recorded(record, *, execution_id, node_id: str):
+    """Record a finished step's outcome, retrying the recording (not the step) while the database
+    is away: a completed HTTP call must not be sent again because PostgreSQL restarted after it.
+    Past RECORD_RETRY_FOR_S the error propagates and the task's own retry runs the step again,
+    with the same idempotency key."""
+    deadline = time.monotonic() + float(settings.RECORD_RETRY_FOR_S)
+    delay = 0.2
+    while True:
+        try:
+            return record()
+        except (InterfaceError, OperationalError):
+            if connection.in_atomic_block or time.monotonic() + delay > deadline:
+                raise
+            logger.warning("step.record_retrying", extra={"execution_id": str(execution_id), "step": node_id,
+                                                         "delay_s": delay})
+            connection.close()  # broken: the next query opens a new one
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def finish_after(
