@@ -8,6 +8,8 @@ Hierarchy::
      +-- TemplateError              a ``{{ jq }}`` template failed to compile or evaluate
      +-- StepConfigError            a step's config does not match its type's schema
      +-- StepFailed                 a step implementation failed at run time (maybe retryable)
+     |    +-- EgressDenied          a connection the egress policy refuses (pipelines.egress)
+     +-- EgressRuleError            an egress allow-list entry cannot be parsed (pipelines.egress)
      +-- NodeNotFound (KeyError)    a node id was looked up that the graph does not hold
 
 An ``Issue`` is one located problem (``path``, ``message``, ``code``); validation returns them
