@@ -18,7 +18,8 @@ from controlplane.tenancy.models import Company
 
 class EgressRule(models.Model):
     company = models.ForeignKey(
-        Company, on_delete=models.CASCADE, related_name="egress_rules", help_text="The tenant the rule opens egress for."
+        Company, on_delete=models.CASCADE, related_name="egress_rules",
+        help_text="The tenant the rule opens egress for."
     )
     entry = models.CharField(
         max_length=300,
@@ -61,7 +62,9 @@ class EgressAuditEvent(WriteOnceModel):
     )
     rule_id = models.BigIntegerField(help_text="The rule changed (its id; the rule may since be deleted).")
     action = models.CharField(max_length=10, choices=EgressAuditAction.choices, help_text="What was done.")
-    before = models.JSONField(null=True, blank=True, help_text="{entry, description} before the change; null on create.")
+    before = models.JSONField(
+        null=True, blank=True, help_text="{entry, description} before the change; null on create."
+    )
     after = models.JSONField(null=True, blank=True, help_text="{entry, description} after the change; null on delete.")
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
@@ -74,7 +77,10 @@ class EgressAuditEvent(WriteOnceModel):
     at = models.DateTimeField(auto_now_add=True, db_index=True, help_text="When the change was made.")
 
     write_once_error = AuditAppendOnly
-    write_once_messages = {"update": "egress audit events are append-only", "delete": "egress audit events are append-only"}
+    write_once_messages = {
+        "update": "egress audit events are append-only",
+        "delete": "egress audit events are append-only",
+    }
 
     class Meta:
         ordering = ["-at", "-id"]

@@ -97,6 +97,15 @@ def _url_problem(url: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return f"url {url!r} must be an absolute http:// or https:// URL"
+    if "@" in parts.netloc:
+        # urllib would take "user@host" for the host name; credentials belong in a header.
+        return f"url {url!r} holds credentials (user@host); send them in a header, e.g. Authorization"
+    try:
+        parts.port
+    except ValueError:
+        return f"url {url!r} has an invalid port; write host:1-65535"
+    if not parts.hostname:
+        return f"url {url!r} has no host name"
     return None
 
 

@@ -454,3 +454,25 @@ def test_https_verifies_the_certificate_for_the_host_name(tmp_path, make_server,
     with pytest.raises(StepFailed) as info:  # the same server by address: the certificate does not match
         run_http({"url": f"https://127.0.0.1:{port}/tls"}, policy)
     assert "certificate" in info.value.message.lower()
+
+
+def test_a_fragment_cannot_borrow_an_allowed_host(server, connections):
+    with pytest.raises(StepFailed) as info:
+        run_http({"url": f"http://127.0.0.1:{server.port}#@allowed.example/"}, EgressPolicy.allowing("allowed.example"))
+    assert denied(info)["host"] == "127.0.0.1"
+    assert server.seen == [] and connections == []
+
+
+@pytest.mark.parametrize("template", ["http://allowed.example@127.0.0.1:{port}/",
+                                      "http://user:pw@allowed.example:{port}/",
+                                      "http://127.0.0.1:{port}\\@allowed.example/",
+                                      "http://127.0.0.1:99999/", "http://:{port}/"])
+def test_credentials_and_malformed_authorities_are_refused_before_any_lookup(server, connections, template):
+    looked_up = []
+    policy = EgressPolicy(resolver=lambda host, port: looked_up.append(host) or ["127.0.0.1"],
+                          rules=egress.parse_rules(["allowed.example"]))
+    url = template.format(port=server.port)
+    with pytest.raises(StepFailed) as info:
+        http_step.HttpStep().run({"url": url}, StepContext(execution_id="e", node_id="n", egress=policy))
+    assert info.value.retryable is False and info.value.details == {"url": url}
+    assert looked_up == [] and connections == [] and server.seen == []
