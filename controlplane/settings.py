@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "controlplane.executions",
     "controlplane.catalog",
     "controlplane.deployments",
+    "controlplane.egress",
     "controlplane.web",
 ]
 
@@ -215,6 +216,15 @@ PIPELINES_CALLABLE_MODULES = env_list("PIPELINES_CALLABLE_MODULES", "pipelines.s
 SECRETS_ENCRYPTION_KEY = os.environ.get("SECRETS_ENCRYPTION_KEY", SECRET_KEY)
 # Where `landing` edges put data between groups: a local directory, or an object-store URL.
 LANDING_STORE_URL = os.environ.get("LANDING_STORE_URL", f"file://{VAR_DIR / 'landing'}")
+
+# -- Egress policy --------------------------------------------------------------------------------
+# Steps may connect only to public addresses; loopback, private, link-local, metadata and other
+# special ranges are refused unless an allow-list opens them (pipelines/egress.py). Refusing is not
+# switchable: this deployment-wide list (comma-separated CIDRs, addresses or hosts, each with an
+# optional :port) is added to every company's own allow-list. Empty by default.
+EGRESS_ALLOW = env_list("EGRESS_ALLOW", "")
+# Seconds a worker process keeps a company's parsed allow-list before reading it again.
+EGRESS_RULES_CACHE_S = float(os.environ.get("EGRESS_RULES_CACHE_S", "5"))
 
 LOGGING = {
     "version": 1,

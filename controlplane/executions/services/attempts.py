@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from controlplane.catalog.services import secret_resolve
 from controlplane.core.errors import ApplicationError
+from controlplane.egress.selectors import company_egress_policy
 from controlplane.executions.models import EventType, Execution, StepRun, StepStatus
 from controlplane.executions.services.events import event_append
 from pipelines.errors import PipelineError, StepConfigError, StepFailed, TemplateError
@@ -102,6 +103,7 @@ def run_spec(
             idempotency_key=idempotency_key,
             context=context,
             deadline_s=time.time() + timeout_s if timeout_s else None,
+            egress=company_egress_policy(company_id),
         )
         output = run_step(
             {"type": spec["type"], "config": rendered}, ctx, render_templates=False,
