@@ -31,6 +31,7 @@ thread of this process every SWEEP_INTERVAL_S.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import secrets
 import signal
@@ -64,6 +65,7 @@ HELD_WAIT_S = 30.0  # for a run to reach its held call before the fault
 WORKERS, CONCURRENCY = 2, 2
 WORKER_APP_NAME = "flowplane-chaos-worker"  # PGAPPNAME of the workers: what the connection cut targets
 GROUP = "work"
+LOG_DIR = REPO / "var" / "chaos"  # worker logs, kept for post-mortems (each start writes a new file)
 
 
 def log(message: str) -> None:
@@ -205,6 +207,7 @@ class Tally:
     lost: int = 0
     wrongly_failed: int = 0
     double_effects: int = 0
+    workers_crashed: int = 0  # exits the bench did not cause (replaced; reported, not a target)
     recoveries: list = field(default_factory=list)
     notes: list = field(default_factory=list)
 
@@ -217,8 +220,9 @@ class Tally:
 
 
 class Bench:
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
+    def __init__(self, workdir: Path, verbose: bool = False) -> None:
+        self.workdir, self.verbose = workdir, verbose
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.effects = EffectServer(hold_max_s=RUN_WAIT_S).start()
         self.redis = RedisServer(workdir / "redis")
         self.redis.start(aof=False)
@@ -232,7 +236,7 @@ class Bench:
 
     def worker_start(self, hostname: str | None = None) -> Worker:
         hostname = hostname or f"chaos{next(self.names)}@bench"
-        worker = Worker(hostname, self.tenant.group.queue_name, self.worker_env, self.workdir, CONCURRENCY).start()
+        worker = Worker(hostname, self.tenant.group.queue_name, self.worker_env, LOG_DIR, CONCURRENCY).start()
         self.workers.append(worker)
         return worker
 
@@ -273,6 +277,9 @@ class Bench:
     def teardown(self) -> None:
         if self.sweeper is not None:
             self.sweeper.stop()
+        # Results this process published subscribed to their channels; let them unsubscribe while
+        # Redis still answers (their finalizers would otherwise retry against a stopped server).
+        gc.collect()
         for worker in self.workers:
             try:
                 worker.stop()
@@ -339,12 +346,28 @@ class Bench:
                 log(f"{kind}: run {run} ended {status}: {describe(run)}")
             elif target is not None:
                 tally.recoveries.append(max(0.0, at.timestamp() - fault_at))
+            if self.verbose:
+                log(f"{kind}: {'chain' if run == runs[0] else 'fanout'} run {run} {status} "
+                    f"{(at.timestamp() - fault_at) if at else float('nan'):.2f}s after the fault; {timeline(run, fault_at)}")
             doubles = {effect: n for effect, n in self.effects.effects_of(run).items() if n > 1}
             if doubles:
                 tally.double_effects += len(doubles)
                 log(f"{kind}: run {run} double effects {doubles}")
         if kind == "redis_restart_aof":
             self.redis.use_aof(False)
+        self.replace_crashed(kind, tally)
+
+    def replace_crashed(self, kind: str, tally: Tally) -> None:
+        """A worker that died of the fault (rather than by the bench's hand) is counted, stopped
+        by its pid, and replaced, so the next fault meets a whole fleet."""
+        for worker in [w for w in self.workers if w.crashed()]:
+            tally.workers_crashed += 1
+            lines = [line for line in worker.log_tail(20000).splitlines() if "CRITICAL" in line or "Error" in line]
+            log(f"{kind}: worker {worker.hostname} (pid {worker.pid}) crashed "
+                f"(exit {worker.process.poll()}): {' | '.join(lines[-3:])[:600]}; replacing it")
+            worker.stop()
+            self.workers.remove(worker)
+            self.worker_start()
 
 
 def describe(run: str) -> str:
@@ -355,6 +378,14 @@ def describe(run: str) -> str:
     events = list(execution.events.order_by("-seq").values_list("type", flat=True)[:6])
     attempts = list(execution.step_runs.order_by("id").values_list("node_id", "shard", "attempt", "status", "worker"))
     return f"status {execution.status}, error {execution.error}, last events {events}, attempts {attempts}"
+
+
+def timeline(run: str, fault_at: float) -> str:
+    """The run's events after the fault, each with its offset from the fault (for --verbose)."""
+    from controlplane.executions.models import ExecutionEvent
+
+    rows = ExecutionEvent.objects.filter(execution_id=run).order_by("seq").values_list("type", "created_at")
+    return " ".join(f"{kind}@{at.timestamp() - fault_at:+.2f}" for kind, at in rows if at.timestamp() > fault_at - 1)
 
 
 # --------------------------------------------------------------------------- the faults
@@ -396,7 +427,12 @@ def fault_pg_connections_cut(bench: Bench, target) -> None:
         raise RuntimeError(f"no worker connection (application_name {WORKER_APP_NAME!r}) to cut")
 
 
+def no_fault(bench: Bench, target) -> None:
+    """The baseline: the call is released and nothing else happens."""
+
+
 FAULTS = {
+    "control": no_fault,
     "worker_kill9": fault_worker_kill9,
     "pool_child_kill9": fault_pool_child_kill9,
     "same_name_replaced": fault_same_name_replaced,
@@ -417,7 +453,7 @@ def report(tallies: dict[str, Tally], rounds: int, elapsed: float) -> bool:
         missed = t.missed()
         ok = ok and not missed
         print(f"{kind:<20} started {t.started:3d}  lost {t.lost}  wrongly failed {t.wrongly_failed}  "
-              f"double effects {t.double_effects}  recovery {rec}  "
+              f"double effects {t.double_effects}  recovery {rec}  workers crashed {t.workers_crashed}  "
               f"{'ok' if not missed else 'MISSED: ' + ', '.join(missed)}", flush=True)
     return ok
 
@@ -431,6 +467,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1, help="rounds; each injects every fault kind once")
     parser.add_argument("--kinds", default=",".join(FAULTS), help="comma-separated subset of the kinds")
+    parser.add_argument("--verbose", action="store_true", help="each run's events after its fault, on stderr")
     args = parser.parse_args()
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in FAULTS]
@@ -443,7 +480,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="flowplane-chaos-") as tmp:
         bench = None
         try:
-            bench = Bench(Path(tmp))
+            bench = Bench(Path(tmp), verbose=args.verbose)
             bench.setup()
             log(f"set up in {time.monotonic() - started:.0f}s (redis on port {bench.redis.port}, "
                 f"effect server on port {bench.effects.port})")
