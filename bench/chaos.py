@@ -31,7 +31,6 @@ thread of this process every SWEEP_INTERVAL_S.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import secrets
 import signal
@@ -192,6 +191,7 @@ class Sweeper(threading.Thread):
                 log(f"sweep failed ({type(exc).__name__}: {str(exc).strip()[:200]}); next interval retries")
                 connection.close()
         connection.close()
+        results_unsubscribe()  # this thread's own (Celery's backend is per thread)
 
     def stop(self) -> None:
         self.halt.set()
@@ -212,6 +212,8 @@ class Tally:
     notes: list = field(default_factory=list)
 
     def missed(self) -> list[str]:
+        if not self.started:
+            return ["not run"]
         out = [f"{n} {what}" for n, what in [(self.lost, "lost"), (self.wrongly_failed, "wrongly failed"),
                                               (self.double_effects, "double effects")] if n]
         if self.recoveries and max(self.recoveries) > RECOVERY_TARGET_S:
@@ -277,9 +279,7 @@ class Bench:
     def teardown(self) -> None:
         if self.sweeper is not None:
             self.sweeper.stop()
-        # Results this process published subscribed to their channels; let them unsubscribe while
-        # Redis still answers (their finalizers would otherwise retry against a stopped server).
-        gc.collect()
+        results_unsubscribe()
         for worker in self.workers:
             try:
                 worker.stop()
@@ -368,6 +368,22 @@ class Bench:
             worker.stop()
             self.workers.remove(worker)
             self.worker_start()
+
+
+def results_unsubscribe() -> None:
+    """Celery's Redis result backend (one per thread) subscribes the thread to the channel of every
+    task it publishes; close that subscription before Redis stops, and forget its channels, or each
+    result's finalizer retries unsubscribing against a stopped server (20 s at exit)."""
+    from django.conf import settings
+
+    if not settings.configured:
+        return
+    from workers.celery import app
+
+    consumer = getattr(app.backend, "result_consumer", None)
+    if consumer is not None:
+        consumer.stop()
+        consumer.subscribed_to.clear()
 
 
 def describe(run: str) -> str:
@@ -475,6 +491,7 @@ def main() -> int:
         parser.error(f"unknown kinds {unknown}; choose from {list(FAULTS)}" if unknown else "--rounds must be >= 1")
 
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # also when started in the background
     started = time.monotonic()
     tallies = {kind: Tally() for kind in kinds}
     with tempfile.TemporaryDirectory(prefix="flowplane-chaos-") as tmp:
