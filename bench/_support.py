@@ -85,7 +85,16 @@ class RedisServer:
             except Exception:
                 return False
 
-        wait_until(answers, 10, f"redis-server on port {self.port}", interval=0.02)
+        try:
+            wait_until(answers, 10, f"redis-server on port {self.port}", interval=0.02)
+        except BaseException:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
 
     def use_aof(self, enabled: bool) -> None:
         """Switch AOF on or off while running (no restart, nothing lost): on, it rewrites the
@@ -118,8 +127,7 @@ class RedisServer:
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=10)
+            self.kill()
 
     def restart(self, *, aof: bool) -> None:
         self.shutdown_nosave()

@@ -243,13 +243,16 @@ class Bench:
         return worker
 
     def worker_of(self, hostname: str) -> Worker:
-        return next(w for w in self.workers if w.hostname == hostname and w.alive())
+        worker = next((w for w in self.workers if w.hostname == hostname and w.alive()), None)
+        if worker is None:
+            raise RuntimeError(f"the attempt's worker {hostname!r} is not a live worker of this bench")
+        return worker
 
     def fleet_ready(self) -> None:
         """Every worker process ready, with its full pool, and live in PostgreSQL."""
         from controlplane.fleet.selectors import live_workers
 
-        self.workers = [w for w in self.workers if w.alive()]
+        self.workers = [w for w in self.workers if not w.killed]
         for worker in self.workers:
             worker.wait_ready()
         wait_until(lambda: all(len(w.child_pids()) >= CONCURRENCY for w in self.workers), 30, "full worker pools")
@@ -306,6 +309,7 @@ class Bench:
     def inject(self, kind: str, tally: Tally) -> None:
         from controlplane.executions.models import TERMINAL_EXECUTION_STATUSES, Execution, ExecutionStatus
 
+        self.replace_crashed(kind, tally)  # one that died late of the previous fault
         self.fleet_ready()
         if kind == "redis_restart_aof":
             self.redis.use_aof(True)

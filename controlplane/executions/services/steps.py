@@ -100,10 +100,34 @@ def step_execute(
             outcome = _record_locked(execution, run, job, rendered, output, error, context)
             return finish_after(outcome, execution_id, delivery, final=final, locked=execution)
     # Claimed and committed: the step runs outside any transaction, then its result is recorded.
-    rendered, output, error = run_attempt(execution.company_id, run, job, context)
+    rendered, output, error = _run_claimed(execution.company_id, run, job, context)
     outcome = _until_recorded(lambda: _record_step(execution_id, run.pk, job, rendered, output, error, context,
                                                    delivery), execution_id=execution_id, node_id=node_id)
     return finish_after(outcome, execution_id, delivery, final=final)
+
+
+def _run_claimed(company_id: int, run: StepRun, job, context):
+    """Run a claimed, committed attempt. The engine reads PostgreSQL while a step runs (the egress
+    allow-list when it connects, its secrets): if such a read broke the connection, the attempt's
+    error is the database's, not the step's, and however the step type wrapped it, it must not
+    fail the attempt for good. The database error is raised instead: the task retries (as for any
+    lost connection) and its retry takes this attempt over, with the same idempotency key.
+
+    Django flags a connection on which an error that may have broken it was raised
+    (`errors_occurred`, what `close_if_unusable_or_obsolete` reads); the claim just succeeded on
+    this connection, so a flag raised now was raised under the step. Only a connection that is
+    broken counts: an error on a healthy one (a missing table) would fail every retry the same."""
+    flagged_before = connection.errors_occurred
+    rendered, output, error = run_attempt(company_id, run, job, context)
+    if error is not None and not flagged_before and connection.errors_occurred and not _connection_usable():
+        logger.warning("step.database_failed_under_step", extra={
+            "execution_id": str(run.execution_id), "step": run.node_id, "error": error.get("message")})
+        raise OperationalError(f"the database failed while step {run.node_id!r} ran: {error.get('message')}")
+    return rendered, output, error
+
+
+def _connection_usable() -> bool:
+    return connection.connection is not None and connection.is_usable()
 
 
 def _until_recorded(record, *, execution_id, node_id: str):
