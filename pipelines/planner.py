@@ -417,11 +417,15 @@ def _check_capacity(drafts: Iterable[_Draft], edges: set, fleet: FleetSnapshot, 
             continue
         widest = widest_concurrent(by_group[group], edges)
         if widest.weight > state.concurrency:
-            shown = ", ".join(widest.jobs[:5]) + (f" and {len(widest.jobs) - 5} more" if len(widest.jobs) > 5 else "")
+            weights = by_group[group]
+            shown = ", ".join(j if weights[j] == 1 else f"{j} x{weights[j]}" for j in widest.jobs[:5])
+            if len(widest.jobs) > 5:
+                shown += f" and {len(widest.jobs) - 5} more"
             warnings.append(Issue(
                 f"fleet.{group}",
-                f"group {group!r} needs {widest.weight} slots at once ({shown} can run concurrently) but has "
-                f"{state.concurrency} live slots on {state.live_workers} worker(s); add workers or lower replicas",
+                f"group {group!r} needs {widest.weight} slots at once for jobs that can run at the same time "
+                f"({shown}) but has {state.concurrency} live slots on {state.live_workers} worker(s); "
+                "add workers or lower replicas",
                 CAPACITY,
             ))
 

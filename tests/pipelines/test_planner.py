@@ -249,13 +249,13 @@ def test_capacity_warning_counts_the_widest_set_of_concurrent_jobs():
     (warning,) = p.warnings
     assert (warning.code, warning.path) == ("capacity", "fleet.ingest")
     assert "needs 4 slots at once" in warning.message and "3 live slots" in warning.message
-    assert "b0, b1, b2 can run concurrently" in warning.message
+    assert "for jobs that can run at the same time (b0 x2, b1, b2)" in warning.message
     assert plan(parallel_graph(3), fleet=fleet(ingest=(1, 3))).warnings == ()  # 3 branches, 3 slots
 
 
 def test_capacity_warning_names_at_most_five_jobs():
     (warning,) = plan(parallel_graph(8), fleet=fleet(ingest=(1, 2))).warnings
-    assert "needs 8 slots at once (b0, b1, b2, b3, b4 and 3 more can run concurrently)" in warning.message
+    assert "needs 8 slots at once for jobs that can run at the same time (b0, b1, b2, b3, b4 and 3 more)" in warning.message
 
 
 # --------------------------------------------------------------------------- diff
