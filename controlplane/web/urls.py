@@ -1,4 +1,4 @@
-"""Routes of the operator pages (server-rendered, read-only, login required) and their own sign-in.
+"""Routes of the operator pages (server-rendered, login required), their few actions, and their sign-in.
 
 The pages sign in through Django's auth views at /login/ and /logout/, not through the admin's
 login (which admits staff only): any member of a company signs in here with their username and
@@ -7,7 +7,7 @@ password, and every page then shows only the companies they belong to.
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from controlplane.web import views
+from controlplane.web import actions, views
 
 app_name = "web"
 
@@ -19,5 +19,7 @@ urlpatterns = [
     path("executions/", views.execution_list, name="execution-list"),
     path("executions/<uuid:execution_id>/", views.execution_detail, name="execution-detail"),
     path("deployments/<int:deployment_id>/", views.deployment_detail, name="deployment-detail"),
+    path("deployments/<int:deployment_id>/<slug:action>/", actions.deployment_action, name="deployment-action"),
+    path("executions/<uuid:execution_id>/<slug:action>/", actions.execution_action, name="execution-action"),
     path("fleet/", views.fleet, name="fleet"),
 ]
