@@ -41,11 +41,15 @@ from pipelines.concurrency import widest_concurrent
 from pipelines.errors import Issue
 from pipelines.graph import find_cycle, is_int
 from pipelines.job_diff import (  # noqa: F401  re-exported: callers import them from here
+    ABSENT,
     ACTIONS,
+    FieldChange,
     JobChange,
     changed_fields,
+    changed_values,
     diff_jobs,
     summarize,
+    summary_bucket,
 )
 from pipelines.secrets import MISSING_SECRET, secret_issues  # noqa: F401  MISSING_SECRET re-exported
 
@@ -123,7 +127,7 @@ class Plan:
 
     @property
     def summary(self) -> dict[str, int]:
-        """Counts per action plus ``move`` (a moved job is also counted under its action)."""
+        """Jobs per action plus ``move``, each job once: an update that moves a job is a ``move`` only."""
         return summarize(self.changes)
 
     @property

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.views.decorators.http import require_POST
-from django.contrib.auth.decorators import login_required
 
 from controlplane.core.errors import ApplicationError, NotFound, PermissionDenied
 from controlplane.deployments import selectors as deployment_selectors
