@@ -118,7 +118,13 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-LOGIN_URL = "/admin/login/"
+
+# --- Operator sign-in (web pages) ---------------------------------------------------------------
+# The operator pages have their own login (Django's auth views), open to every company member;
+# staff keep the admin's login at /admin/. Paths, not URL names, so `?next=` links read plainly.
+LOGIN_URL = os.environ.get("LOGIN_URL", "/login/")
+LOGIN_REDIRECT_URL = os.environ.get("LOGIN_REDIRECT_URL", "/")
+LOGOUT_REDIRECT_URL = os.environ.get("LOGOUT_REDIRECT_URL", "/login/")
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
