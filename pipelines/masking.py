@@ -12,7 +12,8 @@ each of its common spellings:
 - URL-encoded with ``quote`` (``safe=""`` and the default ``"/"``) and ``quote_plus``, with upper-
   and lower-case hex escapes;
 - JSON-escaped (``json.dumps`` without the quotes), with non-ASCII kept and ``\\uXXXX``-escaped
-  (either hex case), and JSON-escaped twice (JSON text inside a JSON string).
+  (either hex case), and JSON-escaped twice (JSON text inside a JSON string);
+- as Python writes it in ``repr`` (of the text, and of its UTF-8 bytes), as exception messages do.
 
 Short values: a value of fewer than ``MIN_ENCODED_LENGTH`` characters is masked verbatim only.
 Its encodings are 1-8 characters that occur by chance in any base64 blob, URL or id, so masking
@@ -68,7 +69,9 @@ def secret_forms(value: str) -> frozenset[str]:
             forms |= {quoted, _PERCENT_HEX.sub(lambda m: m.group().lower(), quoted)}
         for escaped in (json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(value)[1:-1]):
             forms |= {escaped, _UNICODE_ESCAPE.sub(lambda m: m.group().upper().replace("\\U", "\\u"), escaped)}
-            forms.add(json.dumps(escaped)[1:-1])
+            forms |= {json.dumps(escaped)[1:-1], json.dumps(escaped, ensure_ascii=False)[1:-1]}
+        # Python reprs, as exception messages write values (`!r`): of the text and of its bytes.
+        forms |= {repr(value)[1:-1], ascii(value)[1:-1], repr(value.encode("utf-8"))[2:-1]}
     return frozenset(form for form in forms if form)
 
 

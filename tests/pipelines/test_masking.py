@@ -47,6 +47,9 @@ ENCODINGS = {
     "json-ascii-escaped": json.dumps(SECRET)[1:-1],
     "json-upper-unicode-escape": json.dumps(SECRET)[1:-1].replace("\\u00f6", "\\u00F6"),
     "json-twice": json.dumps(json.dumps(SECRET)[1:-1])[1:-1],
+    "json-twice-non-ascii-kept": json.dumps(json.dumps(SECRET, ensure_ascii=False)[1:-1], ensure_ascii=False)[1:-1],
+    "repr": repr(SECRET)[1:-1],
+    "bytes-repr": repr(SECRET.encode())[2:-1],
 }
 
 

@@ -103,11 +103,16 @@ def run_spec(
 
 
 def masked_results(mask: SecretMask, rendered, output, error) -> tuple[Any, Any, dict | None]:
-    """(rendered input, output, error) with `mask` applied; an output too deep to mask is refused."""
+    """(rendered input, output, error) with `mask` applied. What nests too deep to mask is not
+    recorded: the input becomes a note, the output a (non-retryable) step error."""
     try:
-        return mask.apply(rendered), mask.apply(output), mask.apply(error)
+        rendered = mask.apply(rendered)
     except MaskDepthError as exc:
-        return mask.apply(rendered), None, {"message": str(exc), "retryable": False, "details": {"reason": "too_deep"}}
+        rendered = {"not_recorded": str(exc)}
+    try:
+        return rendered, mask.apply(output), mask.apply(error)
+    except MaskDepthError as exc:
+        return rendered, None, {"message": str(exc), "retryable": False, "details": {"reason": "too_deep"}}
 
 
 def _run_spec(spec, *, context, resolver, execution_id, node_id, attempt, shard, shard_count, idempotency_key,
