@@ -6,7 +6,8 @@ resolved for a step is replaced by ``***`` wherever the engine records anything 
 each of its common spellings:
 
 - verbatim;
-- base64, standard and URL-safe alphabets, with and without ``=`` padding, plus the run of
+- base64 (of the UTF-8 bytes, and of the latin-1 bytes HTTP headers travel as), standard and
+  URL-safe alphabets, with and without ``=`` padding, plus the run of
   characters that spells the value inside a longer base64 text at either of the other two byte
   alignments (``Basic base64("user:" + secret)``);
 - URL-encoded with ``quote`` (``safe=""`` and the default ``"/"``) and ``quote_plus``, with upper-
@@ -65,6 +66,10 @@ def secret_forms(value: str) -> frozenset[str]:
     forms = {value}
     if len(value) >= MIN_ENCODED_LENGTH:
         forms |= _base64_forms(value.encode("utf-8"))
+        try:  # HTTP headers travel as latin-1: a server echoing a header's bytes encodes those
+            forms |= _base64_forms(value.encode("latin-1"))
+        except UnicodeEncodeError:
+            pass
         for quoted in (quote(value, safe=""), quote(value), quote_plus(value, safe=""), quote_plus(value)):
             forms |= {quoted, _PERCENT_HEX.sub(lambda m: m.group().lower(), quoted)}
         for escaped in (json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(value)[1:-1]):

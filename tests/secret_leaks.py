@@ -6,6 +6,7 @@ The spellings are computed here with the standard library, independently of
 from __future__ import annotations
 
 import base64
+import html
 import json
 from urllib.parse import quote, quote_plus
 
@@ -21,6 +22,7 @@ def plaintext_forms(secret: str) -> dict[str, str]:
         "base64-unpadded": base64.b64encode(raw).decode().rstrip("="),
         "base64url": base64.urlsafe_b64encode(raw).decode(),
         "base64url-unpadded": base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        "base64-latin1": base64.b64encode(secret.encode("latin-1", "replace")).decode(),
         "quote": quote(secret, safe=""),
         "quote-default-safe": quote(secret),
         "quote_plus": quote_plus(secret),
@@ -29,6 +31,7 @@ def plaintext_forms(secret: str) -> dict[str, str]:
         "json-twice": json.dumps(json.dumps(secret, ensure_ascii=False)[1:-1], ensure_ascii=False)[1:-1],
         "repr": repr(secret)[1:-1],
         "bytes-repr": repr(raw)[2:-1],
+        "html-escaped": html.escape(secret),
         "basic-auth": base64.b64encode(b"user:" + raw).decode(),
     }
     return forms

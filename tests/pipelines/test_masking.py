@@ -37,6 +37,7 @@ ENCODINGS = {
     "verbatim": SECRET,
     "base64": b64(SECRET),
     "base64-unpadded": b64(SECRET).rstrip("="),
+    "base64-latin1-bytes": base64.b64encode(SECRET.encode("latin-1")).decode(),
     "base64url": b64url(SECRET),
     "base64url-unpadded": b64url(SECRET).rstrip("="),
     "quote": quote(SECRET, safe=""),
