@@ -22,9 +22,10 @@ them would shred unrelated data while hiding almost nothing: a value that short 
 anyway. The verbatim form is masked at any length: a mangled log beats a leaked value.
 
 ``SecretMask`` is built once per step run from the resolved values: every form is precomputed
-into one regular-expression alternation (longest first), so masking a string is a substring
-pre-check plus, only when some form occurs, one scan that finds every occurrence, overlapping
-ones included (two secrets sharing characters are both hidden, as one ``***``).
+into one regular expression (a trie of their first characters, see ``_FormFinder``), so masking
+a string is a pre-check plus, only when some form occurs, one scan that finds every occurrence,
+longest first, overlapping ones included (two secrets sharing characters are both hidden, as one
+``***``).
 
 ``masking_scope`` makes the mask of the step running in the current context (thread or task)
 visible to ``active_mask``, for a logging filter that masks records emitted while it runs.
@@ -38,6 +39,9 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from itertools import groupby
+from operator import itemgetter
+from os.path import commonprefix
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -101,17 +105,15 @@ class SecretMask:
     Falsy when there is nothing to mask; then ``apply`` returns its argument itself.
     """
 
-    __slots__ = ("values", "_forms", "_pattern")
+    __slots__ = ("values", "_forms", "_finder")
 
     def __init__(self, values: Iterable[str] = ()) -> None:
         self.values = frozenset(v for v in values if isinstance(v, str) and v)
         forms: set[str] = set()
         for value in self.values:
             forms |= secret_forms(value)
-        # Longest first: at each position the alternation takes the longest form that matches.
         self._forms = tuple(sorted(forms, key=lambda f: (-len(f), f)))
-        self._pattern = (re.compile("(?=(" + "|".join(map(re.escape, self._forms)) + "))")
-                         if self._forms else None)
+        self._finder = _FormFinder(self._forms) if self._forms else None
 
     def __bool__(self) -> bool:
         return bool(self._forms)
@@ -125,15 +127,11 @@ class SecretMask:
 
     def text(self, text: str) -> str:
         """``text`` with every occurrence of every form replaced; overlapping ones as one ``MASK``."""
-        if self._pattern is None or not any(form in text for form in self._forms):
+        if self._finder is None:
             return text
-        spans: list[list[int]] = []
-        for match in self._pattern.finditer(text):
-            start, end = match.start(), match.start() + len(match.group(1))
-            if spans and start <= spans[-1][1]:
-                spans[-1][1] = max(spans[-1][1], end)
-            else:
-                spans.append([start, end])
+        spans = self._finder.spans(text)
+        if not spans:
+            return text
         out, last = [], 0
         for start, end in spans:
             out += [text[last:start], MASK]
@@ -182,6 +180,76 @@ class SecretMask:
 
 
 EMPTY_MASK = SecretMask()
+
+# Up to this many forms, plain substring checks (C's fast search) tell quickest that a text holds
+# none; beyond, one scan of the finder's pattern does.
+_SUBSTRING_CHECKS = 32
+# Forms are found by their first characters, then checked whole: the pattern's size (and the time
+# `re` takes to compile it) does not grow with the length of the secrets, nor its nesting.
+_PREFIX_CHARS = 16
+
+
+class _FormFinder:
+    """Finds every occurrence of a set of forms, overlapping ones included, in one scan.
+
+    A regex over the forms' first ``_PREFIX_CHARS`` characters, folded into a trie (``ab|ac`` ->
+    ``a(?:b|c)``) so the engine skips characters no form starts with and steps through the rest a
+    character at a time instead of trying every form at every position, finds each position where
+    some form may start (with the longest prefix matching there), searching again from the next
+    character so that overlapping occurrences are found too; the candidates with that prefix are
+    then compared whole, longest first.
+    """
+
+    def __init__(self, forms: tuple[str, ...]) -> None:
+        self.forms = forms
+        by_prefix: dict[str, list[str]] = {}
+        for form in forms:  # longest first, so each list is too
+            by_prefix.setdefault(form[:_PREFIX_CHARS], []).append(form)
+        # A matched prefix p may also start the forms whose own (shorter) prefix is a prefix of p.
+        self.candidates = {
+            prefix: sorted((f for n in range(1, len(prefix) + 1) for f in by_prefix.get(prefix[:n], ())),
+                           key=len, reverse=True)
+            for prefix in by_prefix
+        }
+        self.pattern = re.compile(_trie_regex(sorted(by_prefix)))
+
+    def spans(self, text: str) -> list[list[int]]:
+        """Merged ``[start, end)`` spans of every form in ``text``; empty when there is none."""
+        if len(self.forms) <= _SUBSTRING_CHECKS:
+            if not any(form in text for form in self.forms):
+                return []
+        elif self.pattern.search(text) is None:
+            return []
+        spans: list[list[int]] = []
+        match = self.pattern.search(text)
+        while match is not None:
+            start = match.start()
+            for form in self.candidates[match.group()]:
+                if text.startswith(form, start):
+                    end = start + len(form)
+                    if spans and start <= spans[-1][1]:
+                        spans[-1][1] = max(spans[-1][1], end)
+                    else:
+                        spans.append([start, end])
+                    break
+            # The next form may start inside this one (overlapping secrets, base64 interiors).
+            match = self.pattern.search(text, start + 1)
+        return spans
+
+
+def _trie_regex(words: list[str]) -> str:
+    """One regex matching the longest of the sorted, distinct, non-empty ``words`` at a position."""
+    branches = []
+    for _, group in groupby(words, key=itemgetter(0)):
+        group = list(group)
+        prefix = commonprefix(group)
+        rest = [word[len(prefix):] for word in group]
+        ends_here = rest[0] == ""  # sorted: the empty remainder comes first
+        rest = [word for word in rest if word]
+        tail = _trie_regex(rest) if rest else ""
+        # A word ending here: the longer ones through this node are tried first (greedy `?`).
+        branches.append(re.escape(prefix) + (f"(?:{tail})?" if ends_here and tail else tail))
+    return branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
 
 
 class MaskingScope:

@@ -197,3 +197,27 @@ class TestScope:
             with pytest.raises(KeyError):
                 scope.recording({}.__getitem__)("gone")
             assert not scope.mask
+
+
+def test_forms_sharing_their_first_characters_are_each_checked_whole():
+    long, other, short = "common-prefix-0123456789-A-tail", "common-prefix-0123456789-B-more", "common"
+    mask = SecretMask([long, other, short])
+    assert mask.text(f"1 {long} 2 {other} 3 common-prefix-0123456789-C") == f"1 {MASK} 2 {MASK} 3 {MASK}-prefix-0123456789-C"
+    assert SecretMask(["abcdef", "abcdefghijklmnopqrstuvwxyz"]).text("abcdefghijklmnopQ") == f"{MASK}ghijklmnopQ"
+
+
+def test_many_and_long_secrets_build_and_scan_in_bounded_time():
+    import secrets as random_secrets
+    import time
+
+    values = [random_secrets.token_urlsafe(24) for _ in range(500)] + [random_secrets.token_urlsafe(48_000)]
+    started = time.perf_counter()
+    mask = SecretMask(values)
+    text = "x" * 500_000 + values[0] + "y" * 1000 + values[-1]
+    assert mask.text(text) == "x" * 500_000 + MASK + "y" * 1000 + MASK
+    assert time.perf_counter() - started < 10
+
+
+def test_secrets_that_are_prefixes_of_each_other_do_not_nest_the_pattern_too_deep():
+    mask = SecretMask(["a" * n for n in range(1, 1500)])
+    assert mask.text("b" + "a" * 3000 + "b") == f"b{MASK}b"
