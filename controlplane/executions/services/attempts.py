@@ -22,6 +22,7 @@ from controlplane.executions.services.events import event_append
 from pipelines.errors import PipelineError, StepConfigError, StepFailed, TemplateError
 from pipelines.masking import MaskDepthError, SecretMask, masking_scope
 from pipelines.steps import StepContext, get_step_type, run_step
+from pipelines.steps.registry import check_rendered_refs
 from pipelines.templating import find_templates, render
 
 # Waiting for predecessors (a duplicate or early chord body) or for running steps (the saga):
@@ -119,7 +120,9 @@ def _run_spec(spec, *, context, resolver, execution_id, node_id, attempt, shard,
               timeout_s) -> tuple[Any, Any, dict | None]:
     rendered = None
     try:
-        rendered = render(spec.get("config") or {}, context)
+        config = spec.get("config") or {}
+        rendered = render(config, context)
+        check_rendered_refs(config, rendered)
         ctx = StepContext(
             execution_id=execution_id,
             node_id=node_id,

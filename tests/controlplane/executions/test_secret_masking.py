@@ -160,3 +160,36 @@ def test_another_tenants_secret_of_the_same_name_is_never_resolved(groups, proje
 
     assert StepRun.objects.get(execution=execution).output == {"t": "***"}
     assert database_leaks(plaintext_forms("globex-only-value")) == []
+
+
+def test_a_template_interpolating_an_output_that_held_the_secret_stores_and_sends_only_the_mask(
+        groups, project, owner, secret):
+    execution = start(project, owner, [
+        job("echo", "python", config={"callable": "echo", "kwargs": {"token": REF}}),
+        job("use", "python", config={"callable": "echo", "kwargs": {"auth": "Bearer {{ .steps.echo.output.token }}"}}),
+    ], edges(("echo", "use")))
+
+    step(execution, "echo")
+    step(execution, "use")
+
+    use = StepRun.objects.get(execution=execution, node_id="use")
+    assert use.input["kwargs"]["auth"] == "Bearer ***" and use.output == {"auth": "Bearer ***"}
+    assert database_leaks(FORMS) == []
+
+
+def test_run_time_data_cannot_choose_a_secret_to_resolve(groups, project, owner, company, secret):
+    # Run-time data (a trigger's input, an upstream output) holds a reference; templating it into
+    # a step's config must not make the engine resolve that secret.
+    secret_set(company=company, name="other", value="other-secret-value")
+    execution = start(project, owner, [
+        job("upstream"),
+        job("use", "python", config={"callable": "echo", "kwargs": {"t": "{{ .trigger.ref }}"}}),
+    ], edges(("upstream", "use")), input={"ref": {"$secret": "other"}})
+
+    step(execution, "upstream")
+    outcome = step(execution, "use")
+
+    assert outcome.action == "fail"
+    use = StepRun.objects.get(execution=execution, node_id="use")
+    assert [i["code"] for i in use.error["details"]["issues"]] == ["invalid_config"]
+    assert database_leaks(plaintext_forms("other-secret-value")) == []
