@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.test import Client
 
 from controlplane.catalog.services import secret_set
 from controlplane.executions.models import DeadLetter, EventType, ExecutionStatus, StepRun
@@ -81,8 +83,8 @@ def echo_server():
 
 
 @pytest.fixture
-def traced_fleet(settings, monkeypatch):
-    """The fleet's workers with OpenTelemetry console spans in their logs."""
+def tracing_on(monkeypatch):
+    """Workers started after this print their OpenTelemetry spans into their logs."""
     monkeypatch.setenv("FLOWPLANE_OTEL", "console")
 
 
@@ -103,7 +105,7 @@ def leaky_workflow(server) -> tuple[list, list]:
     ], edges(("echo", "spill"), ("spill", "say"), ("say", "shape"), ("shape", "call"), ("call", "boom"))
 
 
-def test_a_secret_reaching_every_echoing_step_is_in_no_store(traced_fleet, fleet, echo_server, project, company,
+def test_a_secret_reaching_every_echoing_step_is_in_no_store(tracing_on, fleet, echo_server, project, company,
                                                              owner, client_for, redis_test_db):
     secret_set(company=company, name="api-token", value=SECRET)
     secret_set(company=company, name="plain-token", value=PLAIN)
@@ -113,6 +115,7 @@ def test_a_secret_reaching_every_echoing_step_is_in_no_store(traced_fleet, fleet
 
     # Given: the secret really reached every step and the server.
     assert execution.status == ExecutionStatus.COMPENSATED, execution.error
+    assert echo_server.seen == [SECRET] * 5  # call, boom twice, two http compensations
     runs = {(r.node_id, r.attempt, r.is_compensation): r for r in StepRun.objects.filter(execution=execution)}
     assert runs[("echo", 1, False)].output == {"token": "***", "list": ["***"], "plain": "***"}
     assert runs[("echo", 1, False)].input["kwargs"]["token"] == REF
@@ -131,8 +134,9 @@ def test_a_secret_reaching_every_echoing_step_is_in_no_store(traced_fleet, fleet
     assert execution.events.filter(type=EventType.STEP_RETRYING).exists()
     # Every task's result is in Redis before its worker logs the task as done.
     workers = fleet.workers.values()
-    wait_until(lambda: any("flowplane.saga_finish[" in w.log_text() and "succeeded" in w.log_text() for w in workers),
-               timeout=20, what="the saga's last task to be recorded")
+    finished = re.compile(r"Task flowplane\.saga_finish\[[^\]]+\] succeeded")
+    wait_until(lambda: any(finished.search(w.log_text()) for w in workers), timeout=20,
+               what="the saga's last task to be recorded")
     logs = {w.hostname: w.log_text() for w in workers}
     assert "step.log ***" in logs["ingest1@e2e"] and "spill: printing ***" in logs["load1@e2e"]
     assert "spill: an exception about '***'" in logs["load1@e2e"]
@@ -149,8 +153,6 @@ def test_a_secret_reaching_every_echoing_step_is_in_no_store(traced_fleet, fleet
         response = viewer.get(path)
         assert response.status_code == 200, path
         leaks += leaks_in(response.content.decode(), FORMS, path)
-    from django.test import Client
-
     pages = Client()
     pages.force_login(viewer_user)
     page = pages.get(f"/executions/{execution.pk}/")
