@@ -42,9 +42,11 @@ FAST_RETRY = {"max_attempts": 2, "initial_delay_s": 0.05, "max_delay_s": 0.1, "j
 
 
 @pytest.fixture
-def echo_server():
+def echo_server(company):
     """Echoes the X-Token header it gets: in a JSON body (plain, base64, Basic auth), or, on
-    /fail, in the text of a 500."""
+    /fail, in the text of a 500. Acme's egress allow-list opens exactly its port."""
+    from controlplane.egress.services import egress_rule_create
+
     seen: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -76,6 +78,8 @@ def echo_server():
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    egress_rule_create(company=company, entry=f"127.0.0.1:{server.server_address[1]}",
+                       description="the secrets e2e test's echo server")
     server.seen = seen
     yield server
     server.shutdown()

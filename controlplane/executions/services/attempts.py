@@ -6,6 +6,7 @@ Ignore, raise), so the services stay testable without a broker.
 from __future__ import annotations
 
 import importlib
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -17,6 +18,7 @@ from django.utils import timezone
 
 from controlplane.catalog.services import secret_resolve
 from controlplane.core.errors import ApplicationError
+from controlplane.egress.selectors import company_egress_policy
 from controlplane.executions.models import EventType, Execution, StepRun, StepStatus
 from controlplane.executions.services.events import event_append
 from pipelines.errors import PipelineError, StepConfigError, StepFailed, TemplateError
@@ -44,6 +46,7 @@ class Delivery:
     queue: str = ""
     retries: int = 0
     request: dict = field(default_factory=dict)
+    pid: int | None = None  # the process running the task (a pool child)
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,8 @@ def run_spec(
     load_callable_modules()
     with masking_scope() as scope:
         rendered, output, error = _run_spec(
-            spec, context=context, resolver=scope.recording(company_secret_resolver(company_id)),
-            execution_id=execution_id, node_id=node_id, attempt=attempt, shard=shard, shard_count=shard_count,
+            spec, context=context, company_id=company_id,
+            resolver=scope.recording(company_secret_resolver(company_id)), execution_id=execution_id, node_id=node_id, attempt=attempt, shard=shard, shard_count=shard_count,
             idempotency_key=idempotency_key, timeout_s=timeout_s,
         )
     return masked_results(scope.mask, rendered, output, error)
@@ -116,8 +119,8 @@ def masked_results(mask: SecretMask, rendered, output, error) -> tuple[Any, Any,
         return rendered, None, {"message": str(exc), "retryable": False, "details": {"reason": "too_deep"}}
 
 
-def _run_spec(spec, *, context, resolver, execution_id, node_id, attempt, shard, shard_count, idempotency_key,
-              timeout_s) -> tuple[Any, Any, dict | None]:
+def _run_spec(spec, *, context, company_id, resolver, execution_id, node_id, attempt, shard, shard_count,
+              idempotency_key, timeout_s) -> tuple[Any, Any, dict | None]:
     rendered = None
     try:
         config = spec.get("config") or {}
@@ -132,6 +135,7 @@ def _run_spec(spec, *, context, resolver, execution_id, node_id, attempt, shard,
             idempotency_key=idempotency_key,
             context=context,
             deadline_s=time.time() + timeout_s if timeout_s else None,
+            egress=company_egress_policy(company_id),
         )
         output = run_step({"type": spec["type"], "config": rendered}, ctx, render_templates=False,
                           secret_resolver=resolver)
@@ -171,7 +175,7 @@ def new_attempt(execution: Execution, job: dict[str, Any], shard: int, shard_cou
     return StepRun(
         execution=execution, node_id=job["id"], shard=shard, shard_count=shard_count,
         attempt=max((run.attempt for run in previous), default=0) + 1, group=job["group"], queue=delivery.queue,
-        worker=delivery.worker, task_id=delivery.task_id, started_at=timezone.now(),
+        worker=delivery.worker, task_id=delivery.task_id, pid=delivery.pid, started_at=timezone.now(),
         request={} if deferred else delivery.request, status=StepStatus.RUNNING,
     )
 
@@ -238,6 +242,20 @@ def attempt_expired(run: StepRun, job: dict[str, Any]) -> bool:
         return False
     limit = timedelta(seconds=hard_time_limit(job["timeout_s"]) + HARD_LIMIT_GRACE_S)
     return timezone.now() - run.started_at > limit
+
+
+def process_gone(run: StepRun, delivery: Delivery) -> bool:
+    """Whether `run`, running, was claimed by another process of the very worker now delivering
+    it again, and that process has exited: Celery re-queued the message of a killed pool child."""
+    if not run.pid or not delivery.worker or run.worker != delivery.worker or run.pid == delivery.pid:
+        return False
+    try:
+        os.kill(run.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
 
 
 def hard_time_limit(timeout_s: float) -> float:
