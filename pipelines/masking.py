@@ -50,8 +50,8 @@ from pipelines.secrets import is_secret_ref
 
 MASK = "***"
 MIN_ENCODED_LENGTH = 6
-# Outputs deeper than this are refused rather than masked: storing them would fail anyway, and a
-# bounded recursion cannot be turned into a crash of the worker by a tenant's callable.
+# Values nesting deeper than this are not masked but refused (and so not recorded): the recursion
+# stays bounded, so a tenant's callable cannot crash the worker with a deep value.
 MAX_DEPTH = 200
 
 _URLSAFE = str.maketrans("+/", "-_")
@@ -77,7 +77,7 @@ def secret_forms(value: str) -> frozenset[str]:
         for quoted in (quote(value, safe=""), quote(value), quote_plus(value, safe=""), quote_plus(value)):
             forms |= {quoted, _PERCENT_HEX.sub(lambda m: m.group().lower(), quoted)}
         for escaped in (json.dumps(value, ensure_ascii=False)[1:-1], json.dumps(value)[1:-1]):
-            forms |= {escaped, _UNICODE_ESCAPE.sub(lambda m: m.group().upper().replace("\\U", "\\u"), escaped)}
+            forms |= {escaped, _UNICODE_ESCAPE.sub(lambda m: "\\u" + m.group()[2:].upper(), escaped)}
             forms |= {json.dumps(escaped)[1:-1], json.dumps(escaped, ensure_ascii=False)[1:-1]}
         # Python reprs, as exception messages write values (`!r`): of the text and of its bytes.
         forms |= {repr(value)[1:-1], ascii(value)[1:-1], repr(value.encode("utf-8"))[2:-1]}
@@ -255,14 +255,22 @@ def _trie_regex(words: list[str]) -> str:
 class MaskingScope:
     """The secrets resolved so far for the step running in this context."""
 
-    __slots__ = ("mask",)
+    __slots__ = ("_values", "_mask")
 
     def __init__(self) -> None:
-        self.mask = EMPTY_MASK
+        self._values: set[str] = set()
+        self._mask = EMPTY_MASK
+
+    @property
+    def mask(self) -> SecretMask:
+        """The mask of every value added so far (built once after the last addition)."""
+        if len(self._mask.values) != len(self._values):
+            self._mask = SecretMask(self._values)
+        return self._mask
 
     def add(self, value: str) -> None:
-        if isinstance(value, str) and value and value not in self.mask.values:
-            self.mask = self.mask.extended([value])
+        if isinstance(value, str) and value:
+            self._values.add(value)
 
     def recording(self, resolver: Callable[[str], str]) -> Callable[[str], str]:
         """``resolver``, adding every value it returns to this scope before the step sees it."""
