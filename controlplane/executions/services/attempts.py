@@ -22,7 +22,9 @@ from controlplane.egress.selectors import company_egress_policy
 from controlplane.executions.models import EventType, Execution, StepRun, StepStatus
 from controlplane.executions.services.events import event_append
 from pipelines.errors import PipelineError, StepConfigError, StepFailed, TemplateError
+from pipelines.masking import MaskDepthError, SecretMask, masking_scope
 from pipelines.steps import StepContext, get_step_type, run_step
+from pipelines.steps.registry import check_rendered_refs
 from pipelines.templating import find_templates, render
 
 # Waiting for predecessors (a duplicate or early chord body) or for running steps (the saga):
@@ -88,12 +90,42 @@ def run_spec(
     """Render and run one step spec: (rendered input, output, error dict or None). Never raises.
 
     The rendered input keeps `{"$secret": name}` references (it is stored and shown); values are
-    resolved from the company's secrets only for the step's own run.
+    resolved from the company's secrets only for the step's own run. This is the one way out of
+    a step run (steps, compensations; locked and unlocked paths), so it is where secrets are
+    masked: every value resolved for the step is `***` in all three results, in each of its
+    encodings (`pipelines.masking`), before anything can record, return or log them; while the
+    step runs, log records emitted in its context are masked by the workers' logging filter.
     """
     load_callable_modules()
+    with masking_scope() as scope:
+        rendered, output, error = _run_spec(
+            spec, context=context, company_id=company_id,
+            resolver=scope.recording(company_secret_resolver(company_id)), execution_id=execution_id, node_id=node_id, attempt=attempt, shard=shard, shard_count=shard_count,
+            idempotency_key=idempotency_key, timeout_s=timeout_s,
+        )
+    return masked_results(scope.mask, rendered, output, error)
+
+
+def masked_results(mask: SecretMask, rendered, output, error) -> tuple[Any, Any, dict | None]:
+    """(rendered input, output, error) with `mask` applied. What nests too deep to mask is not
+    recorded: the input becomes a note, the output a (non-retryable) step error."""
+    try:
+        rendered = mask.apply(rendered)
+    except MaskDepthError as exc:
+        rendered = {"not_recorded": str(exc)}
+    try:
+        return rendered, mask.apply(output), mask.apply(error)
+    except MaskDepthError as exc:
+        return rendered, None, {"message": str(exc), "retryable": False, "details": {"reason": "too_deep"}}
+
+
+def _run_spec(spec, *, context, company_id, resolver, execution_id, node_id, attempt, shard, shard_count,
+              idempotency_key, timeout_s) -> tuple[Any, Any, dict | None]:
     rendered = None
     try:
-        rendered = render(spec.get("config") or {}, context)
+        config = spec.get("config") or {}
+        rendered = render(config, context)
+        check_rendered_refs(config, rendered)
         ctx = StepContext(
             execution_id=execution_id,
             node_id=node_id,
@@ -105,10 +137,8 @@ def run_spec(
             deadline_s=time.time() + timeout_s if timeout_s else None,
             egress=company_egress_policy(company_id),
         )
-        output = run_step(
-            {"type": spec["type"], "config": rendered}, ctx, render_templates=False,
-            secret_resolver=company_secret_resolver(company_id),
-        )
+        output = run_step({"type": spec["type"], "config": rendered}, ctx, render_templates=False,
+                          secret_resolver=resolver)
         return rendered, output, None
     except Exception as exc:  # every failure becomes data: the retry policy decides
         return rendered, None, error_dict(exc, timeout_s=timeout_s)
