@@ -206,6 +206,13 @@ SECRETS_ENCRYPTION_KEY = os.environ.get("SECRETS_ENCRYPTION_KEY", SECRET_KEY)
 # Where `landing` edges put data between groups: a local directory, or an object-store URL.
 LANDING_STORE_URL = os.environ.get("LANDING_STORE_URL", f"file://{VAR_DIR / 'landing'}")
 
+# --- jq sandbox (pipelines.sandbox) ---------------------------------------------------------
+# jq programs and {{ }} templates run in a sandbox process per worker process. A step with
+# timeout_s gives them what remains of it; others get this default budget (seconds). The memory
+# cap bounds the sandbox process's address space (MiB, at least 64).
+JQ_TIME_BUDGET_S = float(os.environ.get("JQ_TIME_BUDGET_S", "5"))
+JQ_MEMORY_MIB = int(os.environ.get("JQ_MEMORY_MIB", "256"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -19,7 +19,7 @@ from controlplane.catalog.services import secret_resolve
 from controlplane.core.errors import ApplicationError
 from controlplane.executions.models import EventType, Execution, StepRun, StepStatus
 from controlplane.executions.services.events import event_append
-from pipelines.errors import PipelineError, StepConfigError, StepFailed, TemplateError
+from pipelines.errors import PipelineError, ResourceExhausted, StepConfigError, StepFailed, TemplateError
 from pipelines.steps import StepContext, get_step_type, run_step
 from pipelines.templating import find_templates, render
 
@@ -89,8 +89,9 @@ def run_spec(
     """
     load_callable_modules()
     rendered = None
+    deadline_s = time.time() + timeout_s if timeout_s else None  # templates and step share it
     try:
-        rendered = render(spec.get("config") or {}, context)
+        rendered = render(spec.get("config") or {}, context, deadline_s=deadline_s)
         ctx = StepContext(
             execution_id=execution_id,
             node_id=node_id,
@@ -99,7 +100,7 @@ def run_spec(
             shard_count=shard_count,
             idempotency_key=idempotency_key,
             context=context,
-            deadline_s=time.time() + timeout_s if timeout_s else None,
+            deadline_s=deadline_s,
         )
         output = run_step(
             {"type": spec["type"], "config": rendered}, ctx, render_templates=False,
@@ -182,8 +183,9 @@ def company_secret_resolver(company_id: int):
 
 
 def error_dict(exc: BaseException, *, timeout_s: float | None = None) -> dict[str, Any]:
-    """{message, retryable, details}: StepFailed says; config/template errors never heal; a
-    timeout and unexpected exceptions may."""
+    """{message, retryable, details}: StepFailed says; config/template errors and a jq program
+    over its limits (details.reason "resource_exhausted") never heal; a timeout and unexpected
+    exceptions may."""
     if isinstance(exc, StepFailed):
         out = exc.to_dict()
         if isinstance(exc.__cause__, SoftTimeLimitExceeded):  # a step type wrapped the time limit
@@ -192,6 +194,8 @@ def error_dict(exc: BaseException, *, timeout_s: float | None = None) -> dict[st
     if isinstance(exc, SoftTimeLimitExceeded):
         return {"message": f"step exceeded its timeout of {timeout_s}s", "retryable": True,
                 "details": {"reason": "timeout"}}
+    if isinstance(exc, ResourceExhausted):  # jq over its time budget or memory cap: never heals
+        return {"message": str(exc), "retryable": False, "details": exc.details()}
     if isinstance(exc, TemplateError):
         return {"message": str(exc), "retryable": False,
                 "details": {"path": exc.path, "expression": exc.expression}}
