@@ -103,6 +103,7 @@ def _cap(cap_bytes: int) -> None:
 def main(argv: list[str]) -> int:
     cap_bytes, parent = int(argv[1]), int(argv[2])
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this process ends
+    os.environ.clear()  # started with none, but Python's locale coercion adds LC_CTYPE
     _die_with_parent(parent)
     _cap(cap_bytes)
     cache: OrderedDict = OrderedDict()

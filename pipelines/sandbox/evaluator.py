@@ -58,7 +58,8 @@ class Evaluator:
         self._owner = 0  # pid of the process that started self._proc
         self._cap_bytes = 0
         self._buffer = bytearray()
-        self.spawned = 0  # how many processes this handle has started (tests, benchmarks)
+        self.spawned = 0  # processes this handle has started, and round trips (tests, benchmarks)
+        self.requests = 0
 
     @property
     def pid(self) -> int | None:
@@ -74,6 +75,7 @@ class Evaluator:
         with self._lock:
             deadline = time.monotonic() + max(0.0, budget_s)
             proc = self._ensure(memory_mib * MIB)
+            self.requests += 1
             try:
                 self._write(proc, request, deadline)
                 reply = self._read_frame(proc, deadline)
