@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -19,7 +20,14 @@ from controlplane.catalog.services import secret_resolve
 from controlplane.core.errors import ApplicationError
 from controlplane.executions.models import EventType, Execution, StepRun, StepStatus
 from controlplane.executions.services.events import event_append
-from pipelines.errors import PipelineError, ResourceExhausted, StepConfigError, StepFailed, TemplateError
+from pipelines.errors import (
+    RESOURCE_EXHAUSTED,
+    PipelineError,
+    ResourceExhausted,
+    StepConfigError,
+    StepFailed,
+    TemplateError,
+)
 from pipelines.steps import StepContext, get_step_type, run_step
 from pipelines.templating import find_templates, render
 
@@ -152,10 +160,20 @@ def started_data(run: StepRun) -> dict[str, Any]:
             "queue": run.queue}
 
 
+# The unlocked path of a side-effect-free step hands any failure to the locked path, which runs
+# the same attempt again. A jq program that exhausted its limits would burn its budget twice (and
+# the second time meet Celery's soft limit instead), so such a result is remembered per attempt.
+_exhausted: OrderedDict[tuple, tuple] = OrderedDict()
+EXHAUSTED_MEMO_SIZE = 64
+
+
 def run_attempt(company_id: int, run: StepRun, job: dict[str, Any], context: dict) -> tuple[Any, Any, dict | None]:
     """Run a claimed attempt's step: (rendered input, output, error dict or None)."""
+    key = (str(run.execution_id), run.node_id, run.shard, run.attempt)
+    if key in _exhausted:
+        return _exhausted[key]
     context["shard"] = {"index": run.shard, "count": run.shard_count}
-    return run_spec(
+    result = run_spec(
         job,
         context=context,
         company_id=company_id,
@@ -167,6 +185,12 @@ def run_attempt(company_id: int, run: StepRun, job: dict[str, Any], context: dic
         idempotency_key=step_idempotency_key(run.execution_id, run.node_id, run.shard),
         timeout_s=job.get("timeout_s"),
     )
+    error = result[2]
+    if error and error["details"].get("reason") == RESOURCE_EXHAUSTED:
+        _exhausted[key] = result
+        while len(_exhausted) > EXHAUSTED_MEMO_SIZE:
+            _exhausted.popitem(last=False)
+    return result
 
 
 def company_secret_resolver(company_id: int):
