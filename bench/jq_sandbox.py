@@ -1,5 +1,6 @@
 """Benchmark of sandboxed jq (issue 8): the jq step's throughput through the sandbox against the
 raw ``jq`` binding with a reused compiled program, on the same document in the same run.
+It also prints the fixed cost of one round trip (a program that does almost nothing).
 
 Document: an e-commerce order of 50 line items (customer, per-line quantity, unit price,
 discount, tax class, currency) and exchange rates. Program: a realistic order transform with
@@ -122,9 +123,16 @@ def main(argv: list[str] | None = None) -> int:
         box_rates.append(rate(lambda: step.run(config, ctx), args.seconds))
     raw, box = max(raw_rates), max(box_rates)
     ratio = raw / box
+    # The fixed cost of a round trip: a program that does almost nothing on the same input.
+    cheap_raw = jq.compile("length")
+    cheap = max(rate(lambda: cheap_raw.input_value(order).first(), args.seconds / 2) for _ in range(2))
+    cheap_box = max(rate(lambda: step.run({**config, "program": "length"}, ctx), args.seconds / 2)
+                    for _ in range(2))
     print(f"order transform: {len(order['lines'])} lines, program {len(PROGRAM)} chars")
     print(f"raw jq binding (compiled once): {raw:10.0f} evaluations/s  ({1e6 / raw:7.1f} us each)")
     print(f"sandboxed jq step:              {box:10.0f} evaluations/s  ({1e6 / box:7.1f} us each)")
+    print(f"round trip overhead (program 'length' on the same order): "
+          f"{1e6 / cheap_box - 1e6 / cheap:.0f} us ({1e6 / cheap:.0f} us raw, {1e6 / cheap_box:.0f} us sandboxed)")
     print(f"ratio raw/sandboxed: {ratio:.2f}x (max {args.max_ratio:g}x); sandbox processes "
           f"started: {sandbox.evaluator.spawned}")
     sandbox.evaluator.close()
