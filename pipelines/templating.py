@@ -171,7 +171,7 @@ class _Renderer:
         if self._text is None:
             try:
                 self._text = json.dumps(self.context, separators=(",", ":"), allow_nan=False)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:  # too deep is not JSON-safe here
                 raise TemplateError(f"context is not JSON-safe: {exc}", path=path,
                                     expression=expr) from None
         return self._text
@@ -275,7 +275,7 @@ def evaluate(expr: str, context: Any, *, path: str = "", multiple: bool = False,
         raise TemplateError(exc.message, path=path, expression=expr, code=exc.code) from None
     try:
         text = json.dumps(context, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise _failed(expr, exc, path) from None
     if sandbox.is_bounded_path(expr):
         try:

@@ -329,3 +329,13 @@ def test_limits_are_validated():
         sandbox.configure(time_budget_s=0)
     with pytest.raises(ValueError):
         sandbox.configure(memory_mib=1)
+
+
+def test_a_context_too_deep_to_serialise_is_a_template_error():
+    deep = 0
+    for _ in range(50_000):
+        deep = [deep]
+    with pytest.raises(TemplateError, match="not JSON-safe"):
+        render("{{ .x | length }}", {"x": deep})
+    with pytest.raises(TemplateError, match="recursion"):
+        evaluate(".x | length", {"x": deep})
