@@ -171,10 +171,8 @@ class ResourceExhausted(PipelineError):
     def details(self) -> dict[str, Any]:
         unit = "budget_s" if self.limit == "time" else "memory_mib"
         out: dict[str, Any] = {"reason": self.code, "limit": self.limit, unit: self.budget}
-        if self.path:
+        if self.path:  # not the expression: a jq step's program may be a resolved secret
             out["path"] = self.path
-        if self.expression:
-            out["expression"] = self.expression
         return out
 
 

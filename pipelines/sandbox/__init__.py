@@ -8,7 +8,8 @@ limits.
 - ``child``: the evaluator process itself.
 
 ``run`` is the entry point: a batch of programs on one input, one round trip, raising
-``ResourceExhausted`` with the limit it hit. The limits are process-wide: ``configure`` sets
+``ResourceExhausted`` with the limit it hit (or a retryable ``StepFailed`` if the evaluator
+process died of something else). The limits are process-wide: ``configure`` sets
 them (the control plane does from its settings); a step's remaining ``timeout_s`` replaces the
 default time budget when the caller passes its deadline.
 """
@@ -19,7 +20,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
-from pipelines.errors import ResourceExhausted
+from pipelines.errors import ResourceExhausted, StepFailed
 from pipelines.sandbox.evaluator import Evaluator, Exhausted
 from pipelines.sandbox.programs import author_message, is_bounded_path, module_directive, sandboxed
 
@@ -92,6 +93,9 @@ def run(exprs: Sequence[tuple[str, bool]], input_text: str, *, deadline_s: float
             raise ResourceExhausted(f"jq program exceeded its {budget_s:.3g}s time budget "
                                     f"({source})", limit="time", budget=round(budget_s, 3),
                                     path=path, expression=expression) from None
+        if exc.limit == "crash":  # killed from outside, say: another attempt may well succeed
+            raise StepFailed("the jq sandbox process died while evaluating; retrying may help",
+                             retryable=True, details={"reason": "sandbox_crashed", "path": path})
         raise ResourceExhausted(f"jq program exceeded its {cap} MiB memory cap; make it build "
                                 "less data", limit="memory", budget=cap, path=path,
                                 expression=expression) from None

@@ -32,8 +32,14 @@ MIB = 1 << 20
 _READ_CHUNK = 1 << 16
 
 
+# How a process over its memory ends: jq's allocator aborts, a runaway stack segfaults, the
+# kernel's OOM killer SIGKILLs, Python's MemoryError exits with 3.
+_OUT_OF_MEMORY = frozenset({-signal.SIGABRT, -signal.SIGSEGV, -signal.SIGBUS, -signal.SIGKILL, 3})
+
+
 class Exhausted(Exception):
-    """The evaluator went over a limit (``limit``: "time" or "memory") and was killed."""
+    """The evaluator went over a limit (``limit``: "time" or "memory") or died otherwise
+    ("crash"); it was killed or reaped either way."""
 
     def __init__(self, limit: str):
         self.limit = limit
@@ -83,8 +89,7 @@ class Evaluator:
                 self._kill()
                 raise Exhausted("time") from None
             except _Died:
-                self._kill()
-                raise Exhausted("memory") from None
+                raise Exhausted(self._death_cause()) from None
             except BaseException:  # a soft time limit, KeyboardInterrupt: state unknown
                 self._kill()
                 raise
@@ -146,6 +151,17 @@ class Evaluator:
             if not chunk:
                 raise _Died()
             self._buffer += chunk
+
+    def _death_cause(self) -> str:
+        """Why the process ended mid-request: "memory" when jq aborted on a failed allocation
+        (or the stack overflowed, or the kernel's OOM killer struck), "crash" otherwise."""
+        proc = self._proc
+        try:
+            returncode = proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:  # closed its pipes but lingers: not a clean death
+            returncode = None
+        self._kill()
+        return "memory" if returncode in _OUT_OF_MEMORY else "crash"
 
     def _kill(self) -> None:
         proc = self._proc

@@ -3,13 +3,14 @@ calling process healthy. No database: these run the evaluator process for real."
 
 import json
 import os
+import signal
 import threading
 import time
 
 import pytest
 
 from pipelines import sandbox
-from pipelines.errors import ResourceExhausted, TemplateError
+from pipelines.errors import ResourceExhausted, StepFailed, TemplateError
 from pipelines.steps import StepContext, get_step_type, render_step_config, run_step
 from pipelines.templating import evaluate, render
 from pipelines.validation import validate_graph
@@ -191,7 +192,7 @@ def test_the_memory_cap_ends_an_allocation_and_names_the_cap():
     assert f"its {sandbox.limits().memory_mib} MiB memory cap" in info.value.message
     assert info.value.details() == {"reason": "resource_exhausted", "limit": "memory",
                                     "memory_mib": sandbox.limits().memory_mib,
-                                    "path": "config.program", "expression": DOUBLE}
+                                    "path": "config.program"}
     assert_evaluates_again()
     assert sandbox.evaluator.pid != pid  # the evaluator died, not this process
 
@@ -219,8 +220,6 @@ def test_a_soft_time_limit_while_waiting_kills_the_evaluator_and_propagates():
 
     evaluate("1", None)
     pid = sandbox.evaluator.pid
-    import signal
-
     previous = signal.signal(signal.SIGALRM, lambda *_: interrupt())
     try:
         signal.setitimer(signal.ITIMER_REAL, 0.3)
@@ -241,6 +240,20 @@ def test_an_evaluator_killed_between_calls_is_replaced():
     evaluate("1", None)
     os.kill(sandbox.evaluator.pid, 9)
     time.sleep(0.05)
+    assert_evaluates_again()
+
+
+def test_an_evaluator_killed_from_outside_mid_evaluation_is_a_retryable_failure():
+    evaluate("1", None)
+    pid = sandbox.evaluator.pid
+    killer = threading.Timer(0.3, os.kill, (pid, signal.SIGTERM))
+    killer.start()
+    try:
+        with pytest.raises(StepFailed) as info:
+            jq_step(LOOP, deadline_s=time.time() + 20)
+    finally:
+        killer.cancel()
+    assert info.value.retryable and info.value.details["reason"] == "sandbox_crashed"
     assert_evaluates_again()
 
 
