@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "controlplane.executions",
     "controlplane.catalog",
     "controlplane.deployments",
+    "controlplane.egress",
     "controlplane.web",
 ]
 
@@ -197,6 +198,16 @@ CELERY_TIMEZONE = TIME_ZONE
 # Worker heartbeat: a worker unseen for longer than this is offline and its running steps are lost.
 WORKER_HEARTBEAT_INTERVAL_S = float(os.environ.get("WORKER_HEARTBEAT_INTERVAL_S", "5"))
 WORKER_OFFLINE_AFTER_S = float(os.environ.get("WORKER_OFFLINE_AFTER_S", "20"))
+# Apply grows a worker's pool for replicas, but never past this many processes (each holds a
+# database connection; see the README's sizing rule).
+WORKER_MAX_POOL_SIZE = int(os.environ.get("WORKER_MAX_POOL_SIZE", "4"))
+# A step that finished while the database was away: its outcome is recorded again for this long
+# before the task retries the step itself.
+RECORD_RETRY_FOR_S = float(os.environ.get("RECORD_RETRY_FOR_S", "60"))
+# The watchdog: a run with nothing running and no event for this long has its canvas published
+# again (the claims make that harmless); after this many re-drives in a row with no progress it fails.
+EXECUTION_STALL_AFTER_S = float(os.environ.get("EXECUTION_STALL_AFTER_S", "60"))
+EXECUTION_MAX_REDRIVES = int(os.environ.get("EXECUTION_MAX_REDRIVES", "5"))
 
 # Modules whose import registers `python` step callables (the allow-list registry).
 PIPELINES_CALLABLE_MODULES = env_list("PIPELINES_CALLABLE_MODULES", "pipelines.steps.builtin_callables")
@@ -205,6 +216,15 @@ PIPELINES_CALLABLE_MODULES = env_list("PIPELINES_CALLABLE_MODULES", "pipelines.s
 SECRETS_ENCRYPTION_KEY = os.environ.get("SECRETS_ENCRYPTION_KEY", SECRET_KEY)
 # Where `landing` edges put data between groups: a local directory, or an object-store URL.
 LANDING_STORE_URL = os.environ.get("LANDING_STORE_URL", f"file://{VAR_DIR / 'landing'}")
+
+# -- Egress policy --------------------------------------------------------------------------------
+# Steps may connect only to public addresses; loopback, private, link-local, metadata and other
+# special ranges are refused unless an allow-list opens them (pipelines/egress.py). Refusing is not
+# switchable: this deployment-wide list (comma-separated CIDRs, addresses or hosts, each with an
+# optional :port) is added to every company's own allow-list. Empty by default.
+EGRESS_ALLOW = env_list("EGRESS_ALLOW", "")
+# Seconds a worker process keeps a company's parsed allow-list before reading it again.
+EGRESS_RULES_CACHE_S = float(os.environ.get("EGRESS_RULES_CACHE_S", "5"))
 
 # --- jq sandbox (pipelines.sandbox) ---------------------------------------------------------
 # jq programs and {{ }} templates run in a sandbox process per worker process. A step with

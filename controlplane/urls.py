@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("controlplane.executions.urls")),
     path("", include("controlplane.catalog.urls")),
     path("", include("controlplane.deployments.urls")),
+    path("", include("controlplane.egress.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("schema/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -9,6 +9,8 @@ Hierarchy::
      +-- ResourceExhausted          a sandboxed jq evaluation hit its time budget or memory cap
      +-- StepConfigError            a step's config does not match its type's schema
      +-- StepFailed                 a step implementation failed at run time (maybe retryable)
+     |    +-- EgressDenied          a connection the egress policy refuses (pipelines.egress)
+     +-- EgressRuleError            an egress allow-list entry cannot be parsed (pipelines.egress)
      +-- NodeNotFound (KeyError)    a node id was looked up that the graph does not hold
 
 An ``Issue`` is one located problem (``path``, ``message``, ``code``); validation returns them
@@ -187,14 +189,19 @@ class StepConfigError(PipelineError):
 class StepFailed(PipelineError):
     """A step failed at run time; ``retryable`` tells the engine whether another attempt may help."""
 
-    def __init__(self, message: str, *, retryable: bool = False, details: dict | None = None):
+    def __init__(self, message: str, *, retryable: bool = False, details: dict | None = None,
+                 code: str = ""):
         self.message = message
         self.retryable = bool(retryable)
         self.details: dict = dict(details or {})
+        self.code = code  # a stable error code for clients (e.g. "egress_denied"), if any
         super().__init__(message)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"message": self.message, "retryable": self.retryable, "details": self.details}
+        out = {"message": self.message, "retryable": self.retryable, "details": self.details}
+        if self.code:
+            out["code"] = self.code
+        return out
 
 
 class NodeNotFound(PipelineError, KeyError):

@@ -105,7 +105,9 @@ def saga_finish(self, execution_id: str) -> dict:
 @shared_task(name="flowplane.sweep", bind=True, acks_late=True, ignore_result=True)
 def sweep(self) -> dict:
     """For beat: stale workers -> offline (their running steps are recovered by the fleet hook);
-    attempts past their hard time limit -> lost, failing their run."""
+    attempts whose process is gone -> lost and re-published; attempts past their hard time limit
+    -> lost, failing their run; runs with nothing running and no progress -> their canvas again."""
     from controlplane.fleet.services import fleet_sweep
 
-    return {"offline": fleet_sweep(), "expired": services.step_runs_expire()}
+    return {"offline": fleet_sweep(), "orphaned": services.step_runs_recover_orphaned(),
+            "expired": services.step_runs_expire(), "stalled": services.executions_redrive_stalled()}

@@ -8,6 +8,11 @@ its lost-step recovery here (in its `AppConfig.ready`):
     from controlplane.fleet import hooks
     hooks.on_workers_offline.append(recover_steps_of_lost_workers)
 
+`on_worker_replaced`: callables taking `(hostname, started_at)` when a new process reports under
+a hostname whose previous process never said it stopped (a restarted container or systemd unit
+keeps its node name): everything the earlier process had claimed before `started_at` is lost.
+Run after the heartbeat's transaction commits, like `on_workers_offline`.
+
 `artifact_owner`: the app whose artifacts workers cache says which of them a set of companies may
 see: `artifact_owner(keys, company_ids) -> visible keys`. A worker may serve several tenants, so
 the fleet API shows a caller only their own companies' artifacts; with no owner registered it
@@ -16,11 +21,13 @@ shows none. The deployments app registers it.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Callable
 
 logger = logging.getLogger(__name__)
 
 on_workers_offline: list[Callable[[list[str]], None]] = []
+on_worker_replaced: list[Callable[[str, datetime], None]] = []
 artifact_owner: Callable[[set[str], set[int]], set[str]] | None = None
 
 
@@ -33,8 +40,16 @@ def visible_artifacts(loaded: dict[str, str] | None, company_ids: set[int]) -> d
 
 
 def run_workers_offline(hostnames: list[str]) -> None:
-    for hook in list(on_workers_offline):
+    _run_each(on_workers_offline, list(hostnames))
+
+
+def run_worker_replaced(hostname: str, started_at: datetime) -> None:
+    _run_each(on_worker_replaced, hostname, started_at)
+
+
+def _run_each(hooks: list[Callable], *args) -> None:
+    for hook in list(hooks):
         try:
-            hook(list(hostnames))
+            hook(*args)
         except Exception:  # one broken hook must not keep the others from running
             logger.exception("fleet.hook_failed", extra={"hook": getattr(hook, "__qualname__", repr(hook))})

@@ -139,7 +139,7 @@ def run_step(spec: StepSpec | dict, ctx: StepContext, *, render_templates: bool 
         message, details = redact(exc.message, values), redact(exc.details, values)
         if message == exc.message and details == exc.details:
             raise
-        raise StepFailed(message, retryable=exc.retryable, details=details) from None
+        raise StepFailed(message, retryable=exc.retryable, details=details, code=exc.code) from None
     except Exception as exc:
         if not any(text and text in str(exc) for text in values.values()):
             raise

@@ -6,6 +6,7 @@ Ignore, raise), so the services stay testable without a broker.
 from __future__ import annotations
 
 import importlib
+import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from django.utils import timezone
 
 from controlplane.catalog.services import secret_resolve
 from controlplane.core.errors import ApplicationError
+from controlplane.egress.selectors import company_egress_policy
 from controlplane.executions.models import EventType, Execution, StepRun, StepStatus
 from controlplane.executions.services.events import event_append
 from pipelines.errors import (
@@ -50,6 +52,7 @@ class Delivery:
     queue: str = ""
     retries: int = 0
     request: dict = field(default_factory=dict)
+    pid: int | None = None  # the process running the task (a pool child)
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,7 @@ def run_spec(
             idempotency_key=idempotency_key,
             context=context,
             deadline_s=deadline_s,
+            egress=company_egress_policy(company_id),
         )
         output = run_step(
             {"type": spec["type"], "config": rendered}, ctx, render_templates=False,
@@ -150,7 +154,7 @@ def new_attempt(execution: Execution, job: dict[str, Any], shard: int, shard_cou
     return StepRun(
         execution=execution, node_id=job["id"], shard=shard, shard_count=shard_count,
         attempt=max((run.attempt for run in previous), default=0) + 1, group=job["group"], queue=delivery.queue,
-        worker=delivery.worker, task_id=delivery.task_id, started_at=timezone.now(),
+        worker=delivery.worker, task_id=delivery.task_id, pid=delivery.pid, started_at=timezone.now(),
         request={} if deferred else delivery.request, status=StepStatus.RUNNING,
     )
 
@@ -236,6 +240,20 @@ def attempt_expired(run: StepRun, job: dict[str, Any]) -> bool:
         return False
     limit = timedelta(seconds=hard_time_limit(job["timeout_s"]) + HARD_LIMIT_GRACE_S)
     return timezone.now() - run.started_at > limit
+
+
+def process_gone(run: StepRun, delivery: Delivery) -> bool:
+    """Whether `run`, running, was claimed by another process of the very worker now delivering
+    it again, and that process has exited: Celery re-queued the message of a killed pool child."""
+    if not run.pid or not delivery.worker or run.worker != delivery.worker or run.pid == delivery.pid:
+        return False
+    try:
+        os.kill(run.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
 
 
 def hard_time_limit(timeout_s: float) -> float:
