@@ -42,8 +42,9 @@ UNKNOWN_PORT = "unknown_port"
 # jq that the sandbox refuses outright (module directives: import, include, module).
 FORBIDDEN_JQ = "forbidden_jq"
 
-# A step failure code (in a failed attempt's ``details.reason``), not a validation issue code.
+# Step failure codes (a failed attempt's ``code`` and ``details.reason``), not issue codes.
 RESOURCE_EXHAUSTED = "resource_exhausted"
+SANDBOX_CRASHED = "sandbox_crashed"
 
 ISSUE_CODES = frozenset(
     {
@@ -176,6 +177,11 @@ class ResourceExhausted(PipelineError):
         if self.path:  # not the expression: a jq step's program may be a resolved secret
             out["path"] = self.path
         return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The failed attempt's error, shaped like ``StepFailed.to_dict`` (with ``code``)."""
+        return {"message": str(self), "retryable": False, "details": self.details(),
+                "code": self.code}
 
 
 class StepConfigError(PipelineError):

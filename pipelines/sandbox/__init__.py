@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
-from pipelines.errors import ResourceExhausted, StepFailed
+from pipelines.errors import SANDBOX_CRASHED, ResourceExhausted, StepFailed
 from pipelines.sandbox.evaluator import Evaluator, Exhausted
 from pipelines.sandbox.programs import author_message, is_bounded_path, module_directive, sandboxed
 
@@ -95,7 +95,8 @@ def run(exprs: Sequence[tuple[str, bool]], input_text: str, *, deadline_s: float
                                     path=path, expression=expression) from None
         if exc.limit == "crash":  # killed from outside, say: another attempt may well succeed
             raise StepFailed("the jq sandbox process died while evaluating; retrying may help",
-                             retryable=True, details={"reason": "sandbox_crashed", "path": path})
+                             retryable=True, details={"reason": SANDBOX_CRASHED, "path": path},
+                             code=SANDBOX_CRASHED)
         raise ResourceExhausted(f"jq program exceeded its {cap} MiB memory cap; make it build "
                                 "less data", limit="memory", budget=cap, path=path,
                                 expression=expression) from None

@@ -41,7 +41,7 @@ def test_a_runaway_jq_step_fails_with_resource_exhausted_and_the_worker_keeps_wo
     assert [a.status for a in attempts] == [StepStatus.FAILED], [a.error for a in attempts]
     error = attempts[0].error
     assert error["retryable"] is False
-    assert error["details"]["reason"] == "resource_exhausted" and error["details"]["limit"] == "time"
+    assert error["code"] == "resource_exhausted" and error["details"]["limit"] == "time"
     assert "time budget" in error["message"]
     assert attempts[0].duration_ms < 2000 and elapsed < 20
     assert DeadLetter.objects.get(execution=execution).node_id == "spin"
@@ -50,7 +50,8 @@ def test_a_runaway_jq_step_fails_with_resource_exhausted_and_the_worker_keeps_wo
     grow = job("grow", "log", config={"message": "{{ [range(1e9)] | length }}"}, retry=FAST_RETRY)
     execution, attempts, _ = failing_run(project, owner, grow, timeout=40)
     assert execution.status == ExecutionStatus.COMPENSATED, execution.error
-    assert len(attempts) == 1 and attempts[0].error["details"]["reason"] == "resource_exhausted"
+    assert len(attempts) == 1 and attempts[0].error["code"] == "resource_exhausted"
+    assert attempts[0].error["details"]["path"] == "config.message"
 
     # then the same worker process runs the next run
     deployment = make_deployment(project, [

@@ -253,7 +253,7 @@ def test_an_evaluator_killed_from_outside_mid_evaluation_is_a_retryable_failure(
             jq_step(LOOP, deadline_s=time.time() + 20)
     finally:
         killer.cancel()
-    assert info.value.retryable and info.value.details["reason"] == "sandbox_crashed"
+    assert info.value.retryable and info.value.code == "sandbox_crashed"
     assert_evaluates_again()
 
 

@@ -190,7 +190,7 @@ def run_attempt(company_id: int, run: StepRun, job: dict[str, Any], context: dic
         timeout_s=job.get("timeout_s"),
     )
     error = result[2]
-    if error and error["details"].get("reason") == RESOURCE_EXHAUSTED:
+    if error and error.get("code") == RESOURCE_EXHAUSTED:
         _exhausted[key] = result
         while len(_exhausted) > EXHAUSTED_MEMO_SIZE:
             _exhausted.popitem(last=False)
@@ -212,7 +212,7 @@ def company_secret_resolver(company_id: int):
 
 def error_dict(exc: BaseException, *, timeout_s: float | None = None) -> dict[str, Any]:
     """{message, retryable, details}: StepFailed says; config/template errors and a jq program
-    over its limits (details.reason "resource_exhausted") never heal; a timeout and unexpected
+    over its limits (code "resource_exhausted") never heal; a timeout and unexpected
     exceptions may."""
     if isinstance(exc, StepFailed):
         out = exc.to_dict()
@@ -223,7 +223,7 @@ def error_dict(exc: BaseException, *, timeout_s: float | None = None) -> dict[st
         return {"message": f"step exceeded its timeout of {timeout_s}s", "retryable": True,
                 "details": {"reason": "timeout"}}
     if isinstance(exc, ResourceExhausted):  # jq over its time budget or memory cap: never heals
-        return {"message": str(exc), "retryable": False, "details": exc.details()}
+        return exc.to_dict()
     if isinstance(exc, TemplateError):
         return {"message": str(exc), "retryable": False,
                 "details": {"path": exc.path, "expression": exc.expression}}

@@ -16,7 +16,7 @@ def test_resource_exhausted_is_not_retryable_and_names_its_limit():
                                          path="config.program", expression="def f: f; f"))
     assert error == {"message": "config.program: jq program exceeded its 5s time budget", "retryable": False,
                      "details": {"reason": "resource_exhausted", "limit": "time", "budget_s": 5.0,
-                                 "path": "config.program"}}
+                                 "path": "config.program"}, "code": "resource_exhausted"}
 
 
 def test_a_looping_jq_step_and_a_looping_template_fail_within_timeout_s():
@@ -25,7 +25,7 @@ def test_a_looping_jq_step_and_a_looping_template_fail_within_timeout_s():
         started = time.monotonic()
         _, output, error = spec_run(spec, timeout_s=1)
         assert output is None and time.monotonic() - started < 4
-        assert error["retryable"] is False and error["details"]["reason"] == "resource_exhausted"
+        assert error["retryable"] is False and error["code"] == "resource_exhausted"
     assert spec_run({"type": "jq", "config": {"program": "[range(3)]"}}, timeout_s=1)[1] == [0, 1, 2]
 
 
