@@ -106,18 +106,24 @@ def main(argv: list[str]) -> int:
     os.environ.clear()  # started with none, but Python's locale coercion adds LC_CTYPE
     _die_with_parent(parent)
     _cap(cap_bytes)
+    try:
+        return serve()
+    except MemoryError:  # a request (reading it, or its results) larger than the cap
+        try:
+            write_frame(1, MEMORY_REPLY)
+        except OSError:
+            pass
+        return 3
+
+
+def serve() -> int:
     cache: OrderedDict = OrderedDict()
     while True:
         header = read_frame(0)
         if header is None:
             return 0
         text = read_frame(0)
-        try:
-            reply = evaluate(json.loads(header), text.decode(), cache)
-        except MemoryError:
-            write_frame(1, MEMORY_REPLY)
-            return 3
-        write_frame(1, reply)
+        write_frame(1, evaluate(json.loads(header), text.decode(), cache))
 
 
 if __name__ == "__main__":

@@ -197,6 +197,18 @@ def test_the_memory_cap_ends_an_allocation_and_names_the_cap():
     assert sandbox.evaluator.pid != pid  # the evaluator died, not this process
 
 
+def test_an_input_larger_than_the_memory_cap_is_the_memory_cap():
+    before = sandbox.limits()
+    sandbox.configure(memory_mib=64)
+    try:
+        with pytest.raises(ResourceExhausted) as info:
+            jq_step(".s | length", {"s": "x" * 40_000_000})
+        assert (info.value.limit, info.value.budget) == ("memory", 64)
+    finally:
+        sandbox.configure(memory_mib=before.memory_mib)
+    assert_evaluates_again()
+
+
 def test_the_condition_step_is_bounded_too(short_budget):
     with pytest.raises(ResourceExhausted):
         get_step_type("condition").run({"expression": "[repeat(1)] | length > 0"}, ctx())
