@@ -168,11 +168,13 @@ class Evaluator:
         if proc is None:
             return
         if self._owner == os.getpid():
-            try:
+            # Only while unreaped: once waited for, its pid may already belong to someone else.
+            if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:  # stuck in the kernel: subprocess reaps it later
+                    pass
             proc.stdin.close()
             proc.stdout.close()
         self._forget()
