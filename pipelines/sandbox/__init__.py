@@ -16,6 +16,7 @@ default time budget when the caller passes its deadline.
 
 from __future__ import annotations
 
+import atexit
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Sequence
@@ -44,6 +45,8 @@ class Limits:
 
 _limits = Limits()
 evaluator = Evaluator()
+# A clean exit stops it too (it would also end on its own: its stdin closes, PR_SET_PDEATHSIG).
+atexit.register(evaluator.close)
 
 
 def configure(*, time_budget_s: float | None = None, memory_mib: int | None = None) -> Limits:
