@@ -364,3 +364,13 @@ def test_a_context_too_deep_to_serialise_is_a_template_error():
         render("{{ .x | length }}", {"x": deep})
     with pytest.raises(TemplateError, match="recursion"):
         evaluate(".x | length", {"x": deep})
+
+
+def test_a_directive_that_only_appears_at_run_time_is_refused_too():
+    # e.g. a jq step whose program is itself a template: validation could not see it
+    with pytest.raises(StepFailed) as info:
+        jq_step('include "x"; .')
+    assert "not allowed" in info.value.message and not info.value.retryable
+    with pytest.raises(TemplateError) as info:
+        evaluate('import "x" as x; .', None)
+    assert info.value.code == "forbidden_jq"
