@@ -232,6 +232,13 @@ EGRESS_ALLOW = env_list("EGRESS_ALLOW", "")
 # Seconds a worker process keeps a company's parsed allow-list before reading it again.
 EGRESS_RULES_CACHE_S = float(os.environ.get("EGRESS_RULES_CACHE_S", "5"))
 
+# --- jq sandbox (pipelines.sandbox) ---------------------------------------------------------
+# jq programs and {{ }} templates run in a sandbox process per worker process. A step with
+# timeout_s gives them what remains of it; others get this default budget (seconds). The memory
+# cap bounds the sandbox process's address space (MiB, at least 64).
+JQ_TIME_BUDGET_S = float(os.environ.get("JQ_TIME_BUDGET_S", "5"))
+JQ_MEMORY_MIB = int(os.environ.get("JQ_MEMORY_MIB", "256"))
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -99,7 +99,8 @@ def render_step_config(spec: StepSpec | dict, ctx: StepContext | Mapping) -> dic
     step_type = spec.step_type
     step_type.check_config(spec.config)
     context = ctx.context if isinstance(ctx, StepContext) else ctx
-    config = render(spec.config, context)
+    config = render(spec.config, context,
+                    deadline_s=ctx.deadline_s if isinstance(ctx, StepContext) else None)
     if config != spec.config:
         check_rendered_refs(spec.config, config)
         # Templates may render to values of the wrong type; check the rendered form too.
