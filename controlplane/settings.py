@@ -239,10 +239,7 @@ EGRESS_RULES_CACHE_S = float(os.environ.get("EGRESS_RULES_CACHE_S", "5"))
 JQ_TIME_BUDGET_S = float(os.environ.get("JQ_TIME_BUDGET_S", "5"))
 JQ_MEMORY_MIB = int(os.environ.get("JQ_MEMORY_MIB", "256"))
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-}
+# Structured logs (controlplane/core/logs.py): JSON lines, or a readable line on a terminal.
+from controlplane.core.logs import logging_config  # noqa: E402
+
+LOGGING = logging_config(fmt=os.environ.get("LOG_FORMAT", "auto"), level=os.environ.get("LOG_LEVEL", "INFO"))

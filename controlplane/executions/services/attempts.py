@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from controlplane.catalog.services import secret_resolve
 from controlplane.core.errors import ApplicationError
+from controlplane.core.logs import bind_attempt_context
 from controlplane.egress.selectors import company_egress_policy
 from controlplane.executions.models import EventType, Execution, StepRun, StepStatus
 from controlplane.executions.services.events import event_append
@@ -93,7 +94,7 @@ def load_callable_modules() -> None:
 
 def run_spec(
     spec: dict[str, Any], *, context: dict, company_id: int, execution_id: str, node_id: str, attempt: int,
-    shard: int, shard_count: int, idempotency_key: str, timeout_s: float | None,
+    shard: int, shard_count: int, idempotency_key: str, timeout_s: float | None, group: str | None = None,
 ) -> tuple[Any, Any, dict | None]:
     """Render and run one step spec: (rendered input, output, error dict or None). Never raises.
 
@@ -105,6 +106,8 @@ def run_spec(
     step runs, log records emitted in its context are masked by the workers' logging filter.
     """
     load_callable_modules()
+    bind_attempt_context(execution_id=execution_id, node=node_id, shard=shard, attempt=attempt,
+                         company_id=company_id, group=group)
     with masking_scope() as scope:
         rendered, output, error = _run_spec(
             spec, context=context, company_id=company_id,
@@ -219,6 +222,7 @@ def run_attempt(company_id: int, run: StepRun, job: dict[str, Any], context: dic
         shard_count=run.shard_count,
         idempotency_key=step_idempotency_key(run.execution_id, run.node_id, run.shard),
         timeout_s=job.get("timeout_s"),
+        group=run.group,
     )
     error = result[2]
     if error and error.get("code") == RESOURCE_EXHAUSTED:
