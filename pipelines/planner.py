@@ -52,6 +52,8 @@ from pipelines.job_diff import (  # noqa: F401  re-exported: callers import them
     summary_bucket,
 )
 from pipelines.secrets import MISSING_SECRET, secret_issues  # noqa: F401  MISSING_SECRET re-exported
+from pipelines.steps import get_step_type
+from pipelines.templating import template_issues
 
 FORMAT_VERSION = 1
 STEP, LANDING_WRITE, LANDING_READ = "step", "landing_write", "landing_read"
@@ -367,17 +369,9 @@ def _group_state(group, path, fleet: FleetSnapshot, errors) -> GroupState | None
 
 
 class _StepRegistry:
-    """Config checks through ``pipelines.steps`` (when present) and jq compile checks."""
+    """Config checks through the step registry (``pipelines.steps``) and jq compile checks."""
 
     def __init__(self):
-        try:
-            from pipelines.steps import get_step_type
-        except ImportError:  # registry not installed: skip schema checks, keep jq checks
-            get_step_type = None
-        try:
-            from pipelines.templating import template_issues
-        except ImportError:
-            template_issues = None
         self._get = get_step_type
         self._template_issues = template_issues
         self._types: dict[str, Any] = {}
@@ -392,9 +386,8 @@ class _StepRegistry:
 
     def issues(self, type_name, config, config_path: str, type_path: str) -> list[Issue]:
         out: list[Issue] = []
-        if self._template_issues is not None:
-            out += self._template_issues(config, config_path)
-        if self._get is None or not isinstance(type_name, str):
+        out += self._template_issues(config, config_path)
+        if not isinstance(type_name, str):
             return out
         step = self.step_type(type_name)
         if step is None:
