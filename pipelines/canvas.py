@@ -50,9 +50,12 @@ the irreducible block for plain canvases.
 
 from __future__ import annotations
 
+import graphlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Union
+
+from pipelines.graph import find_cycle
 
 __all__ = [
     "Barrier", "CanvasNode", "CanvasPlan", "Chain", "Chord", "MergeTask", "StepTask",
@@ -211,39 +214,19 @@ def _validate(nodes: Sequence[CanvasNode], edges: Sequence[tuple[str, str]]
                 raise ValueError(f"edge {src!r} -> {dst!r} names unknown node {end!r}; "
                                  "add the node or remove the edge")
         succ[index[src]].add(index[dst])
-    cycle = _find_cycle(ids, succ)
+    cycle = find_cycle(ids, [(ids[i], ids[t]) for i, targets in enumerate(succ) for t in sorted(targets)])
     if cycle:
         raise ValueError(f"graph has a cycle {' -> '.join(cycle)}; remove one of its edges")
     return ids, succ
 
 
 def _topological_order(succ: list[set[int]]) -> list[int]:
-    """Kahn's order of the node indices; shorter than the graph when there is a cycle."""
-    indegree = [0] * len(succ)
-    for targets in succ:
+    """The node indices, each after its predecessors (``graphlib``); the graph is acyclic here."""
+    sorter = graphlib.TopologicalSorter({i: () for i in range(len(succ))})
+    for i, targets in enumerate(succ):
         for t in targets:
-            indegree[t] += 1
-    order = [i for i, d in enumerate(indegree) if d == 0]
-    for i in order:  # grows while iterating
-        for t in succ[i]:
-            indegree[t] -= 1
-            if indegree[t] == 0:
-                order.append(t)
-    return order
-
-
-def _find_cycle(ids: list[str], succ: list[set[int]]) -> list[str]:
-    """Return one cycle as ids (first repeated at the end), or [] when the graph is acyclic."""
-    left = set(range(len(ids))) - set(_topological_order(succ))
-    if not left:
-        return []
-    path, node = [], min(left)  # every node left has a predecessor left: walk back to a repeat
-    while node not in path:
-        path.append(node)
-        node = min(p for p in left if node in succ[p])
-    cycle = path[path.index(node):][::-1]
-    cycle = cycle[cycle.index(min(cycle)):] + cycle[:cycle.index(min(cycle))]
-    return [ids[i] for i in cycle + cycle[:1]]
+            sorter.add(t, i)
+    return list(sorter.static_order())
 
 
 def _bits(mask: int) -> Iterator[int]:
