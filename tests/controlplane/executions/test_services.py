@@ -22,7 +22,6 @@ from controlplane.executions.services import (
     event_append,
     execution_start,
     locked_execution,
-    lost_work_recover,
     step_execute,
     step_runs_recover_lost,
 )
