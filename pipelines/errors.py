@@ -5,6 +5,7 @@ Hierarchy::
     PipelineError                   anything this package raises on purpose
      +-- GraphError                 a graph document is malformed; carries every Issue found
      |    +-- CycleError            the graph has a cycle; carries the cycle as a list of node ids
+     |    +-- DocumentLimitError    a document is too deep, too big or too alias-heavy to read
      +-- TemplateError              a ``{{ jq }}`` template failed to compile or evaluate
      +-- StepConfigError            a step's config does not match its type's schema
      +-- StepFailed                 a step implementation failed at run time (maybe retryable)
@@ -36,6 +37,7 @@ INVALID_BRANCH = "invalid_branch"
 INVALID_REFERENCE = "invalid_reference"
 DUPLICATE_EDGE = "duplicate_edge"
 UNKNOWN_PORT = "unknown_port"
+LIMIT_EXCEEDED = "limit_exceeded"
 
 ISSUE_CODES = frozenset(
     {
@@ -55,6 +57,7 @@ ISSUE_CODES = frozenset(
         INVALID_REFERENCE,
         DUPLICATE_EDGE,
         UNKNOWN_PORT,
+        LIMIT_EXCEEDED,
     }
 )
 
@@ -128,6 +131,16 @@ class CycleError(GraphError):
                 )
             ]
         super().__init__(issues)
+
+
+class DocumentLimitError(GraphError):
+    """A document crossed one of ``DocumentLimits``; ``limit`` names it, ``path`` says where."""
+
+    def __init__(self, *, limit: str, value: int, path: str, message: str):
+        self.limit = limit
+        self.value = value
+        self.path = path
+        super().__init__([Issue(path, message, LIMIT_EXCEEDED)])
 
 
 class TemplateError(PipelineError):

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.core.errors import NotFound
+from controlplane.core.pagination import Pagination
 from controlplane.deployments import selectors, serializers as s, services
 from controlplane.tenancy.access import require_role
 from controlplane.tenancy.models import Role
@@ -24,7 +24,7 @@ def _valid(serializer_class, data) -> dict:
 
 
 def _paged(request, view, queryset, serializer_class) -> Response:
-    paginator = LimitOffsetPagination()
+    paginator = Pagination()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
