@@ -10,6 +10,12 @@ from controlplane.catalog.services import MAX_SECRET_BYTES
 # -- blueprints ---------------------------------------------------------------------------------
 
 
+class CompanyFilterIn(serializers.Serializer):
+    company = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, help_text="Only objects of this company (id)."
+    )
+
+
 class BlueprintOut(serializers.ModelSerializer):
     version_count = serializers.IntegerField(read_only=True, default=0, help_text="How many versions are published.")
     latest_version = serializers.IntegerField(read_only=True, allow_null=True, default=None, help_text="Highest version number.")

@@ -6,15 +6,18 @@
   `{count, next, previous, results}`, with `limit`/`offset` and their bounds
   (`controlplane.core.pagination`), whether the view is a viewset or a plain APIView. A view that
   returns a bare list sets `pagination_class = None`.
+- text constraints DRF enforces without a validator spectacular can read: a `CharField` refuses
+  NUL characters, and unless `allow_blank` also an empty or all-whitespace value (it trims).
 - the error responses, each in the shape of the `Error` component, by what the operation has:
   401 (with its `WWW-Authenticate` challenge) unless it is open to anyone; 403 for a write (a role
-  too low, a session without its CSRF token); 400 for any parameter or body; 404 for a path id,
+  too low, a session without its CSRF token); 400 for a query or header parameter or a body; 404 for a path id,
   a filter or a body naming an object (another tenant's is a 404 too); 409 for a write (a
   duplicate, a state that refuses it); 413 and 415 for a body; 412 with an `If-Match` header,
   and 428 when that header is required.
 """
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
 from drf_spectacular.openapi import AutoSchema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -53,7 +56,23 @@ DESCRIPTIONS = {
 }
 
 
+# What a DRF CharField accepts: no NUL anywhere and, unless blank is allowed, something besides
+# whitespace. ECMA-262 (JSON Schema) syntax.
+NO_NUL = "^[^\\x00]*$"
+NOT_BLANK = "^[^\\x00]*[^\\s\\x00][^\\x00]*$"
+
+
 class ApiAutoSchema(AutoSchema):
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if direction == "request" and isinstance(field, serializers.CharField) and schema.get("type") == "string":
+            if not field.allow_blank:
+                schema["minLength"] = max(schema.get("minLength", 0), 1)
+            # A regex validator (a slug) becomes the pattern later, and leaves out NUL and blanks.
+            if "pattern" not in schema and not any(isinstance(v, RegexValidator) for v in field.validators):
+                schema["pattern"] = NO_NUL if field.allow_blank or not field.trim_whitespace else NOT_BLANK
+        return schema
+
     def _get_paginator(self):
         if hasattr(self.view, "pagination_class"):  # viewsets, and views that say so
             return super()._get_paginator()
@@ -83,12 +102,13 @@ class ApiAutoSchema(AutoSchema):
             codes.add(401)
             if self.method in WRITES:
                 codes.add(403)
-        if parameters or has_body:
-            codes.add(400)
+        if has_body or any(where != "path" for where, _name in names):
+            codes.add(400)  # path ids are matched by the URL (no match: 404), so they alone never 400
         if has_body or any(where == "path" or (where == "query" and name not in PAGINATION_PARAMETERS)
                            for where, name in names):
             codes.add(404)
-        if self.method in WRITES:
+        succeeds = any(code.startswith("2") for code in operation["responses"])
+        if self.method in WRITES and succeeds:  # an operation that is always refused never conflicts
             codes.add(409)
         if has_body:
             codes.update({413, 415})

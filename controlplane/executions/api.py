@@ -25,6 +25,7 @@ from controlplane.executions.serializers import (
     ExecutionCreateSerializer,
     ExecutionDetailSerializer,
     ExecutionEventSerializer,
+    ExecutionEventsPageSerializer,
     ExecutionFilterSerializer,
     ExecutionOutSerializer,
 )
@@ -87,7 +88,7 @@ class ExecutionTimelineApi(APIView):
 
 
 class ExecutionEventsApi(APIView):
-    @extend_schema(parameters=[EventsQuerySerializer], responses=ExecutionEventSerializer(many=True))
+    @extend_schema(parameters=[EventsQuerySerializer], responses=ExecutionEventsPageSerializer)
     def get(self, request, execution_id):
         execution = selectors.execution_get(user=request.user, execution_id=execution_id)
         query = EventsQuerySerializer(data=request.query_params)

@@ -94,8 +94,17 @@ class ExecutionEventSerializer(serializers.ModelSerializer):
 
 
 class EventsQuerySerializer(serializers.Serializer):
-    after = serializers.IntegerField(required=False, default=0, min_value=0, help_text="Only events with seq > after.")
+    after = serializers.IntegerField(
+        required=False, default=0, min_value=0, max_value=2**63 - 1, help_text="Only events with seq > after."
+    )
     limit = serializers.IntegerField(required=False, default=1000, min_value=1, max_value=5000)
+
+
+class ExecutionEventsPageSerializer(serializers.Serializer):
+    """Events after `after`, oldest first; poll again with `after=last_seq` for the next ones."""
+
+    results = ExecutionEventSerializer(many=True)
+    last_seq = serializers.IntegerField(help_text="The seq of the last event returned (else `after`).")
 
 
 class DeadLetterFilterSerializer(serializers.Serializer):
