@@ -24,6 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+import yaml.composer
+import yaml.constructor
+import yaml.parser
+import yaml.reader
+import yaml.resolver
+import yaml.scanner
 
 from pipelines.errors import DocumentLimitError
 
@@ -88,16 +94,41 @@ def _entry_path(entry: tuple, root: str) -> str:
     return path
 
 
-class BoundedYAMLLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing documents beyond ``limits`` while it composes them.
+try:
+    # libyaml's scanner, in C. PyYAML's own is quadratic in flow nesting ("[[[[..."): it spends half
+    # a second on the first thousand brackets of a body before the composer can refuse the depth.
+    from yaml._yaml import CParser as _LibYAMLParser
+except ImportError:  # PyYAML built without libyaml: correct, only slower on hostile input
+    _LibYAMLParser = None
 
-    Subclass it with ``limits`` set (``bounded_yaml_loader``).
+if _LibYAMLParser is not None:
+
+    class _EventSource(_LibYAMLParser):
+        pass
+
+else:
+
+    class _EventSource(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):
+        def __init__(self, stream):
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+
+
+class BoundedYAMLLoader(yaml.composer.Composer, _EventSource, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """A safe loader (PyYAML's safe constructor) refusing documents beyond ``limits`` while it composes them.
+
+    Events come from libyaml when PyYAML has it; composing stays in Python, where the limits are
+    counted. Subclass it with ``limits`` set (``bounded_yaml_loader``).
     """
 
     limits: DocumentLimits = DEFAULT_LIMITS
 
     def __init__(self, stream):
-        super().__init__(stream)
+        _EventSource.__init__(self, stream)
+        yaml.composer.Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
         self._depth = 0
         self._nodes = 0
         self._alias_nodes = 0
@@ -203,4 +234,9 @@ def bounded_yaml_loader(limits: DocumentLimits = DEFAULT_LIMITS, *, dates_as_tex
 
 def load_yaml(text: str, limits: DocumentLimits = DEFAULT_LIMITS, *, dates_as_text: bool = True) -> Any:
     """Parse YAML text within ``limits``; raises ``yaml.YAMLError`` or ``DocumentLimitError``."""
-    return yaml.load(text, Loader=bounded_yaml_loader(limits, dates_as_text=dates_as_text))
+    try:
+        return yaml.load(text, Loader=bounded_yaml_loader(limits, dates_as_text=dates_as_text))
+    except yaml.scanner.ScannerError as exc:
+        if exc.problem != "exceeded maximum nesting depth":  # libyaml's own bound, past ours
+            raise
+        raise limits.refuse("max_depth", "", f"nested deeper than {limits.max_depth} levels; flatten the document") from None

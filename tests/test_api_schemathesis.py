@@ -8,7 +8,7 @@ response that does not match its schema.
 
 Minutes of work on two cores: it runs when FLOWPLANE_SCHEMATHESIS=1 (`.ci/run` sets it:
 `FLOWPLANE_SCHEMATHESIS=1 bin/test -m schemathesis`); SCHEMATHESIS_MAX_EXAMPLES sets the budget
-per operation (default 12).
+per operation (default 10).
 """
 from __future__ import annotations
 
@@ -86,7 +86,7 @@ def test_the_served_api_keeps_to_its_schema(live_server, seeded, tmp_path):
         "--header", f"Authorization: Token {seeded['token']}",
         "--checks", CHECKS,
         "--phases", "examples,coverage,fuzzing",
-        "--max-examples", os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "12"),
+        "--max-examples", os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "10"),
         "--workers", "2",
         "--seed", os.environ.get("SCHEMATHESIS_SEED", "1"),
         "--generation-database", "none",

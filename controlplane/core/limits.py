@@ -35,10 +35,16 @@ class LimitExceeded(ApplicationError):
 
 def limit_exceeded(exc: DocumentLimitError, *, prefix: str = "") -> LimitExceeded:
     """The API error for a `pipelines` limit error, its path under `prefix` (e.g. `graph`)."""
-    path = exc.path if not prefix else (f"{prefix}{exc.path}" if exc.path.startswith("[") else ".".join(p for p in (prefix, exc.path) if p))
+    path = _under(prefix, exc.path)
     message = exc.issues[0].message
     return LimitExceeded(
         f"{path}: {message}" if path else message,
         path=path or None,
         extra={"limit": exc.limit, "setting": SETTING_OF.get(exc.limit), "max": exc.value},
     )
+
+
+def _under(prefix: str, path: str) -> str:
+    if not prefix or not path:
+        return prefix or path
+    return f"{prefix}{path}" if path.startswith("[") else f"{prefix}.{path}"

@@ -10,7 +10,8 @@
   NUL characters, and unless `allow_blank` also an empty or all-whitespace value (it trims).
 - the error responses, each in the shape of the `Error` component, by what the operation has:
   401 (with its `WWW-Authenticate` challenge) unless it is open to anyone; 403 for a write (a role
-  too low, a session without its CSRF token); 400 for a query or header parameter or a body; 404 for a path id,
+  too low, a session without its CSRF token); 400 for a query or header parameter, a body, or a
+  write (services refuse by their rules with a 400 too); 404 for a path id,
   a filter or a body naming an object (another tenant's is a 404 too); 409 for a write (a
   duplicate, a state that refuses it); 413 and 415 for a body; 412 with an `If-Match` header,
   and 428 when that header is required.
@@ -102,12 +103,14 @@ class ApiAutoSchema(AutoSchema):
             codes.add(401)
             if self.method in WRITES:
                 codes.add(403)
-        if has_body or any(where != "path" for where, _name in names):
-            codes.add(400)  # path ids are matched by the URL (no match: 404), so they alone never 400
+        succeeds = any(code.startswith("2") for code in operation["responses"])
+        # Path ids are matched by the URL (no match: 404), so they alone never 400; a write with no
+        # body can still be refused by its service's rules (ApplicationError is a 400 by default).
+        if has_body or any(where != "path" for where, _name in names) or (self.method in WRITES and succeeds):
+            codes.add(400)
         if has_body or any(where == "path" or (where == "query" and name not in PAGINATION_PARAMETERS)
                            for where, name in names):
             codes.add(404)
-        succeeds = any(code.startswith("2") for code in operation["responses"])
         if self.method in WRITES and succeeds:  # an operation that is always refused never conflicts
             codes.add(409)
         if has_body:

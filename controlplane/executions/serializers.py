@@ -1,11 +1,18 @@
 """API shapes of the executions app."""
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from controlplane.core.errors import ApplicationError
 from controlplane.deployments.models import DEFAULT_ENVIRONMENT
 from controlplane.executions.models import DeadLetter, Execution, ExecutionEvent, ExecutionStatus
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class JSONObjectField(serializers.JSONField):
+    """A JSON value the service requires to be an object (schema only: the service refuses others)."""
 
 
 class ExecutionCreateSerializer(serializers.Serializer):
@@ -24,7 +31,7 @@ class ExecutionCreateSerializer(serializers.Serializer):
         help_text="Not accepted: executions run deployments. Deploy the version first (POST /api/v1/plans, then "
         "/plans/{id}/apply) and pass `deployment` or `workflow`.",
     )
-    input = serializers.JSONField(required=False, default=dict, help_text="The trigger input: a JSON object.")
+    input = JSONObjectField(required=False, default=dict, help_text="The trigger input: a JSON object.")
     idempotency_key = serializers.CharField(
         required=False, allow_null=True, max_length=200,
         help_text="Same key in the same company returns the same execution instead of starting another.",

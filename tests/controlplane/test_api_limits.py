@@ -73,7 +73,7 @@ def test_deep_nesting_is_refused_naming_the_depth_limit(content_type, depth, own
     )
     body = error_of(response, 400, "limit_exceeded")
     assert body["limit"] == "max_depth" and body["setting"] == "API_MAX_DOCUMENT_DEPTH"
-    if depth < 1_000 or content_type == "application/yaml":
+    if depth < 1_000:  # beyond, json's and libyaml's C decoders refuse first, without a path
         assert body["path"] == "graph.nodes" + "[0]" * 63
 
 

@@ -82,7 +82,9 @@ def test_deep_nesting_is_refused_with_the_limit_and_path(syntax, depth):
     with pytest.raises(DocumentLimitError) as refused:
         load_document(text)
     assert refused.value.limit == "max_depth"
-    if depth < 1_000 or syntax != "json":  # the C decoder gives up on its own beyond ~1,000 levels
+    # Past ~1,000 flow levels the C decoders (json's, libyaml's) give up on their own, before the
+    # composer sees the depth: still refused as max_depth, without a path.
+    if depth < 1_000 or syntax == "yaml-block":
         assert refused.value.path == "nodes" + "[0]" * 64
 
 
