@@ -8,6 +8,7 @@ from rest_framework import serializers
 from controlplane.core.errors import ApplicationError
 from controlplane.deployments.models import DEFAULT_ENVIRONMENT
 from controlplane.executions.models import DeadLetter, Execution, ExecutionEvent, ExecutionStatus
+from controlplane.tenancy.serializers import id_field
 
 
 @extend_schema_field(OpenApiTypes.OBJECT)
@@ -60,9 +61,9 @@ class ExecutionCreateSerializer(serializers.Serializer):
 
 class ExecutionFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=ExecutionStatus.choices, required=False)
-    workflow = serializers.IntegerField(required=False)
-    version = serializers.IntegerField(required=False, help_text="Workflow version id.")
-    deployment = serializers.IntegerField(required=False)
+    workflow = id_field(required=False)
+    version = id_field(required=False, help_text="Workflow version id.")
+    deployment = id_field(required=False)
     environment = serializers.SlugField(required=False, max_length=50)
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)

@@ -246,6 +246,8 @@ def test_a_valid_page_answers_count_next_previous_results(url, owner, company, c
     ("/job-templates?company=-3", "company"), ("/secrets?company=99999999999999999999999", "company"),
     ("/executions?status=sleeping", "status"), ("/dead-letters?execution=not-a-uuid", "execution"),
     ("/workflows?project=x", "project"), ("/workers?group=x", "group"),
+    ("/executions?workflow=99999999999999999999999", "workflow"), ("/deployments?workflow=0", "workflow"),
+    ("/executions?created_after=yesterday", "created_after"),
 ])
 def test_invalid_filters_are_400_naming_the_parameter(url, path, owner, client_for):
     body = error_of(client_for(owner).get(API + url), 400, "invalid")
