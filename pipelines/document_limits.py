@@ -12,7 +12,7 @@ A document is a tree of JSON values. Three limits keep a hostile one cheap to re
   909, beyond the default budget of 500. An alias to the node that contains it is refused too:
   the result would be infinite.
 
-``BoundedYAMLLoader`` checks all three while PyYAML composes the node graph, before a single
+``bounded_yaml_loader`` gives a loader that checks all three while PyYAML composes the node graph, before a single
 Python object is built, so a bomb is refused after reading its few hundred bytes.
 ``check_value`` checks depth and node count of values parsed another way (JSON) without
 recursion. Both raise ``DocumentLimitError`` naming the limit and the path where it was crossed.
@@ -94,38 +94,40 @@ def _entry_path(entry: tuple, root: str) -> str:
     return path
 
 
+class PythonEvents(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):
+    """PyYAML's own reader, scanner and parser: the events of a document, in Python."""
+
+    def __init__(self, stream):
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+
+
+EVENT_SOURCES: dict[str, type] = {"python": PythonEvents}
 try:
     # libyaml's scanner, in C. PyYAML's own is quadratic in flow nesting ("[[[[..."): it spends half
     # a second on the first thousand brackets of a body before the composer can refuse the depth.
-    from yaml._yaml import CParser as _LibYAMLParser
-except ImportError:  # PyYAML built without libyaml: correct, only slower on hostile input
-    _LibYAMLParser = None
+    from yaml._yaml import CParser
 
-if _LibYAMLParser is not None:
-
-    class _EventSource(_LibYAMLParser):
-        pass
-
-else:
-
-    class _EventSource(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser):
-        def __init__(self, stream):
-            yaml.reader.Reader.__init__(self, stream)
-            yaml.scanner.Scanner.__init__(self)
-            yaml.parser.Parser.__init__(self)
+    EVENT_SOURCES["libyaml"] = CParser
+except ImportError:  # PyYAML built without libyaml: as correct, only slower on hostile input
+    pass
+DEFAULT_EVENTS = "libyaml" if "libyaml" in EVENT_SOURCES else "python"
 
 
-class BoundedYAMLLoader(yaml.composer.Composer, _EventSource, yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
-    """A safe loader (PyYAML's safe constructor) refusing documents beyond ``limits`` while it composes them.
+class BoundedYAMLLoader(yaml.composer.Composer):
+    """A safe loader refusing documents beyond ``limits`` while it composes them.
 
-    Events come from libyaml when PyYAML has it; composing stays in Python, where the limits are
-    counted. Subclass it with ``limits`` set (``bounded_yaml_loader``).
+    ``bounded_yaml_loader`` completes it with an event source (libyaml when PyYAML has it),
+    PyYAML's safe constructor and resolver; composing stays in Python, where the limits are
+    counted.
     """
 
     limits: DocumentLimits = DEFAULT_LIMITS
+    events: type = EVENT_SOURCES[DEFAULT_EVENTS]
 
     def __init__(self, stream):
-        _EventSource.__init__(self, stream)
+        self.events.__init__(self, stream)
         yaml.composer.Composer.__init__(self)
         yaml.constructor.SafeConstructor.__init__(self)
         yaml.resolver.Resolver.__init__(self)
@@ -209,7 +211,7 @@ class BoundedYAMLLoader(yaml.composer.Composer, _EventSource, yaml.constructor.S
         return values, height
 
 
-_LOADERS: dict[tuple[DocumentLimits, bool], type[BoundedYAMLLoader]] = {}
+_LOADERS: dict[tuple[DocumentLimits, bool, str], type] = {}
 
 _RESOLVERS_WITHOUT_DATES = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
@@ -217,18 +219,23 @@ _RESOLVERS_WITHOUT_DATES = {
 }
 
 
-def bounded_yaml_loader(limits: DocumentLimits = DEFAULT_LIMITS, *, dates_as_text: bool = True) -> type[BoundedYAMLLoader]:
-    """The ``BoundedYAMLLoader`` class for ``limits``, one class per distinct arguments.
+def bounded_yaml_loader(
+    limits: DocumentLimits = DEFAULT_LIMITS, *, dates_as_text: bool = True, events: str = DEFAULT_EVENTS
+) -> type:
+    """The loader class for ``limits``, one class per distinct arguments.
 
     ``dates_as_text`` keeps ``2024-01-01`` a string, because JSON (and the canonical digest)
-    cannot hold a date; without it dates load as ``yaml.safe_load`` loads them.
+    cannot hold a date; without it dates load as ``yaml.safe_load`` loads them. ``events`` names
+    the event source (``EVENT_SOURCES``).
     """
-    key = (limits, dates_as_text)
+    key = (limits, dates_as_text, events)
     if key not in _LOADERS:
-        attrs: dict[str, Any] = {"limits": limits}
+        source = EVENT_SOURCES[events]
+        attrs: dict[str, Any] = {"limits": limits, "events": source}
         if dates_as_text:
             attrs["yaml_implicit_resolvers"] = _RESOLVERS_WITHOUT_DATES
-        _LOADERS[key] = type("BoundedYAMLLoader", (BoundedYAMLLoader,), attrs)
+        bases = (BoundedYAMLLoader, source, yaml.constructor.SafeConstructor, yaml.resolver.Resolver)
+        _LOADERS[key] = type("BoundedYAMLLoader", bases, attrs)
     return _LOADERS[key]
 
 

@@ -4,8 +4,16 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
-from pipelines.document_limits import DocumentLimits, check_value, load_yaml
+from pipelines.document_limits import (
+    DEFAULT_LIMITS,
+    EVENT_SOURCES,
+    DocumentLimits,
+    bounded_yaml_loader,
+    check_value,
+    load_yaml,
+)
 from pipelines.errors import LIMIT_EXCEEDED, DocumentLimitError, GraphError
 from pipelines.graph import load_document
 
@@ -126,3 +134,24 @@ def test_limit_errors_are_graph_errors_so_callers_that_catch_those_still_do():
 def test_yaml_dates_can_load_as_dates_or_text():
     assert load_yaml("d: 2024-01-01")["d"] == "2024-01-01"
     assert load_yaml("d: 2024-01-01", dates_as_text=False)["d"].year == 2024
+
+
+@pytest.mark.parametrize("events", sorted(EVENT_SOURCES))
+@pytest.mark.parametrize("text,limit,path", [
+    (billion_laughs(9), "max_alias_nodes", "lol3[4]"),
+    ("a: &a [*a]", "max_depth", "a[0]"),
+    ("nodes: " + "[" * 65 + "]" * 65, "max_depth", "nodes" + "[0]" * 64),
+    ("nodes:\n" + "".join(" " * i + "- \n" for i in range(70)), "max_depth", "nodes" + "[0]" * 64),
+])
+def test_every_event_source_refuses_alike(events, text, limit, path):
+    # libyaml when PyYAML has it, else PyYAML's own parser: the same limits, the same paths
+    loader = bounded_yaml_loader(DEFAULT_LIMITS, events=events)
+    with pytest.raises(DocumentLimitError) as refused:
+        yaml.load(text, Loader=loader)
+    assert (refused.value.limit, refused.value.path) == (limit, path)
+
+
+@pytest.mark.parametrize("events", sorted(EVENT_SOURCES))
+def test_every_event_source_loads_what_safe_load_loads(events):
+    text = "a: &x {b: [1, 2.5, true, null, 'q']}\nc: *x\nd: {<<: *x, e: 2024-01-01}\n"
+    assert yaml.load(text, Loader=bounded_yaml_loader(events=events, dates_as_text=False)) == yaml.safe_load(text)
