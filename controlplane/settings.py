@@ -62,6 +62,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # API limits and error shape: outside CommonMiddleware so its slash redirects come first.
+    "controlplane.core.middleware.ApiErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -127,18 +129,29 @@ LOGIN_REDIRECT_URL = os.environ.get("LOGIN_REDIRECT_URL", "/")
 LOGOUT_REDIRECT_URL = os.environ.get("LOGOUT_REDIRECT_URL", "/login/")
 
 REST_FRAMEWORK = {
+    # Token first: DRF takes a 401's WWW-Authenticate challenge from the first authenticator.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "controlplane.core.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "controlplane.core.parsers.YAMLParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PARSER_CLASSES": ["controlplane.core.parsers.BoundedJSONParser", "controlplane.core.parsers.YAMLParser"],
+    "DEFAULT_SCHEMA_CLASS": "controlplane.core.schema.ApiAutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "controlplane.core.pagination.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "controlplane.core.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# API limits: what one request may cost. Every JSON or YAML body and every graph document is read
+# within them; crossing one is a 400 `limit_exceeded` naming it (413 for the body size).
+API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(2 * 1024 * 1024)))
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES  # Django refuses larger request.body reads
+API_MAX_DOCUMENT_DEPTH = int(os.environ.get("API_MAX_DOCUMENT_DEPTH", "64"))
+API_MAX_DOCUMENT_NODES = int(os.environ.get("API_MAX_DOCUMENT_NODES", "200000"))
+# Values YAML aliases may add to one document in all (a "billion laughs" needs billions).
+API_MAX_YAML_ALIAS_NODES = int(os.environ.get("API_MAX_YAML_ALIAS_NODES", "500"))
+API_MAX_PAGE_SIZE = int(os.environ.get("API_MAX_PAGE_SIZE", "500"))
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Flowplane control plane API",
     "DESCRIPTION": "Author, publish, plan, apply, run and reconcile workflows on Celery worker groups.",

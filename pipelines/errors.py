@@ -5,6 +5,7 @@ Hierarchy::
     PipelineError                   anything this package raises on purpose
      +-- GraphError                 a graph document is malformed; carries every Issue found
      |    +-- CycleError            the graph has a cycle; carries the cycle as a list of node ids
+     |    +-- DocumentLimitError    a document is too deep, too big or too alias-heavy to read
      +-- TemplateError              a ``{{ jq }}`` template failed to compile or evaluate
      +-- ResourceExhausted          a sandboxed jq evaluation hit its time budget or memory cap
      +-- StepConfigError            a step's config does not match its type's schema
@@ -45,6 +46,7 @@ FORBIDDEN_JQ = "forbidden_jq"
 # Step failure codes (a failed attempt's ``code`` and ``details.reason``), not issue codes.
 RESOURCE_EXHAUSTED = "resource_exhausted"
 SANDBOX_CRASHED = "sandbox_crashed"
+LIMIT_EXCEEDED = "limit_exceeded"
 
 ISSUE_CODES = frozenset(
     {
@@ -65,6 +67,7 @@ ISSUE_CODES = frozenset(
         DUPLICATE_EDGE,
         UNKNOWN_PORT,
         FORBIDDEN_JQ,
+        LIMIT_EXCEEDED,
     }
 )
 
@@ -138,6 +141,16 @@ class CycleError(GraphError):
                 )
             ]
         super().__init__(issues)
+
+
+class DocumentLimitError(GraphError):
+    """A document crossed one of ``DocumentLimits``; ``limit`` names it, ``path`` says where."""
+
+    def __init__(self, *, limit: str, value: int, path: str, message: str):
+        self.limit = limit
+        self.value = value
+        self.path = path
+        super().__init__([Issue(path, message, LIMIT_EXCEEDED)])
 
 
 class TemplateError(PipelineError):

@@ -41,6 +41,7 @@ IF_MATCH = OpenApiParameter(
     "If-Match",
     str,
     location=OpenApiParameter.HEADER,
+    required=True,
     description='The ETag of the draft you read, e.g. "3". Missing: 428; stale: 412.',
 )
 
