@@ -2,7 +2,7 @@
 
 Heartbeats come from the worker processes themselves (`workers/bootsteps.py` calls
 `worker_heartbeat` directly; the worker has Django set up). The control plane sweeps stale rows to
-offline with `fleet_sweep` and tells other apps through `hooks.on_workers_offline`.
+offline with `fleet_sweep` and tells other apps through the `hooks.workers_offline` signal.
 """
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def worker_heartbeat(
 
     A new process under a known hostname (another pid, or another `process_started_at`: a
     restarted container often gets the same pid) is a new incarnation: `started_at` is reset, and
-    unless the previous one said it stopped, `hooks.on_worker_replaced` runs after commit so that
+    unless the previous one said it stopped, the `hooks.worker_replaced` signal is sent after commit so that
     what the previous process had claimed is recovered rather than taken for running.
     """
     now = now or timezone.now()
@@ -143,7 +143,7 @@ def worker_stopped(*, hostname: str) -> bool:
 def workers_mark_offline(*, now: datetime | None = None) -> list[str]:
     """Mark online workers whose heartbeat is older than WORKER_OFFLINE_AFTER_S offline.
 
-    Returns their hostnames; after commit, each `hooks.on_workers_offline` hook is called with them.
+    Returns their hostnames; after commit, the `hooks.workers_offline` signal is sent with them.
     A heartbeat that lands concurrently wins: only rows still stale at update time are changed.
     """
     now = now or timezone.now()

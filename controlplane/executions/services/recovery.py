@@ -1,7 +1,7 @@
 """Lost work: attempts whose worker went offline are marked lost and their task re-published, and
 the other messages such a worker held go back on their queues.
 
-Registered into `controlplane.fleet.hooks.on_workers_offline` (see `apps.py`). The re-published
+Connected to the `controlplane.fleet.hooks` signals (see `apps.py`). The re-published
 message carries the SAME task id and the stored chain/chord/group options (as Celery's own
 `Task.retry` does through `signature_from_request`), so a chord counts it as the same header
 part; the new delivery finds no running attempt and claims attempt + 1. The step presents the

@@ -16,6 +16,7 @@ from controlplane.fleet import hooks
 from controlplane.fleet.models import Worker
 from controlplane.fleet.services import worker_heartbeat
 from tests.controlplane.executions.builders import job, make_deployment
+from tests.signals import connected_uids, only_receiver
 
 pytestmark = pytest.mark.django_db
 
@@ -104,10 +105,12 @@ class TestReplacement:
     @pytest.fixture
     def replaced(self):
         calls = []
-        saved = list(hooks.on_worker_replaced)
-        hooks.on_worker_replaced[:] = [lambda hostname, started: calls.append((hostname, started))]
-        yield calls
-        hooks.on_worker_replaced[:] = saved
+
+        def record(sender, hostname, started_at, **kwargs):
+            calls.append((hostname, started_at))
+
+        with only_receiver(hooks.worker_replaced, record):
+            yield calls
 
     def test_a_new_process_under_the_same_name_and_pid_is_a_new_incarnation(
         self, replaced, django_capture_on_commit_callbacks
@@ -148,7 +151,7 @@ class TestReplacement:
     ):
         from controlplane.executions.services import worker_replaced_recover
 
-        assert worker_replaced_recover in hooks.on_worker_replaced
+        assert "executions.worker_replaced_recover" in connected_uids(hooks.worker_replaced)
         started = timezone.now()
         earlier = running(execution, "a", pid=201, started_at=started - timedelta(seconds=30))
         mine = running(execution, "b", pid=301, started_at=started + timedelta(seconds=1))
