@@ -204,6 +204,8 @@ CELERY_RESULT_CHORD_RETRY_INTERVAL = float(os.environ.get("CELERY_RESULT_CHORD_R
 CELERY_RESULT_EXPIRES = 3600
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_DEFAULT_QUEUE", "controlplane")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's consumer, except that a broker restart does not take the worker down (workers/consumer.py).
+CELERY_WORKER_CONSUMER = "workers.consumer:Consumer"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Celery's Django fixup closes every database connection before and after each task unless this
