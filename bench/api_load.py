@@ -157,6 +157,22 @@ def stop(procs: list[subprocess.Popen]) -> None:
             proc.wait(timeout=10)
 
 
+def cpu_seconds(procs: list[subprocess.Popen]) -> float:
+    """User + system CPU of every live process in the process groups of `procs` (from /proc)."""
+    groups = {proc.pid for proc in procs}
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) in groups:  # pgrp
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
     deadline = time.monotonic() + timeout
     while True:
@@ -321,9 +337,15 @@ def wait_runs_finished(execution_ids: list[str], timeout: float) -> tuple[int, i
         time.sleep(0.5)
 
 
-def run_phase(name: str, make, finish_timeout: float) -> tuple[Phase, bool]:
+def run_phase(make, finish_timeout: float, web: subprocess.Popen, workers: list[subprocess.Popen]) -> tuple[Phase, bool]:
+    before = cpu_seconds([web]), cpu_seconds(workers), time.process_time()
     phase = make()
+    web_cpu, worker_cpu, own_cpu = cpu_seconds([web]) - before[0], cpu_seconds(workers) - before[1], \
+        time.process_time() - before[2]
     report(phase)
+    starts = max(len(phase.start_latencies), 1)
+    print(f"  cpu       web {web_cpu:.1f}s ({web_cpu / starts * 1000:.1f} ms/start), celery workers "
+          f"{worker_cpu:.1f}s, load client {own_cpu:.1f}s, over {phase.elapsed:.1f}s on {os.cpu_count()} cores")
     finished, succeeded = wait_runs_finished(phase.execution_ids, finish_timeout)
     print(f"  runs      {len(phase.execution_ids)} started, {finished} finished, {succeeded} succeeded "
           f"(waited at most {finish_timeout:.0f}s)")
@@ -362,6 +384,7 @@ def main() -> int:
     import redis
 
     procs: list[subprocess.Popen] = []
+    workers: list[subprocess.Popen] = []
     log_dir = REPO / "var" / "bench"
     log_dir.mkdir(parents=True, exist_ok=True)
     results: list[tuple[Phase, bool]] = []
@@ -370,12 +393,13 @@ def main() -> int:
         redis.Redis.from_url(os.environ["CELERY_BROKER_URL"]).flushdb()
         tenant = setup_tenant()
         for index in range(args.celery_workers):
-            procs.append(spawn(
+            workers.append(spawn(
                 [sys.executable, "-m", "celery", "-A", "workers", "worker", "-Q", tenant.group.queue_name,
                  "-n", f"benchapi{index}@%h", "-c", str(args.celery_concurrency), "--loglevel", "WARNING",
                  "--without-gossip", "--without-mingle"],
                 log_dir / f"api-load-worker-{index}.log",
             ))
+        procs.extend(workers)
         from controlplane.fleet.selectors import live_workers
 
         wait_until(lambda: live_workers(tenant.group).exclude(step_types=[]).count() >= args.celery_workers, 60,
@@ -393,11 +417,11 @@ def main() -> int:
               f"starts, {len(warm.errors)} errors")
         phases = {p.strip() for p in args.phases.split(",")}
         if "open" in phases:
-            results.append(run_phase("open", lambda: open_loop(client, args.rate, args.seconds, args.max_inflight),
-                                     args.finish_timeout))
+            results.append(run_phase(lambda: open_loop(client, args.rate, args.seconds, args.max_inflight),
+                                     args.finish_timeout, web, workers))
         if "closed" in phases:
-            results.append(run_phase("closed", lambda: closed_loop(client, args.clients, args.seconds),
-                                     args.finish_timeout))
+            results.append(run_phase(lambda: closed_loop(client, args.clients, args.seconds),
+                                     args.finish_timeout, web, workers))
     finally:
         stop(procs)
         redis.Redis.from_url(os.environ["CELERY_BROKER_URL"]).flushdb()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.utils import timezone
 
-from controlplane.deployments.models import Deployment
+from controlplane.deployments.models import Deployment, JobDeployment
 from controlplane.fleet.models import Worker, WorkerGroup, WorkerStatus, offline_threshold
 from controlplane.tenancy.models import Company, Membership, Project
 from controlplane.workflows.models import Workflow, WorkflowVersion
@@ -24,6 +24,7 @@ class StartTarget:
     deployment: Deployment  # with `.version` (id, number, graph) loaded
     company: Company  # id, slug, name
     caller_role: str
+    artifact_stamp: tuple  # (deployment revision, version of its artifact rows): see `_ARTIFACT_VERSION`
 
 
 def _table(model) -> str:
@@ -34,6 +35,19 @@ def _instance(model, **values):
     """`model.from_db` with values by attribute name (it wants them in the model's field order)."""
     names = [f.attname for f in model._meta.concrete_fields if f.attname in values]
     return model.from_db(connection.alias, names, [values[name] for name in names])
+
+
+# What changes whenever any artifact row of a deployment is written, by any code path (apply, a
+# hand edit in the admin, reconcile restoring a spec without a revision bump, a queryset update).
+# On PostgreSQL every write makes a new row version with its own (xmin, ctid): a new transaction
+# id, or within one transaction a new tuple slot (the old version cannot be reclaimed before the
+# transaction ends), and a delete changes the set. A latest `updated_at` would not do there: two
+# edits can commit in the other order than they took their timestamps. SQLite serialises writers
+# from BEGIN on, so its timestamps follow commit order.
+_ARTIFACT_VERSION = {
+    True: "md5(string_agg(xmin::text || ctid::text, ',' ORDER BY id))",
+    False: "count(*) || '/' || max(updated_at)",
+}
 
 
 def deployment_for_start(user, deployment_id) -> StartTarget | None:
@@ -53,30 +67,36 @@ def deployment_for_start(user, deployment_id) -> StartTarget | None:
         return None
     sql = (
         "SELECT d.id, d.workflow_id, d.environment, d.status, d.version_id, v.number, v.graph,"
-        " c.id, c.slug, c.name, m.role"
+        " c.id, c.slug, c.name, m.role, d.revision, a.version"
         f" FROM {_table(Deployment)} d"
         f" JOIN {_table(Workflow)} w ON w.id = d.workflow_id"
         f" JOIN {_table(Project)} p ON p.id = w.project_id"
         f" JOIN {_table(Company)} c ON c.id = p.company_id"
         f" JOIN {_table(WorkflowVersion)} v ON v.id = d.version_id"
         f" JOIN {_table(Membership)} m ON m.company_id = c.id AND m.user_id = %s"
+        f" CROSS JOIN (SELECT {_ARTIFACT_VERSION[connection.vendor == 'postgresql']} AS version"
+        f"   FROM {_table(JobDeployment)} WHERE deployment_id = %s) a"
         " WHERE d.id = %s"
         + (" FOR SHARE OF d" if connection.vendor == "postgresql" else "")
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [user_id, deployment_id])
+        cursor.execute(sql, [user_id, deployment_id, deployment_id])
         row = cursor.fetchone()
     if row is None:
         return None
-    d_id, workflow_id, environment, status, version_id, number, graph, c_id, c_slug, c_name, role = row
+    (d_id, workflow_id, environment, status, version_id, number, graph, c_id, c_slug, c_name, role,
+     revision, artifact_version) = row
     graph = WorkflowVersion._meta.get_field("graph").from_db_value(graph, None, connection)
-    version = _instance(WorkflowVersion, id=version_id, number=number, graph=graph)
+    # workflow_id too: the API's answer names the run's workflow, which would be another query.
+    version = _instance(WorkflowVersion, id=version_id, workflow_id=workflow_id, number=number, graph=graph)
     deployment = _instance(
-        Deployment, id=d_id, workflow_id=workflow_id, environment=environment, status=status, version_id=version_id
+        Deployment, id=d_id, workflow_id=workflow_id, environment=environment, status=status, version_id=version_id,
+        revision=revision,
     )
     deployment.version = version
     company = _instance(Company, id=c_id, slug=c_slug, name=c_name)
-    return StartTarget(deployment=deployment, company=company, caller_role=role)
+    return StartTarget(deployment=deployment, company=company, caller_role=role,
+                       artifact_stamp=(revision, artifact_version))
 
 
 def groups_with_liveness(company_id: int) -> dict[str, tuple[WorkerGroup, bool]]:
