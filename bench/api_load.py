@@ -344,6 +344,7 @@ def run_phase(make, finish_timeout: float, web: subprocess.Popen, workers: list[
         time.process_time() - before[2]
     report(phase)
     starts = max(len(phase.start_latencies), 1)
+    print(f"  machine   load average {os.getloadavg()[0]:.1f} (other processes share these cores)")
     print(f"  cpu       web {web_cpu:.1f}s ({web_cpu / starts * 1000:.1f} ms/start), celery workers "
           f"{worker_cpu:.1f}s, load client {own_cpu:.1f}s, over {phase.elapsed:.1f}s on {os.cpu_count()} cores")
     finished, succeeded = wait_runs_finished(phase.execution_ids, finish_timeout)

@@ -20,7 +20,7 @@ from controlplane.deployments.selectors import deployment_check_accepts
 from controlplane.executions.models import EventType, Execution, ExecutionStatus, TERMINAL_EXECUTION_STATUSES, Trigger
 from controlplane.executions.services.events import event_append, execution_insert_with_event, locked_execution
 from controlplane.executions.services.start_canvas import start_canvas
-from controlplane.executions.services.start_reads import deployment_for_start, groups_with_liveness
+from controlplane.executions.services.start_reads import deployment_for_start
 from controlplane.executions.services.state import remember_run
 from controlplane.fleet.models import queue_name_for
 from controlplane.tenancy.access import check_role, require_role
@@ -40,9 +40,8 @@ def execution_queues(execution: Execution) -> dict[str, str]:
     return {group: queue_name_for(slug, group) for group in groups}
 
 
-def _check_placement(company, placements: list[tuple[str, str | None]]) -> None:
+def _check_placement(company, groups: dict, placements: list[tuple[str, str | None]]) -> None:
     """Every group used must exist in the company and have a live worker: 400 / 409 otherwise."""
-    groups = groups_with_liveness(company.pk)
     for path, slug in placements:
         if not slug:
             raise ApplicationError(
@@ -108,7 +107,7 @@ def execution_start(
             if not graph["jobs"]:
                 raise Conflict(f"deployment {deployment.pk} holds no jobs; plan and apply a version with steps",
                                code="not_deployed", path="deployment")
-            _check_placement(company, pinned.placements)
+            _check_placement(company, target.groups, pinned.placements)
             execution = Execution(
                 company=company,
                 deployment=deployment,
