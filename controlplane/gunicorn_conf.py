@@ -32,7 +32,7 @@ def _positive_int(name: str, default: int) -> int:
     return value
 
 
-bind = os.environ.get("WEB_BIND", "127.0.0.1:8000")
+bind = os.environ.get("WEB_BIND") or "127.0.0.1:8000"
 worker_class = "gthread"
 workers = _positive_int("WEB_CONCURRENCY", os.cpu_count() or 1)
 threads = _positive_int("WEB_THREADS", 4)
@@ -52,4 +52,4 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # Access logs off unless asked: a line per request costs more than a start's own work at high rates.
 accesslog = os.environ.get("WEB_ACCESS_LOG") or None
 errorlog = "-"
-loglevel = os.environ.get("WEB_LOG_LEVEL", "info")
+loglevel = os.environ.get("WEB_LOG_LEVEL") or "info"
