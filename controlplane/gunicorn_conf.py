@@ -19,24 +19,25 @@ from __future__ import annotations
 import os
 
 
-def _positive_int(name: str, default: int) -> int:
+def _int(name: str, default: int, minimum: int = 1) -> int:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return default
     try:
         value = int(raw)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise RuntimeError(f"{name}={raw!r} is not a positive integer; set it to 1 or more, or unset it")
+        value = minimum - 1
+    if value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise RuntimeError(f"{name}={raw!r} is not {kind}; set it to {minimum} or more, or unset it")
     return value
 
 
 bind = os.environ.get("WEB_BIND") or "127.0.0.1:8000"
 worker_class = "gthread"
-workers = _positive_int("WEB_CONCURRENCY", os.cpu_count() or 1)
-threads = _positive_int("WEB_THREADS", 4)
-db_connection_limit = _positive_int("WEB_DB_CONNECTION_LIMIT", 32)
+workers = _int("WEB_CONCURRENCY", os.cpu_count() or 1)
+threads = _int("WEB_THREADS", 4)
+db_connection_limit = _int("WEB_DB_CONNECTION_LIMIT", 32)
 if workers * threads > db_connection_limit:
     raise RuntimeError(
         f"WEB_CONCURRENCY x WEB_THREADS = {workers} x {threads} = {workers * threads} PostgreSQL connections, above "
@@ -44,8 +45,8 @@ if workers * threads > db_connection_limit:
         "threads, or raise the limit while keeping web + Celery pools + headroom under max_connections"
     )
 # Clients that keep their connection (load balancers, API clients) skip a TCP handshake per call.
-keepalive = _positive_int("WEB_KEEPALIVE_S", 5)
-timeout = _positive_int("WEB_TIMEOUT_S", 30)
+keepalive = _int("WEB_KEEPALIVE_S", 5, minimum=0)  # 0: close after every response
+timeout = _int("WEB_TIMEOUT_S", 30)
 graceful_timeout = timeout
 # The heartbeat file on tmpfs: a container's overlay disk can stall it and get workers killed.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
