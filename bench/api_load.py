@@ -108,7 +108,8 @@ def setup_tenant() -> Tenant:
     Project.objects.create(company=company, slug="bench", name="Bench")
     worker_group_create(company=company, slug=GROUP, name="Run")
     token, _ = Token.objects.get_or_create(user=user)
-    return Tenant(token=token.key, deployment_id=0, workflow_id=0, group=WorkerGroup.objects.get(company=company, slug=GROUP))
+    group = WorkerGroup.objects.get(company=company, slug=GROUP)
+    return Tenant(token=token.key, deployment_id=0, workflow_id=0, group=group)
 
 
 def deploy_workflow(tenant: Tenant) -> None:
@@ -230,20 +231,37 @@ class Phase:
 
 
 class Client:
-    """One keep-alive HTTP connection per thread, reopened after any failure."""
+    """One keep-alive HTTP connection per thread, reopened after any failure.
+
+    A connection that sat idle past the server's keep-alive timeout is closed by the server; the
+    next request on it fails before the server read it (no response byte came back). Like
+    urllib3's pool, such a request is sent once more on a new connection, and counted in
+    `reconnects` so the report shows it; any other failure is an error.
+    """
 
     def __init__(self, port: int, token: str, body: bytes) -> None:
         self.port, self.body, self.local = port, body, threading.local()
         self.headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
+        self.reconnects = 0
+        self._lock = threading.Lock()
 
     def _request(self, method: str, path: str, body: bytes | None) -> tuple[int, bytes]:
         conn = getattr(self.local, "conn", None)
+        reused = conn is not None
         if conn is None:
             conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             conn.request(method, path, body=body, headers=self.headers)
             response = conn.getresponse()
             return response.status, response.read()
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+            conn.close()
+            self.local.conn = None
+            if not reused:
+                raise
+            with self._lock:
+                self.reconnects += 1
+            return self._request(method, path, body)
         except Exception:
             conn.close()
             self.local.conn = None
@@ -314,13 +332,14 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
-def report(phase: Phase) -> None:
+def report(phase: Phase, client: Client) -> None:
     print(f"{phase.name}:")
     for label, values in [("start", phase.start_latencies), ("timeline", phase.timeline_latencies)]:
         ms = [v * 1000 for v in values]
         print(f"  {label:<9} n={len(ms):<6} p50 {percentile(ms, 50):7.1f} ms  p95 {percentile(ms, 95):7.1f} ms  "
               f"p99 {percentile(ms, 99):7.1f} ms  max {max(ms, default=float('nan')):7.1f} ms")
-    print(f"  errors    {len(phase.errors)}" + (f" (first: {phase.errors[0]})" if phase.errors else ""))
+    print(f"  errors    {len(phase.errors)}" + (f" (first: {phase.errors[0]})" if phase.errors else "")
+          + f"; {client.reconnects} requests resent after an idle keep-alive connection was closed")
     print(f"  throughput {len(phase.start_latencies) / phase.elapsed:.1f} starts/s over {phase.elapsed:.1f}s")
 
 
@@ -337,12 +356,15 @@ def wait_runs_finished(execution_ids: list[str], timeout: float) -> tuple[int, i
         time.sleep(0.5)
 
 
-def run_phase(make, finish_timeout: float, web: subprocess.Popen, workers: list[subprocess.Popen]) -> tuple[Phase, bool]:
+def run_phase(make, client: Client, finish_timeout: float, web: subprocess.Popen,
+              workers: list[subprocess.Popen]) -> tuple[Phase, bool]:
+    """Run one phase, report it with the CPU its processes used, and wait for its runs."""
+    client.reconnects = 0
     before = cpu_seconds([web]), cpu_seconds(workers), time.process_time()
     phase = make()
     web_cpu, worker_cpu, own_cpu = cpu_seconds([web]) - before[0], cpu_seconds(workers) - before[1], \
         time.process_time() - before[2]
-    report(phase)
+    report(phase, client)
     starts = max(len(phase.start_latencies), 1)
     print(f"  machine   load average {os.getloadavg()[0]:.1f} (other processes share these cores)")
     print(f"  cpu       web {web_cpu:.1f}s ({web_cpu / starts * 1000:.1f} ms/start), celery workers "
@@ -419,10 +441,10 @@ def main() -> int:
         phases = {p.strip() for p in args.phases.split(",")}
         if "open" in phases:
             results.append(run_phase(lambda: open_loop(client, args.rate, args.seconds, args.max_inflight),
-                                     args.finish_timeout, web, workers))
+                                     client, args.finish_timeout, web, workers))
         if "closed" in phases:
             results.append(run_phase(lambda: closed_loop(client, args.clients, args.seconds),
-                                     args.finish_timeout, web, workers))
+                                     client, args.finish_timeout, web, workers))
     finally:
         stop(procs)
         redis.Redis.from_url(os.environ["CELERY_BROKER_URL"]).flushdb()

@@ -40,8 +40,9 @@ def execution_queues(execution: Execution) -> dict[str, str]:
     return {group: queue_name_for(slug, group) for group in groups}
 
 
-def _check_placement(company, groups: dict, placements: list[tuple[str, str | None]]) -> None:
-    """Every group used must exist in the company and have a live worker: 400 / 409 otherwise."""
+def _check_placement(company, groups: dict[str, tuple[Any, bool]], placements: list[tuple[str, str | None]]):
+    """Every group used must exist in the company and have a live worker: 400 / 409 otherwise.
+    `groups` is {slug: (group, has a live worker)}; `placements` (path, group slug) per job."""
     for path, slug in placements:
         if not slug:
             raise ApplicationError(

@@ -93,7 +93,8 @@ def test_an_artifact_written_in_the_same_transaction_is_seen_by_the_next_start(d
         import json
 
         with connection.cursor() as cursor:
-            cursor.execute("UPDATE deployments_jobdeployment SET spec = %s::jsonb WHERE id = %s", [json.dumps(spec), jd.pk])
+            cursor.execute("UPDATE deployments_jobdeployment SET spec = %s::jsonb WHERE id = %s",
+                           [json.dumps(spec), jd.pk])
 
     assert message_of(run(deployment, owner)) == "edited by hand"
 
