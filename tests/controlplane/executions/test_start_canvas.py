@@ -187,3 +187,39 @@ def test_the_api_answers_a_start_without_reading_the_version_again(deployment, o
     assert [j["id"] for j in body["graph"]["jobs"]] == ["a", "b", "c"] and body["input"] == {"n": 1}
     assert not [q["sql"] for q in queries.captured_queries if 'FROM "workflows_workflowversion"' in q["sql"]]
     assert artifact_reads(queries.captured_queries) == []
+
+
+def test_dispatch_keeps_no_broker_connection_per_start_and_publishes_each_run(
+        deployment, owner, django_capture_on_commit_callbacks):
+    """Publishing after commit goes through Celery's producer pool: after 30 starts this process
+    holds no more Redis connections than after one, and each run's first task is on its queue."""
+    import json
+
+    import redis
+    from django.conf import settings
+
+    if not settings.CELERY_BROKER_URL.startswith("redis://"):
+        pytest.skip("needs the Redis broker (bin/test)")
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    db = broker.connection_pool.connection_kwargs.get("db", 0)
+    assert db != 0, "tests must not use Redis database 0"
+    queue = "wg.acme.ingest"
+    broker.delete(queue)
+
+    def clients() -> int:
+        return sum(1 for c in broker.client_list() if int(c.get("db", -1)) == db)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        run(deployment, owner)  # the first publish may open the pool's connection
+    before = clients()
+    ids = []
+    for _ in range(30):
+        with django_capture_on_commit_callbacks(execute=True):
+            ids.append(str(run(deployment, owner).pk))
+
+    assert clients() <= before + 1
+    messages = [json.loads(raw) for raw in broker.lrange(queue, 0, -1)]
+    first_tasks = [m["headers"] for m in messages if m["headers"]["task"] == "flowplane.step"]
+    assert {h["argsrepr"].split(",")[0].strip("('\" ") for h in first_tasks} >= set(ids)
+    assert all(Execution.objects.get(pk=i).status == "running" for i in ids)  # no dispatch failure
+    broker.delete(queue)
