@@ -24,7 +24,10 @@ from controlplane.deployments.selectors import deployment_execution_graph
 from controlplane.fleet.models import queue_name_for
 from pipelines.canvas import CanvasNode, compile_canvas
 
+# Per process: at most this many deployments, and this many characters of graph and canvas JSON
+# (a 2,000-node graph is about a megabyte; most are a few kilobytes).
 CACHE_SIZE = 256
+CACHE_CHARS = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +51,17 @@ class _Compiled:
     queues: tuple[tuple[str, str], ...]
     placements: tuple[tuple[str, str | None], ...]
 
+    @property
+    def size(self) -> int:
+        return len(self.graph_json) + len(self.canvas_json)
+
     def fresh(self) -> StartCanvas:
         return StartCanvas(json.loads(self.graph_json), json.loads(self.canvas_json), self.strategy, self.task_count,
                            dict(self.queues), list(self.placements))
 
 
 _CACHE: OrderedDict[Hashable, _Compiled] = OrderedDict()
+_CACHED_CHARS = 0
 _LOCK = threading.Lock()  # gunicorn serves a process's requests on several threads
 
 
@@ -66,16 +74,27 @@ def start_canvas(deployment: Deployment, company_slug: str, stamp: Hashable) -> 
             _CACHE.move_to_end(key)
     if compiled is None:
         compiled = _compile(deployment, company_slug)
-        with _LOCK:
-            _CACHE[key] = compiled
-            while len(_CACHE) > CACHE_SIZE:
-                _CACHE.popitem(last=False)
+        _remember(key, compiled)
     return compiled.fresh()
 
 
+def _remember(key: Hashable, compiled: _Compiled) -> None:
+    global _CACHED_CHARS
+    with _LOCK:
+        previous = _CACHE.pop(key, None)
+        _CACHED_CHARS -= previous.size if previous else 0
+        _CACHE[key] = compiled
+        _CACHED_CHARS += compiled.size
+        while len(_CACHE) > 1 and (len(_CACHE) > CACHE_SIZE or _CACHED_CHARS > CACHE_CHARS):
+            _, evicted = _CACHE.popitem(last=False)
+            _CACHED_CHARS -= evicted.size
+
+
 def start_canvas_cache_clear() -> None:
+    global _CACHED_CHARS
     with _LOCK:
         _CACHE.clear()
+        _CACHED_CHARS = 0
 
 
 def _compile(deployment: Deployment, company_slug: str) -> _Compiled:

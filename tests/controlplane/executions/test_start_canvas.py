@@ -223,3 +223,19 @@ def test_dispatch_keeps_no_broker_connection_per_start_and_publishes_each_run(
     assert {h["argsrepr"].split(",")[0].strip("('\" ") for h in first_tasks} >= set(ids)
     assert all(Execution.objects.get(pk=i).status == "running" for i in ids)  # no dispatch failure
     broker.delete(queue)
+
+
+def test_the_cache_is_bounded_in_entries_and_characters(groups, project, owner, monkeypatch):
+    from controlplane.executions.services import start_canvas as cache
+
+    deployments = [make_deployment(project, NODES, EDGES, user=owner) for _ in range(3)]
+    monkeypatch.setattr(cache, "CACHE_SIZE", 2)
+    for deployment in deployments:
+        run(deployment, owner)
+    assert len(cache._CACHE) == 2 and {key[0] for key in cache._CACHE} == {d.pk for d in deployments[1:]}
+
+    monkeypatch.setattr(cache, "CACHE_CHARS", 1)  # every entry is larger: only the newest stays
+    run(deployments[0], owner)
+    assert [key[0] for key in cache._CACHE] == [deployments[0].pk]
+    assert cache._CACHED_CHARS == next(iter(cache._CACHE.values())).size
+    assert message_of(run(deployments[1], owner)) == "first"  # evicted: rebuilt, same graph
