@@ -4,10 +4,11 @@ A run is pinned to the execution graph of its deployment's artifacts and to the 
 from it. Both only change when the artifacts do, yet building them (read and decode every
 artifact, order the jobs, compile the canvas) was a query and most of a start's own CPU. So each
 process keeps them per *artifact stamp*: the deployment's revision (bumped by apply, rollback,
-pause, resume, undeploy and accepted drift) together with the number of its artifact rows and
-their latest `updated_at`, which also move when an artifact is edited by hand or restored by
-reconcile without a revision bump. The stamp is read in the start's one deployment query
-(`start_reads.deployment_for_start`), so a cached start reads no artifact at all.
+pause, resume, undeploy and accepted drift) together with a version of its artifact rows that
+moves on any write to them, also one without a revision bump (a hand edit in the admin, reconcile
+restoring a spec, a queryset update): see `start_reads._ARTIFACT_VERSION`. The stamp is read in
+the start's one statement (`start_reads.deployment_for_start`), so a cached start reads no
+artifact at all, and a stale entry is never used: its stamp is simply never read again.
 
 Every start gets its own copies: a run's graph must never share objects with another run's.
 """
