@@ -45,7 +45,8 @@ def test_a_bad_size_names_the_variable(value):
 @pytest.mark.django_db(transaction=True)
 def test_gunicorn_serves_the_api_with_these_settings(owner, tmp_path):
     """A real gunicorn on 127.0.0.1:0: an authenticated read answers 200, a missing token 403
-    (session authentication comes first, so DRF answers 403 rather than 401)."""
+    (session authentication comes first, so DRF answers 403 rather than 401), and a worker
+    killed with SIGKILL is replaced."""
     from rest_framework.authtoken.models import Token
 
     from tests.e2e.harness import database_url, wait_until
@@ -78,7 +79,24 @@ def test_gunicorn_serves_the_api_with_these_settings(owner, tmp_path):
                 time.sleep(0.2)
         assert response.status == 200 and json.loads(response.read())["results"] == []
         conn.request("GET", "/api/v1/executions")  # the same keep-alive connection
-        assert conn.getresponse().status == 403
+        refused = conn.getresponse()
+        assert refused.status == 403 and json.loads(refused.read())["error"] == "not_authenticated"
+
+        # A worker killed outright (OOM, kill -9) is replaced by the master; the API answers again.
+        worker_pid = int(re.findall(r"Booting worker with pid: (\d+)", log.read_text())[-1])
+        os.kill(worker_pid, signal.SIGKILL)
+        wait_until(lambda: log.read_text().count("Booting worker") >= 2, timeout=60, what="a replacement worker")
+        deadline = time.monotonic() + 30
+        while True:
+            fresh = http.client.HTTPConnection("127.0.0.1", listening, timeout=10)
+            try:
+                fresh.request("GET", "/api/v1/executions", headers={"Authorization": f"Token {token.key}"})
+                again = fresh.getresponse()
+                break
+            except ConnectionError:
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        assert again.status == 200
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
