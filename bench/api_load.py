@@ -394,6 +394,9 @@ def main() -> int:
     args = parser.parse_args()
     if args.redis_db == 0:
         parser.error("--redis-db 0 is the production default database; pick another number")
+    phases = {p.strip() for p in args.phases.split(",") if p.strip()}
+    if not phases or phases - {"open", "closed"}:
+        parser.error(f"--phases {args.phases!r}: give open, closed or both (comma-separated)")
     if args.quick:
         args.seconds = 10
     configure_environment(args.redis_db)
@@ -438,7 +441,6 @@ def main() -> int:
         print(f"gunicorn {args.web_workers or 'default'} workers x {args.web_threads or 'default'} threads; "
               f"{args.celery_workers} celery worker x {args.celery_concurrency}; warm-up {len(warm.start_latencies)} "
               f"starts, {len(warm.errors)} errors")
-        phases = {p.strip() for p in args.phases.split(",")}
         if "open" in phases:
             results.append(run_phase(lambda: open_loop(client, args.rate, args.seconds, args.max_inflight),
                                      client, args.finish_timeout, web, workers))
