@@ -5,11 +5,12 @@ authenticator; a session alone has no challenge, and DRF turns a missing credent
 """
 from __future__ import annotations
 
-from rest_framework.authentication import TokenAuthentication as DRFTokenAuthentication
+from controlplane.tenancy.authentication import TokenAuthentication as TenancyTokenAuthentication
 
 
-class TokenAuthentication(DRFTokenAuthentication):
-    """`Authorization: Token <key>`; a 401 challenges with `WWW-Authenticate: Token realm="api"`."""
+class TokenAuthentication(TenancyTokenAuthentication):
+    """`Authorization: Token <key>` (DRF's rules, its lookup in plain SQL); a 401 challenges with
+    `WWW-Authenticate: Token realm="api"`."""
 
     def authenticate_header(self, request) -> str:
         return f'{self.keyword} realm="api"'

@@ -3,8 +3,8 @@
 `execution_start` validates everything a run needs before anything is written or dispatched: the
 deployment (tenant-scoped, and accepting executions), the input, every job's worker group and a
 live worker in it. The run is pinned to the deployment's version and its artifacts (graph snapshot
-+ compiled canvas), marked running with `execution.started`, and its canvas is published only
-after the transaction commits.
++ compiled canvas, built once per artifact revision: `start_canvas`), marked running with
+`execution.started`, and its canvas is published only after the transaction commits.
 """
 from __future__ import annotations
 
@@ -16,15 +16,15 @@ from django.utils import timezone
 
 from controlplane.core.errors import ApplicationError, Conflict, NotFound
 from controlplane.deployments.models import Deployment
-from controlplane.deployments.selectors import deployment_check_accepts, deployment_execution_graph
+from controlplane.deployments.selectors import deployment_check_accepts
 from controlplane.executions.models import EventType, Execution, ExecutionStatus, TERMINAL_EXECUTION_STATUSES, Trigger
 from controlplane.executions.services.events import event_append, execution_insert_with_event, locked_execution
-from controlplane.executions.services.start_reads import deployment_for_start, groups_with_liveness
+from controlplane.executions.services.start_canvas import start_canvas
+from controlplane.executions.services.start_reads import deployment_for_start
 from controlplane.executions.services.state import remember_run
 from controlplane.fleet.models import queue_name_for
 from controlplane.tenancy.access import check_role, require_role
 from controlplane.tenancy.models import Role
-from pipelines.canvas import CanvasNode, compile_canvas
 
 logger = logging.getLogger(__name__)
 
@@ -40,15 +40,9 @@ def execution_queues(execution: Execution) -> dict[str, str]:
     return {group: queue_name_for(slug, group) for group in groups}
 
 
-def _check_placement(company, graph: dict[str, Any]) -> None:
-    """Every group used must exist in the company and have a live worker: 400 / 409 otherwise."""
-    placements: list[tuple[str, str | None]] = []
-    for job in graph["jobs"]:
-        placements.append((f"jobs.{job['id']}.group", job["group"]))
-        compensate = job.get("compensate") or {}
-        if compensate.get("group"):
-            placements.append((f"jobs.{job['id']}.compensate.group", compensate["group"]))
-    groups = groups_with_liveness(company.pk)
+def _check_placement(company, groups: dict[str, tuple[Any, bool]], placements: list[tuple[str, str | None]]):
+    """Every group used must exist in the company and have a live worker: 400 / 409 otherwise.
+    `groups` is {slug: (group, has a live worker)}; `placements` (path, group slug) per job."""
     for path, slug in placements:
         if not slug:
             raise ApplicationError(
@@ -109,16 +103,12 @@ def execution_start(
                 if existing is not None:
                     return _idempotent_repeat(existing, deployment, input), False
             deployment_check_accepts(deployment)
-            graph = deployment_execution_graph(deployment)
+            pinned = start_canvas(deployment, company.slug, target.artifact_stamp)
+            graph, canvas = pinned.graph, pinned.canvas
             if not graph["jobs"]:
                 raise Conflict(f"deployment {deployment.pk} holds no jobs; plan and apply a version with steps",
                                code="not_deployed", path="deployment")
-            _check_placement(company, graph)
-            plan = compile_canvas(
-                [CanvasNode(job["id"], job["replicas"], job["group"]) for job in graph["jobs"]],
-                [(edge["from"], edge["to"]) for edge in graph["edges"]],
-            )
-            canvas = {**plan.to_dict(), "timeouts": {j["id"]: j["timeout_s"] for j in graph["jobs"] if j["timeout_s"]}}
+            _check_placement(company, target.groups, pinned.placements)
             execution = Execution(
                 company=company,
                 deployment=deployment,
@@ -138,10 +128,10 @@ def execution_start(
                 type=EventType.EXECUTION_STARTED,
                 data={"deployment": deployment.pk, "environment": deployment.environment,
                       "version": deployment.version_id, "version_number": deployment.version.number,
-                      "trigger": trigger, "strategy": plan.strategy, "tasks": plan.task_count},
+                      "trigger": trigger, "strategy": pinned.strategy, "tasks": pinned.task_count},
             )
             remember_run(execution)  # this process dispatches it; often runs it too
-            queues = execution_queues(execution)
+            queues = pinned.queues
             transaction.on_commit(lambda: _dispatch(execution.pk, canvas, queues))
     except IntegrityError:
         # A concurrent request with the same key won the insert.
