@@ -44,8 +44,8 @@ def test_a_bad_size_names_the_variable(value):
 
 @pytest.mark.django_db(transaction=True)
 def test_gunicorn_serves_the_api_with_these_settings(owner, tmp_path):
-    """A real gunicorn on 127.0.0.1:0: an authenticated read answers 200, a missing token 403
-    (session authentication comes first, so DRF answers 403 rather than 401), and a worker
+    """A real gunicorn on 127.0.0.1:0: an authenticated read answers 200, a missing token 401
+    with its challenge, and a worker
     killed with SIGKILL is replaced."""
     from rest_framework.authtoken.models import Token
 
@@ -80,7 +80,8 @@ def test_gunicorn_serves_the_api_with_these_settings(owner, tmp_path):
         assert response.status == 200 and json.loads(response.read())["results"] == []
         conn.request("GET", "/api/v1/executions")  # the same keep-alive connection
         refused = conn.getresponse()
-        assert refused.status == 403 and json.loads(refused.read())["error"] == "not_authenticated"
+        assert refused.status == 401 and json.loads(refused.read())["error"] == "not_authenticated"
+        assert refused.headers["WWW-Authenticate"].startswith("Token")
 
         # A worker killed outright (OOM, kill -9) is replaced by the master; the API answers again.
         worker_pid = int(re.findall(r"Booting worker with pid: (\d+)", log.read_text())[-1])
