@@ -160,6 +160,7 @@ class Command(BaseCommand):
             sys.executable, "-m", "celery", "-A", "workers", "beat", "--loglevel", "INFO",
             "--schedule", str(var_dir / "celerybeat-schedule"),
         ])
+        self.say("started " + ", ".join(f"{name} (pid {child.pid})" for name, child in children.items()))
         self.say(f"logs in {log_dir}; web on http://127.0.0.1:{port}/ (admin at /admin/)")
         api = Api(f"http://127.0.0.1:{port}/api/v1", token)
         wait_for(lambda: self._children_alive(children, log_dir) and self._answers(api), timeout=60,
