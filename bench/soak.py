@@ -162,6 +162,7 @@ def soak(minutes: float, settle_s: float) -> dict:
         started_runs = 0
         end_at = time.monotonic() + minutes * 60
         next_start = time.monotonic()
+        next_report = next_start + 60
         print(f"soak: {minutes:g} min, one run a second, stack on port {port}, var dir {var_dir}", flush=True)
         while time.monotonic() < end_at or (outstanding and time.monotonic() < end_at + settle_s):
             stack.check_alive()
@@ -179,8 +180,9 @@ def soak(minutes: float, settle_s: float) -> dict:
                 if current["status"] in TERMINAL:
                     finished.append((kind, expected, current["status"], time.monotonic() - at))
                     del outstanding[execution_id]
-            if started_runs and started_runs % 60 == 0 and now >= next_start - 1.0 and now < end_at:
+            if now >= next_report:
                 print(f"  {started_runs} started, {len(finished)} finished, {len(outstanding)} running", flush=True)
+                next_report += 60
             time.sleep(0.2)
         stack.check_alive()
         code = stack.stop()
