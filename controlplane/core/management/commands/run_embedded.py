@@ -241,6 +241,8 @@ class Command(BaseCommand):
             except subprocess.TimeoutExpired:
                 pass
         for name, child in children.items():
+            if child.poll() is None:
+                self.stderr.write(f"{name} (pid {child.pid}) still running after {STOP_GRACE_S} s; killing it")
             # The whole group: a worker's pool processes too, whether or not the worker exited.
             try:
                 os.killpg(child.pid, signal.SIGKILL)
