@@ -1,9 +1,13 @@
 """Run the whole product on the embedded default and drive a demo workflow through its API.
 
-Starts the web control plane, one Celery worker serving the demo's worker groups and beat, as
-child processes of this command (stopped by process id on exit), then, as a user would: creates
-a project and workflow over HTTP, writes the draft, publishes it, plans and applies it to the
-`prod` environment, runs it, and prints the execution's timeline.
+Starts the web control plane (gunicorn, as in production), one Celery worker serving the demo's
+worker groups and beat, as child processes of this command, then, as a user would: finds or
+creates the demo project and workflow over HTTP, writes the draft, publishes it, plans and
+applies it to the `prod` environment, runs it, and prints the execution's timeline.
+
+Lifecycle: it refuses a taken port and a var/ folder another run holds; SIGINT and SIGTERM stop
+every child (warm shutdown, then SIGKILL of its process group) within 10 s; a child that exits
+on its own stops the rest and fails the command; the children die with it even if it is killed.
 """
 from __future__ import annotations
 
@@ -113,13 +117,13 @@ class Command(BaseCommand):
         self.stdout.flush()
 
     def handle(self, *args, port: int, exit_after_demo: bool, timeout: float, **options):
-        var_dir = Path(settings.VAR_DIR)
-        var_dir.mkdir(parents=True, exist_ok=True)
-        lock = self._lock_var_dir(var_dir)
         if port_in_use(port):
             raise CommandError(
                 f"port {port} on 127.0.0.1 is already in use; stop what listens there or pass --port <free port>"
             )
+        var_dir = Path(settings.VAR_DIR)
+        var_dir.mkdir(parents=True, exist_ok=True)
+        lock = self._lock_var_dir(var_dir)
         children: dict[str, subprocess.Popen] = {}
         previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
