@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -188,10 +189,14 @@ def soak(minutes: float, settle_s: float) -> dict:
         code = stack.stop()
         if code != 0:
             raise Failure(f"bin/run exited with code {code} on SIGTERM:\n" + "\n".join(stack.lines[-30:]))
-        return {"started": started_runs, "finished": finished, "unfinished": outstanding}
+        result = {"started": started_runs, "finished": finished, "unfinished": outstanding}
+    except Failure as failure:
+        raise Failure(f"{failure}\n(var dir kept for a look: {var_dir})") from failure
     finally:
         if stack.process.poll() is None:
             stack.stop()
+    shutil.rmtree(var_dir.parent, ignore_errors=True)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
