@@ -11,9 +11,11 @@ api_v1 = [
     path("", include("controlplane.catalog.urls")),
     path("", include("controlplane.deployments.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    # Swagger UI and Redoc load their scripts from drf-spectacular-sidecar's static files.
+    # Swagger UI and Redoc load their scripts from drf-spectacular-sidecar's static files, and
+    # nothing from the internet (core/redoc.html drops Redoc's web fonts).
     path("schema/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("schema/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    path("schema/redoc/", SpectacularRedocView.as_view(url_name="api-schema", template_name="core/redoc.html"),
+         name="api-redoc"),
 ]
 
 urlpatterns = [
