@@ -105,3 +105,69 @@ def test_without_credentials_the_api_needs_no_database(server):
     status, _, body = fetch(f"{server}/api/v1/executions")
     assert status in (401, 403)
     assert json.loads(body)["error"] in {"not_authenticated", "forbidden"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_postgresql_refusing_connections_is_a_503_and_the_web_recovers(owner, tmp_path):
+    """The production failure: PostgreSQL says "too many connections", then frees one.
+
+    A role limited to one connection stands in for a server at max_connections: while the test
+    holds that one connection, the web's attempt is refused; once it lets go, the web serves again.
+    """
+    import psycopg
+    from django.db import connection
+    from rest_framework.authtoken.models import Token
+
+    from tests.e2e.harness import database_url
+
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL")
+    token = Token.objects.create(user=owner).key
+    role = f"fp_limited_{os.getpid()}"
+    admin_url = database_url()
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'create role "{role}" login connection limit 1')
+        admin.execute(f'grant select, insert, update, delete on all tables in schema public to "{role}"')
+        admin.execute(f'grant usage on all sequences in schema public to "{role}"')
+    limited_url = admin_url.replace("postgres://postgres", f"postgres://{role}", 1)
+    port = free_port()
+    env = {
+        "PATH": os.environ["PATH"], "HOME": str(tmp_path), "FLOWPLANE_VAR_DIR": str(tmp_path / "var"),
+        "DATABASE_URL": limited_url, "DATABASE_CONN_MAX_AGE": "0", "DEBUG": "0",
+        "SECRET_KEY": "unavailable-test-key-" + "x" * 40, "SECURE_SSL_REDIRECT": "0",
+        "WEB_WORKERS": "1", "WEB_THREADS": "1",
+    }
+    log = open(tmp_path / "gunicorn.log", "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:controlplane.gunicorn_conf", "--bind", f"127.0.0.1:{port}"],
+        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url, headers = f"http://127.0.0.1:{port}/api/v1/projects", {"Authorization": f"Token {token}"}
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                status, _, _ = fetch(url, headers)
+                break
+            except urllib.error.URLError:
+                assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
+                assert time.monotonic() < deadline, "gunicorn did not answer within 30 s"
+                time.sleep(0.2)
+        assert status == 200
+        with psycopg.connect(limited_url):  # the role's only connection: the web's is refused
+            status, response_headers, body = fetch(url, headers)
+            assert status == 503, body
+            assert json.loads(body)["error"] == "unavailable" and "Retry-After" in response_headers
+        status, _, _ = fetch(url, headers)
+        assert status == 200, "the web serves again once the database accepts connections"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        log.close()
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'drop owned by "{role}"')
+            admin.execute(f'drop role if exists "{role}"')
