@@ -154,7 +154,7 @@ def soak(minutes: float, settle_s: float) -> dict:
         stack.children = {name: int(pid) for name, pid in re.findall(r"(\w+) \(pid (\d+)\)", started)}
         token = stack.wait_for(r"^API token for user .*: ([0-9a-f]+)$", timeout=1).group(1)
         api = Api(f"http://127.0.0.1:{port}/api/v1", token)
-        demo = next(w for w in api.call("GET", "/workflows?limit=1000")[0]["results"] if w["slug"] == "orders")
+        demo = next(w for w in api.call("GET", "/workflows?limit=500")[0]["results"] if w["slug"] == "orders")
         saga = deploy(api, demo["project"], "soak-saga", SAGA_GRAPH, "prod")
         kinds = [("fanout", demo["id"], "succeeded"), ("saga", saga, "compensated")]
 

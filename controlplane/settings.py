@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "controlplane.executions",
     "controlplane.catalog",
     "controlplane.deployments",
+    "controlplane.egress",
     "controlplane.web",
 ]
 
@@ -68,6 +69,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     # Static files from the web process itself, compressed and with far-future caching headers.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # API limits and error shape: outside CommonMiddleware so its slash redirects come first.
+    "controlplane.core.middleware.ApiErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -126,21 +129,38 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
-LOGIN_URL = "/admin/login/"
+
+# --- Operator sign-in (web pages) ---------------------------------------------------------------
+# The operator pages have their own login (Django's auth views), open to every company member;
+# staff keep the admin's login at /admin/. Paths, not URL names, so `?next=` links read plainly.
+LOGIN_URL = os.environ.get("LOGIN_URL", "/login/")
+LOGIN_REDIRECT_URL = os.environ.get("LOGIN_REDIRECT_URL", "/")
+LOGOUT_REDIRECT_URL = os.environ.get("LOGOUT_REDIRECT_URL", "/login/")
 
 REST_FRAMEWORK = {
+    # Token first: DRF takes a 401's WWW-Authenticate challenge from the first authenticator.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "controlplane.core.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "controlplane.core.parsers.YAMLParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PARSER_CLASSES": ["controlplane.core.parsers.BoundedJSONParser", "controlplane.core.parsers.YAMLParser"],
+    "DEFAULT_SCHEMA_CLASS": "controlplane.core.schema.ApiAutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "controlplane.core.pagination.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "controlplane.core.exceptions.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# API limits: what one request may cost. Every JSON or YAML body and every graph document is read
+# within them; crossing one is a 400 `limit_exceeded` naming it (413 for the body size).
+API_MAX_BODY_BYTES = int(os.environ.get("API_MAX_BODY_BYTES", str(2 * 1024 * 1024)))
+DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES  # Django refuses larger request.body reads
+API_MAX_DOCUMENT_DEPTH = int(os.environ.get("API_MAX_DOCUMENT_DEPTH", "64"))
+API_MAX_DOCUMENT_NODES = int(os.environ.get("API_MAX_DOCUMENT_NODES", "200000"))
+# Values YAML aliases may add to one document in all (a "billion laughs" needs billions).
+API_MAX_YAML_ALIAS_NODES = int(os.environ.get("API_MAX_YAML_ALIAS_NODES", "500"))
+API_MAX_PAGE_SIZE = int(os.environ.get("API_MAX_PAGE_SIZE", "500"))
+
 SPECTACULAR_SETTINGS = {
     "TITLE": "Flowplane control plane API",
     "DESCRIPTION": "Author, publish, plan, apply, run and reconcile workflows on Celery worker groups.",
@@ -192,8 +212,6 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# A chord header that fails must reach the error callback; Celery skips it otherwise.
-CELERY_TASK_ALLOW_ERROR_CB_ON_CHORD_HEADER = True
 CELERY_RESULT_EXTENDED = False
 # Backends without native chord support join by polling chord_unlock; poll often.
 CELERY_RESULT_CHORD_RETRY_INTERVAL = float(os.environ.get("CELERY_RESULT_CHORD_RETRY_INTERVAL", "0.1"))
@@ -211,6 +229,16 @@ CELERY_TIMEZONE = TIME_ZONE
 # Worker heartbeat: a worker unseen for longer than this is offline and its running steps are lost.
 WORKER_HEARTBEAT_INTERVAL_S = float(os.environ.get("WORKER_HEARTBEAT_INTERVAL_S", "5"))
 WORKER_OFFLINE_AFTER_S = float(os.environ.get("WORKER_OFFLINE_AFTER_S", "20"))
+# Apply grows a worker's pool for replicas, but never past this many processes (each holds a
+# database connection; see the README's sizing rule).
+WORKER_MAX_POOL_SIZE = int(os.environ.get("WORKER_MAX_POOL_SIZE", "4"))
+# A step that finished while the database was away: its outcome is recorded again for this long
+# before the task retries the step itself.
+RECORD_RETRY_FOR_S = float(os.environ.get("RECORD_RETRY_FOR_S", "60"))
+# The watchdog: a run with nothing running and no event for this long has its canvas published
+# again (the claims make that harmless); after this many re-drives in a row with no progress it fails.
+EXECUTION_STALL_AFTER_S = float(os.environ.get("EXECUTION_STALL_AFTER_S", "60"))
+EXECUTION_MAX_REDRIVES = int(os.environ.get("EXECUTION_MAX_REDRIVES", "5"))
 
 # Modules whose import registers `python` step callables (the allow-list registry).
 PIPELINES_CALLABLE_MODULES = env_list("PIPELINES_CALLABLE_MODULES", "pipelines.steps.builtin_callables")
@@ -219,6 +247,22 @@ PIPELINES_CALLABLE_MODULES = env_list("PIPELINES_CALLABLE_MODULES", "pipelines.s
 SECRETS_ENCRYPTION_KEY = os.environ.get("SECRETS_ENCRYPTION_KEY", SECRET_KEY)
 # Where `landing` edges put data between groups: a local directory, or an object-store URL.
 LANDING_STORE_URL = os.environ.get("LANDING_STORE_URL", f"file://{VAR_DIR / 'landing'}")
+
+# -- Egress policy --------------------------------------------------------------------------------
+# Steps may connect only to public addresses; loopback, private, link-local, metadata and other
+# special ranges are refused unless an allow-list opens them (pipelines/egress.py). Refusing is not
+# switchable: this deployment-wide list (comma-separated CIDRs, addresses or hosts, each with an
+# optional :port) is added to every company's own allow-list. Empty by default.
+EGRESS_ALLOW = env_list("EGRESS_ALLOW", "")
+# Seconds a worker process keeps a company's parsed allow-list before reading it again.
+EGRESS_RULES_CACHE_S = float(os.environ.get("EGRESS_RULES_CACHE_S", "5"))
+
+# --- jq sandbox (pipelines.sandbox) ---------------------------------------------------------
+# jq programs and {{ }} templates run in a sandbox process per worker process. A step with
+# timeout_s gives them what remains of it; others get this default budget (seconds). The memory
+# cap bounds the sandbox process's address space (MiB, at least 64).
+JQ_TIME_BUDGET_S = float(os.environ.get("JQ_TIME_BUDGET_S", "5"))
+JQ_MEMORY_MIB = int(os.environ.get("JQ_MEMORY_MIB", "256"))
 
 # --- Serving (web process, static files, HTTPS, database connections) -------------------------
 # Every mode serves the web through gunicorn (bin/run included, see controlplane/gunicorn_conf.py);
@@ -264,10 +308,7 @@ WEB_WORKERS = int(os.environ.get("WEB_WORKERS", "2"))
 WEB_THREADS = int(os.environ.get("WEB_THREADS", "4"))
 WEB_TIMEOUT_S = int(os.environ.get("WEB_TIMEOUT_S", "30"))
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-}
+# Structured logs (controlplane/core/logs.py): JSON lines, or a readable line on a terminal.
+from controlplane.core.logs import logging_config  # noqa: E402
+
+LOGGING = logging_config(fmt=os.environ.get("LOG_FORMAT", "auto"), level=os.environ.get("LOG_LEVEL", "INFO"))

@@ -50,13 +50,16 @@ the irreducible block for plain canvases.
 
 from __future__ import annotations
 
+import graphlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
+from pipelines.graph import find_cycle
+
 __all__ = [
     "Barrier", "CanvasNode", "CanvasPlan", "Chain", "Chord", "MergeTask", "StepTask",
-    "compile_canvas", "iter_tasks", "plan_from_dict", "predecessors_satisfied", "unsatisfied_edges",
+    "compile_canvas", "iter_tasks", "plan_from_dict", 
 ]
 
 
@@ -191,36 +194,6 @@ def iter_tasks(plan: CanvasPlan | PlanItem) -> Iterator[Task]:
         yield item
 
 
-def unsatisfied_edges(plan: CanvasPlan, edges: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Edges (u, v) where some task of v may start before u completed (its merge, if replicated)."""
-    before: dict[str, set[str]] = {}  # node -> nodes surely complete when any of its tasks starts
-
-    def walk(item: PlanItem, done: frozenset[str]) -> frozenset[str]:
-        if isinstance(item, Chain):
-            for sub in item.items:
-                done = walk(sub, done)
-            return done
-        if isinstance(item, Chord):
-            joined = frozenset().union(*(walk(sub, done) for sub in item.header))
-            return walk(item.body, joined)
-        if isinstance(item, Barrier):
-            return done
-        if isinstance(item, StepTask):
-            known = before.setdefault(item.node, set(done))
-            known &= done
-        if isinstance(item, MergeTask) or item.shards == 1:
-            return done | {item.node}
-        return done
-
-    walk(plan.root, frozenset())
-    return [(u, v) for u, v in edges if u not in before.get(v, ())]
-
-
-def predecessors_satisfied(plan: CanvasPlan, edges: Sequence[tuple[str, str]]) -> bool:
-    """True when every edge's target starts only after its source completed."""
-    return not unsatisfied_edges(plan, edges)
-
-
 def _validate(nodes: Sequence[CanvasNode], edges: Sequence[tuple[str, str]]
               ) -> tuple[list[str], list[set[int]]]:
     """Check the input; return node ids sorted and successor sets by index."""
@@ -241,39 +214,19 @@ def _validate(nodes: Sequence[CanvasNode], edges: Sequence[tuple[str, str]]
                 raise ValueError(f"edge {src!r} -> {dst!r} names unknown node {end!r}; "
                                  "add the node or remove the edge")
         succ[index[src]].add(index[dst])
-    cycle = _find_cycle(ids, succ)
+    cycle = find_cycle(ids, [(ids[i], ids[t]) for i, targets in enumerate(succ) for t in sorted(targets)])
     if cycle:
         raise ValueError(f"graph has a cycle {' -> '.join(cycle)}; remove one of its edges")
     return ids, succ
 
 
 def _topological_order(succ: list[set[int]]) -> list[int]:
-    """Kahn's order of the node indices; shorter than the graph when there is a cycle."""
-    indegree = [0] * len(succ)
-    for targets in succ:
+    """The node indices, each after its predecessors (``graphlib``); the graph is acyclic here."""
+    sorter = graphlib.TopologicalSorter({i: () for i in range(len(succ))})
+    for i, targets in enumerate(succ):
         for t in targets:
-            indegree[t] += 1
-    order = [i for i, d in enumerate(indegree) if d == 0]
-    for i in order:  # grows while iterating
-        for t in succ[i]:
-            indegree[t] -= 1
-            if indegree[t] == 0:
-                order.append(t)
-    return order
-
-
-def _find_cycle(ids: list[str], succ: list[set[int]]) -> list[str]:
-    """Return one cycle as ids (first repeated at the end), or [] when the graph is acyclic."""
-    left = set(range(len(ids))) - set(_topological_order(succ))
-    if not left:
-        return []
-    path, node = [], min(left)  # every node left has a predecessor left: walk back to a repeat
-    while node not in path:
-        path.append(node)
-        node = min(p for p in left if node in succ[p])
-    cycle = path[path.index(node):][::-1]
-    cycle = cycle[cycle.index(min(cycle)):] + cycle[:cycle.index(min(cycle))]
-    return [ids[i] for i in cycle + cycle[:1]]
+            sorter.add(t, i)
+    return list(sorter.static_order())
 
 
 def _bits(mask: int) -> Iterator[int]:

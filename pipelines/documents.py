@@ -1,7 +1,7 @@
 """Graph documents as data: loading JSON/YAML text, the canonical form and its digest.
 
 ``load_document`` turns JSON or YAML text into a dict (YAML only where it means what JSON could
-say), and ``canonical_json`` / ``graph_digest`` give a form that does not change with key order,
+say) within ``DocumentLimits`` (depth, values, YAML aliases: ``pipelines.document_limits``), and ``canonical_json`` / ``graph_digest`` give a form that does not change with key order,
 whitespace, JSON vs YAML, or the order of the node and edge lists. The small JSON-value helpers
 (``is_int``, ``is_number``, ``_copy``, ``json_type``) live here too; ``pipelines.graph``
 re-exports all of it.
@@ -15,11 +15,15 @@ import math
 from typing import Any, Mapping
 
 from pipelines import errors as E
+from pipelines.document_limits import DEFAULT_LIMITS, DocumentLimits, check_value, load_yaml
 from pipelines.errors import GraphError, Issue
 
 
-def load_document(text: str | bytes) -> dict:
-    """Parse JSON, or YAML when it is not JSON, into a dict. Raises ``GraphError``."""
+def load_document(text: str | bytes, *, limits: DocumentLimits = DEFAULT_LIMITS) -> dict:
+    """Parse JSON, or YAML when it is not JSON, into a dict within ``limits``.
+
+    Raises ``GraphError`` (``DocumentLimitError`` for a document beyond ``limits``).
+    """
     if isinstance(text, (bytes, bytearray)):
         try:
             text = bytes(text).decode("utf-8-sig")
@@ -29,8 +33,12 @@ def load_document(text: str | bytes) -> dict:
         _fail_document(f"expected JSON or YAML text, got {type(text).__name__}")
     try:
         doc = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:  # the C decoder's own guard, far beyond max_depth
+        raise limits.refuse("max_depth", "", f"nested deeper than {limits.max_depth} levels; flatten the document")
     except ValueError as json_exc:
-        doc = _load_yaml(text, json_exc)
+        doc = _load_yaml(text, json_exc, limits)
+    else:
+        check_value(doc, limits)
     if not isinstance(doc, dict):
         got = "nothing" if doc is None else f"a {json_type(doc)}"
         _fail_document(f"top level must be a mapping with 'nodes' and 'edges', got {got}")
@@ -44,11 +52,11 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _load_yaml(text: str, json_exc: ValueError) -> Any:
-    import yaml  # lazily: only YAML input pays for it
+def _load_yaml(text: str, json_exc: ValueError, limits: DocumentLimits) -> Any:
+    import yaml
 
     try:
-        return yaml.load(text, Loader=_json_compatible_loader(yaml))
+        return load_yaml(text, limits)
     except yaml.YAMLError as exc:
         stripped = text.lstrip()
         if stripped.startswith(("{", "[")) and isinstance(json_exc, json.JSONDecodeError):
@@ -60,23 +68,6 @@ def _load_yaml(text: str, json_exc: ValueError) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         _fail_document(f"document is neither JSON nor YAML{where}: {problem}")
-
-
-_LOADER_CACHE: dict[str, type] = {}
-
-
-def _json_compatible_loader(yaml):
-    # YAML 1.1 turns 2024-01-01 into a date, which JSON (and the digest) cannot hold: keep it text.
-    if "loader" not in _LOADER_CACHE:
-        class Loader(yaml.SafeLoader):
-            pass
-
-        Loader.yaml_implicit_resolvers = {
-            ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-            for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-        }
-        _LOADER_CACHE["loader"] = Loader
-    return _LOADER_CACHE["loader"]
 
 
 def _first_non_json(value: Any, path: str) -> str | None:

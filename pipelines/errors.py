@@ -5,9 +5,13 @@ Hierarchy::
     PipelineError                   anything this package raises on purpose
      +-- GraphError                 a graph document is malformed; carries every Issue found
      |    +-- CycleError            the graph has a cycle; carries the cycle as a list of node ids
+     |    +-- DocumentLimitError    a document is too deep, too big or too alias-heavy to read
      +-- TemplateError              a ``{{ jq }}`` template failed to compile or evaluate
+     +-- ResourceExhausted          a sandboxed jq evaluation hit its time budget or memory cap
      +-- StepConfigError            a step's config does not match its type's schema
      +-- StepFailed                 a step implementation failed at run time (maybe retryable)
+     |    +-- EgressDenied          a connection the egress policy refuses (pipelines.egress)
+     +-- EgressRuleError            an egress allow-list entry cannot be parsed (pipelines.egress)
      +-- NodeNotFound (KeyError)    a node id was looked up that the graph does not hold
 
 An ``Issue`` is one located problem (``path``, ``message``, ``code``); validation returns them
@@ -36,6 +40,13 @@ INVALID_BRANCH = "invalid_branch"
 INVALID_REFERENCE = "invalid_reference"
 DUPLICATE_EDGE = "duplicate_edge"
 UNKNOWN_PORT = "unknown_port"
+# jq that the sandbox refuses outright (module directives: import, include, module).
+FORBIDDEN_JQ = "forbidden_jq"
+
+# Step failure codes (a failed attempt's ``code`` and ``details.reason``), not issue codes.
+RESOURCE_EXHAUSTED = "resource_exhausted"
+SANDBOX_CRASHED = "sandbox_crashed"
+LIMIT_EXCEEDED = "limit_exceeded"
 
 ISSUE_CODES = frozenset(
     {
@@ -55,6 +66,8 @@ ISSUE_CODES = frozenset(
         INVALID_REFERENCE,
         DUPLICATE_EDGE,
         UNKNOWN_PORT,
+        FORBIDDEN_JQ,
+        LIMIT_EXCEEDED,
     }
 )
 
@@ -130,14 +143,58 @@ class CycleError(GraphError):
         super().__init__(issues)
 
 
-class TemplateError(PipelineError):
-    """A ``{{ jq }}`` template failed to compile or evaluate; ``path`` locates it."""
+class DocumentLimitError(GraphError):
+    """A document crossed one of ``DocumentLimits``; ``limit`` names it, ``path`` says where."""
 
-    def __init__(self, message: str, *, path: str = "", expression: str = ""):
+    def __init__(self, *, limit: str, value: int, path: str, message: str):
+        self.limit = limit
+        self.value = value
+        self.path = path
+        super().__init__([Issue(path, message, LIMIT_EXCEEDED)])
+
+
+class TemplateError(PipelineError):
+    """A ``{{ jq }}`` template failed to compile or evaluate; ``path`` locates it, ``code`` is
+    the issue code validation reports it under (``invalid_jq`` or ``forbidden_jq``)."""
+
+    def __init__(self, message: str, *, path: str = "", expression: str = "",
+                 code: str = INVALID_JQ):
         self.path = path
         self.expression = expression
         self.message = message
+        self.code = code
         super().__init__(f"{path}: {message}" if path else message)
+
+
+class ResourceExhausted(PipelineError):
+    """A sandboxed jq evaluation went over a limit; ``limit`` is ``"time"`` or ``"memory"``.
+
+    ``budget`` is the limit itself (seconds or MiB). Never retryable: the same program on the
+    same data exhausts the same limit again.
+    """
+
+    code = RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, *, limit: str, budget: float, path: str = "",
+                 expression: str = ""):
+        self.message = message
+        self.limit = limit
+        self.budget = budget
+        self.path = path
+        self.expression = expression
+        super().__init__(f"{path}: {message}" if path else message)
+
+    def details(self) -> dict[str, Any]:
+        unit = "budget_s" if self.limit == "time" else "memory_mib"
+        out: dict[str, Any] = {"reason": self.code, "limit": self.limit, unit: self.budget}
+        if self.path:  # not the expression: a jq step's program may be a resolved secret
+            out["path"] = self.path
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The failed attempt's error, shaped like ``StepFailed.to_dict`` (with ``code``)."""
+        return {"message": str(self), "retryable": False, "details": self.details(),
+                "code": self.code}
 
 
 class StepConfigError(PipelineError):
@@ -151,14 +208,19 @@ class StepConfigError(PipelineError):
 class StepFailed(PipelineError):
     """A step failed at run time; ``retryable`` tells the engine whether another attempt may help."""
 
-    def __init__(self, message: str, *, retryable: bool = False, details: dict | None = None):
+    def __init__(self, message: str, *, retryable: bool = False, details: dict | None = None,
+                 code: str = ""):
         self.message = message
         self.retryable = bool(retryable)
         self.details: dict = dict(details or {})
+        self.code = code  # a stable error code for clients (e.g. "egress_denied"), if any
         super().__init__(message)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"message": self.message, "retryable": self.retryable, "details": self.details}
+        out = {"message": self.message, "retryable": self.retryable, "details": self.details}
+        if self.code:
+            out["code"] = self.code
+        return out
 
 
 class NodeNotFound(PipelineError, KeyError):

@@ -10,7 +10,7 @@ Step types, config schemas and jq are not checked here; that is ``validation.val
 
 from __future__ import annotations
 
-import heapq
+import graphlib
 import random
 import re
 from dataclasses import dataclass, field
@@ -299,23 +299,16 @@ class Graph:
     def generations(self) -> tuple[tuple[str, ...], ...]:
         """Layers of nodes whose predecessors are all in earlier layers (networkx's
         ``topological_generations``), each in document order. Raises ``CycleError``."""
-        indegree = {n: len(p) for n, p in self._pred.items()}
-        layer = [n.id for n in self.nodes if indegree[n.id] == 0]
+        sorter = graphlib.TopologicalSorter({n.id: self._pred[n.id] for n in self.nodes})
+        try:
+            sorter.prepare()
+        except graphlib.CycleError as exc:
+            raise CycleError(list(exc.args[1])) from None
         out: list[tuple[str, ...]] = []
-        seen = 0
-        while layer:
-            out.append(tuple(layer))
-            seen += len(layer)
-            nxt: list[tuple[int, str]] = []
-            for n in layer:
-                for s in self._succ[n]:
-                    indegree[s] -= 1
-                    if indegree[s] == 0:
-                        heapq.heappush(nxt, (self._index[s], s))
-            layer = [heapq.heappop(nxt)[1] for _ in range(len(nxt))]
-        if seen != len(self.nodes):
-            cycle = find_cycle(self.node_ids(), [(e.source, e.target) for e in self.edges])
-            raise CycleError(cycle or [])
+        while sorter.is_active():
+            layer = tuple(sorted(sorter.get_ready(), key=self._index.__getitem__))
+            out.append(layer)
+            sorter.done(*layer)
         return tuple(out)
 
     def to_dict(self) -> dict[str, Any]:
@@ -330,33 +323,18 @@ class Graph:
 
 
 def find_cycle(node_ids, pairs) -> list[str] | None:
-    """One cycle as ``[a, b, ..., a]`` (graphlib's shape) or None. Self-loops count."""
-    succ: dict[str, list[str]] = {n: [] for n in node_ids}
+    """One cycle as ``[a, b, ..., a]`` (along the edges) or None, by ``graphlib``. Self-loops count;
+    pairs naming unknown nodes are ignored."""
+    known = list(dict.fromkeys(node_ids))
+    present = set(known)
+    sorter = graphlib.TopologicalSorter({node: () for node in known})
     for a, b in pairs:
-        if a in succ and b in succ:
-            succ[a].append(b)
-    WHITE, GREY, BLACK = 0, 1, 2
-    color = dict.fromkeys(succ, WHITE)
-    for root in succ:
-        if color[root] != WHITE:
-            continue
-        # Iterative DFS: deep chains must not hit the recursion limit.
-        stack: list[tuple[str, Iterator[str]]] = [(root, iter(succ[root]))]
-        path = [root]
-        color[root] = GREY
-        while stack:
-            node, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                color[node] = BLACK
-                stack.pop()
-                path.pop()
-            elif color[nxt] == GREY:
-                return path[path.index(nxt):] + [nxt]
-            elif color[nxt] == WHITE:
-                color[nxt] = GREY
-                stack.append((nxt, iter(succ[nxt])))
-                path.append(nxt)
+        if a in present and b in present:
+            sorter.add(b, a)
+    try:
+        sorter.prepare()
+    except graphlib.CycleError as exc:
+        return list(exc.args[1])
     return None
 
 

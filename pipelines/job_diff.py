@@ -1,8 +1,9 @@
 """The job diff: planned jobs against deployed jobs, by job id.
 
 ``diff_jobs`` gives one ``JobChange`` per job id on either side (create, update, delete,
-replace or noop, with the changed spec paths and any move between worker groups);
-``changed_fields`` lists the dotted paths where two specs differ. ``pipelines.planner``
+replace or noop, with the changed spec paths, their old and new values, and any move between
+worker groups); ``changed_values`` lists where two specs differ and ``changed_fields`` the
+dotted paths alone. ``pipelines.planner``
 re-exports everything here, so ``from pipelines.planner import diff_jobs, JobChange`` works.
 """
 
@@ -18,6 +19,28 @@ if TYPE_CHECKING:  # the planner's data; imported for annotations only (no impor
 ACTIONS = ("create", "update", "delete", "replace", "noop")
 
 
+class _Absent:
+    """The value of a spec path one side does not have (``old`` of an added key, ``new`` of a removed one)."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+    def __reduce__(self) -> str:  # copies and pickles stay the one instance, so `is ABSENT` holds
+        return "ABSENT"
+
+
+ABSENT = _Absent()
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One changed spec path with its values; ``ABSENT`` where a side lacks the key."""
+
+    path: str
+    old: Any
+    new: Any
+
+
 @dataclass(frozen=True)
 class JobChange:
     """How one job changes; ``fields`` are dotted spec paths (``config.url``, ``replicas``)."""
@@ -28,17 +51,24 @@ class JobChange:
     moved_from: str | None = None
     moved_to: str | None = None
     disruptive: bool = False
+    values: tuple[FieldChange, ...] = ()  # old -> new per changed path, in ``fields`` order
 
     @property
     def moved(self) -> bool:
         return self.moved_from is not None or self.moved_to is not None
 
 
+def summary_bucket(change: JobChange) -> str:
+    """Where the summary counts ``change``: its action, except that an update which moves the
+    job to another group is a ``move`` (a replace stays a replace: it is recreated anyway)."""
+    return "move" if change.action == "update" and change.moved else change.action
+
+
 def summarize(changes: Iterable[JobChange]) -> dict[str, int]:
+    """Jobs per bucket of ``summary_bucket``; every job is counted exactly once."""
     counts = dict.fromkeys((*ACTIONS, "move"), 0)
     for change in changes:
-        counts[change.action] += 1
-        counts["move"] += change.moved
+        counts[summary_bucket(change)] += 1
     return counts
 
 
@@ -60,7 +90,8 @@ def diff_jobs(jobs: Iterable[Job], deployed: Mapping[str, DeployedJob]) -> tuple
         if old.digest == job.digest and old.group == job.group:
             changes.append(JobChange(job.job_id, "noop"))
             continue
-        fields = tuple(changed_fields(old.spec, job.spec))
+        values = tuple(changed_values(old.spec, job.spec))
+        fields = tuple(v.path for v in values)
         if not fields and old.type == job.type and old.group == job.group and old.replicas == job.replicas:
             changes.append(JobChange(job.job_id, "noop"))
             continue
@@ -71,6 +102,7 @@ def diff_jobs(jobs: Iterable[Job], deployed: Mapping[str, DeployedJob]) -> tuple
             moved_from=old.group if moved else None,
             moved_to=job.group if moved else None,
             disruptive=moved,
+            values=values,
         ))
     for job_id in deployed:
         if job_id not in planned:
@@ -81,13 +113,19 @@ def diff_jobs(jobs: Iterable[Job], deployed: Mapping[str, DeployedJob]) -> tuple
 
 def changed_fields(old: Any, new: Any, prefix: str = "") -> list[str]:
     """Dotted paths where two specs differ; lists and scalars count as one field."""
+    return [change.path for change in changed_values(old, new, prefix)]
+
+
+def changed_values(old: Any, new: Any, prefix: str = "") -> list[FieldChange]:
+    """Where two specs differ, with both values; mappings are compared key by key (sorted),
+    lists and scalars as one value."""
     if isinstance(old, Mapping) and isinstance(new, Mapping):
-        out: list[str] = []
+        out: list[FieldChange] = []
         for key in sorted(old.keys() | new.keys()):
             path = f"{prefix}.{key}" if prefix else str(key)
             if key not in old or key not in new:
-                out.append(path)
+                out.append(FieldChange(path, old.get(key, ABSENT), new.get(key, ABSENT)))
             elif old[key] != new[key]:
-                out += changed_fields(old[key], new[key], path)
+                out += changed_values(old[key], new[key], path)
         return out
-    return [prefix or "spec"] if old != new else []
+    return [FieldChange(prefix or "spec", old, new)] if old != new else []

@@ -1,35 +1,43 @@
 """Plan output for people (Terraform-like text) and machines (versioned JSON), and CLI exit codes.
 
-Text: one line per changed job, unchanged jobs hidden unless ``show_unchanged``::
+Text: one line per changed job, then one indented ``path: old -> new`` line per changed spec
+field (values as compact JSON, long ones cut to ``VALUE_WIDTH``); unchanged jobs are hidden
+unless ``show_unchanged``::
 
       + harvest/fetch  (http on ingest, 2 replicas)
-      ~ refresh  config.url, replicas
-      ~ load  group ingest -> batch (disruptive)
+      ~ refresh
+            config.url: "https://a.test/token" -> "https://b.test/token"
+            replicas: 1 -> 3
+      ~ load  moves ingest -> batch (disruptive)
       - old-step
-    -/+ score  type -> python
+    -/+ score  (type changes: destroyed and created again)
+            type: "noop" -> "python"
     Error: nodes[3].group: unknown_group: unknown worker group 'gpu'; known groups: ...
-    Warning: fleet.ingest: capacity: group 'ingest' needs 14 replicas but has 8 live slots ...
-    Plan: 3 to create, 1 to update, 0 to delete, 1 move
+    Warning: fleet.ingest: capacity: group 'ingest' needs 14 slots at once for jobs that can run at ...
+    Plan: 1 to add, 1 to change, 1 to destroy, 1 to move, 1 to replace
 
-The summary counts every job once under its action; ``move`` counts the jobs whose group
-changes (they are also counted as an update or replace). ``, N to replace`` is appended when N > 0.
+The summary counts every job once (``job_diff.summary_bucket``): an update that moves a job to
+another group is a move, not also a change. ``, N to replace`` is appended when N > 0.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from pipelines.job_diff import ABSENT, FieldChange
 from pipelines.planner import FORMAT_VERSION, Job, JobChange, Plan
 
 SYMBOLS = {"create": "+", "update": "~", "delete": "-", "replace": "-/+", "noop": " "}
 EXIT_OK, EXIT_ERRORS, EXIT_CHANGES = 0, 1, 2
+VALUE_WIDTH = 60  # characters of one shown value; the rest is cut off with "..."
+FIELD_INDENT = " " * 8
 
 
 def summary_line(plan: Plan) -> str:
-    """``"3 to create, 1 to update, 0 to delete, 1 move"`` (+ ``", N to replace"`` when N > 0)."""
+    """``"1 to add, 2 to change, 0 to destroy, 1 to move"`` (+ ``", N to replace"`` when N > 0)."""
     s = plan.summary
-    line = f"{s['create']} to create, {s['update']} to update, {s['delete']} to delete, " \
-           f"{s['move']} move{'' if s['move'] == 1 else 's'}"
+    line = f"{s['create']} to add, {s['update']} to change, {s['delete']} to destroy, {s['move']} to move"
     if s["replace"]:
         line += f", {s['replace']} to replace"
     return line
@@ -42,7 +50,7 @@ def format_plan(plan: Plan, *, show_unchanged: bool = False) -> str:
     for change in plan.changes:
         if change.action == "noop" and not show_unchanged:
             continue
-        lines.append(_change_line(change, jobs.get(change.job_id)))
+        lines += _change_lines(change, jobs.get(change.job_id))
     if not any(c.action != "noop" for c in plan.changes):
         lines.append("No changes. The deployment matches this version.")
     for issue in plan.errors:
@@ -53,21 +61,32 @@ def format_plan(plan: Plan, *, show_unchanged: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _change_line(change: JobChange, job: Job | None) -> str:
+def show_value(value: Any, width: int = VALUE_WIDTH) -> str:
+    """``value`` as compact JSON on one line, at most ``width`` characters (``...`` marks a cut)."""
+    if value is ABSENT:
+        return "(absent)"
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _change_lines(change: JobChange, job: Job | None) -> list[str]:
     head = f"{SYMBOLS[change.action]:>3} {change.job_id}"
     if change.action == "create" and job is not None:
         replicas = f", {job.replicas} replicas" if job.replicas != 1 else ""
-        return f"{head}  ({job.type} on {job.group}{replicas})"
+        return [f"{head}  ({job.type} on {job.group}{replicas})"]
     if change.action in ("delete", "noop"):
-        return head
-    parts = [f for f in change.fields if not (change.moved and f == "group")]
-    if change.action == "replace" and job is not None:
-        parts = [f for f in parts if f != "type"]
-        parts.insert(0, f"type -> {job.type}")
+        return [head]
+    notes = []
+    if change.action == "replace":
+        notes.append("(type changes: destroyed and created again)")
     if change.moved:
-        note = " (disruptive)" if change.disruptive else ""
-        parts.append(f"group {change.moved_from} -> {change.moved_to}{note}")
-    return f"{head}  {', '.join(parts)}" if parts else head
+        notes.append(f"moves {change.moved_from} -> {change.moved_to}{' (disruptive)' if change.disruptive else ''}")
+    shown = [v for v in change.values if not (change.moved and v.path == "group")]
+    if not change.values:  # a plan stored before values were recorded: the field names alone
+        notes.insert(0, ", ".join(f for f in change.fields if not (change.moved and f == "group")))
+    lines = [f"{head}  {'  '.join(n for n in notes if n)}".rstrip()]
+    lines += [f"{FIELD_INDENT}{v.path}: {show_value(v.old)} -> {show_value(v.new)}" for v in shown]
+    return lines
 
 
 def plan_to_json(plan: Plan) -> dict[str, Any]:
@@ -96,6 +115,7 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
                 "moved_from": c.moved_from,
                 "moved_to": c.moved_to,
                 "disruptive": c.disruptive,
+                "values": [_value_to_json(v) for v in c.values],
             }
             for c in plan.changes
         ],
@@ -119,13 +139,28 @@ def plan_from_json(data: dict[str, Any]) -> Plan:
         ),
         edges=tuple(tuple(e) for e in data["edges"]),
         changes=tuple(
-            JobChange(c["job_id"], c["action"], tuple(c["fields"]), c["moved_from"], c["moved_to"], c["disruptive"])
+            JobChange(c["job_id"], c["action"], tuple(c["fields"]), c["moved_from"], c["moved_to"], c["disruptive"],
+                      tuple(_value_from_json(v) for v in c.get("values", ())))  # absent in older plans
             for c in data["changes"]
         ),
         errors=tuple(Issue(**i) for i in data["errors"]),
         warnings=tuple(Issue(**i) for i in data["warnings"]),
         format_version=version,
     )
+
+
+def _value_to_json(value: FieldChange) -> dict[str, Any]:
+    """``{path, old, new}``; a side that lacks the key has no ``old`` / ``new`` entry."""
+    out: dict[str, Any] = {"path": value.path}
+    if value.old is not ABSENT:
+        out["old"] = value.old
+    if value.new is not ABSENT:
+        out["new"] = value.new
+    return out
+
+
+def _value_from_json(data: dict[str, Any]) -> FieldChange:
+    return FieldChange(data["path"], data.get("old", ABSENT), data.get("new", ABSENT))
 
 
 def exit_code(plan: Plan) -> int:

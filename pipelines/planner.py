@@ -16,7 +16,8 @@ Stages, each a function of the previous one's output:
 5. check what users hit: groups (``missing_group``, ``unknown_group``, ``no_live_worker``),
    advertised step types (``unsupported_step_type``), secrets (``missing_secret``), step config
    (``missing_config``/``invalid_config`` via the step registry, ``invalid_jq``), overrides
-   naming nothing (``unknown_target``), cycles created by expansion; warn on capacity;
+   naming nothing (``unknown_target``), cycles created by expansion; warn on capacity (the widest set of a group's jobs that may
+   run at once, weighted by replicas, above its live slots);
 6. render one artifact (``spec``) per job and its digest;
 7. diff against the deployed jobs by job id (``diff_jobs``).
 
@@ -36,16 +37,23 @@ from typing import Any
 
 from pipelines import errors as E
 from pipelines.blueprints import BlueprintRef, ExpandedNode, expand_graph
+from pipelines.concurrency import widest_concurrent
 from pipelines.errors import Issue
 from pipelines.graph import find_cycle, is_int
 from pipelines.job_diff import (  # noqa: F401  re-exported: callers import them from here
+    ABSENT,
     ACTIONS,
+    FieldChange,
     JobChange,
     changed_fields,
+    changed_values,
     diff_jobs,
     summarize,
+    summary_bucket,
 )
 from pipelines.secrets import MISSING_SECRET, secret_issues  # noqa: F401  MISSING_SECRET re-exported
+from pipelines.steps import get_step_type
+from pipelines.templating import template_issues
 
 FORMAT_VERSION = 1
 STEP, LANDING_WRITE, LANDING_READ = "step", "landing_write", "landing_read"
@@ -121,7 +129,7 @@ class Plan:
 
     @property
     def summary(self) -> dict[str, int]:
-        """Counts per action plus ``move`` (a moved job is also counted under its action)."""
+        """Jobs per action plus ``move``, each job once: an update that moves a job is a ``move`` only."""
         return summarize(self.changes)
 
     @property
@@ -185,7 +193,8 @@ def plan_deployment(
     if not any(i.code == E.CYCLE for i in errors):
         _check_cycles(drafts, edges, errors)
     _check_jobs(drafts.values(), fleet, secrets, errors)
-    _check_capacity(drafts.values(), fleet, warnings)
+    acyclic = not any(i.code == E.CYCLE for i in errors)
+    _check_capacity(drafts.values(), edges if acyclic else set(), fleet, warnings)
 
     jobs = tuple(_render(drafts[job_id]) for job_id in sorted(drafts))
     return Plan(
@@ -360,17 +369,9 @@ def _group_state(group, path, fleet: FleetSnapshot, errors) -> GroupState | None
 
 
 class _StepRegistry:
-    """Config checks through ``pipelines.steps`` (when present) and jq compile checks."""
+    """Config checks through the step registry (``pipelines.steps``) and jq compile checks."""
 
     def __init__(self):
-        try:
-            from pipelines.steps import get_step_type
-        except ImportError:  # registry not installed: skip schema checks, keep jq checks
-            get_step_type = None
-        try:
-            from pipelines.templating import template_issues
-        except ImportError:
-            template_issues = None
         self._get = get_step_type
         self._template_issues = template_issues
         self._types: dict[str, Any] = {}
@@ -385,9 +386,8 @@ class _StepRegistry:
 
     def issues(self, type_name, config, config_path: str, type_path: str) -> list[Issue]:
         out: list[Issue] = []
-        if self._template_issues is not None:
-            out += self._template_issues(config, config_path)
-        if self._get is None or not isinstance(type_name, str):
+        out += self._template_issues(config, config_path)
+        if not isinstance(type_name, str):
             return out
         step = self.step_type(type_name)
         if step is None:
@@ -397,18 +397,32 @@ class _StepRegistry:
         return out + list(step.validate_config(config, config_path))
 
 
-def _check_capacity(drafts: Iterable[_Draft], fleet: FleetSnapshot, warnings: list[Issue]) -> None:
-    needed: dict[str, int] = {}
+def _check_capacity(drafts: Iterable[_Draft], edges: set, fleet: FleetSnapshot, warnings: list[Issue]) -> None:
+    """Warn where the jobs of a group that may run at the same time need more slots than it has.
+
+    Only jobs with no path between them overlap, so the need is the group's heaviest antichain
+    (``pipelines.concurrency``), weighted by replicas; the plain sum of replicas bounds it from
+    above, so the flow is computed only for groups whose sum exceeds their live slots.
+    """
+    by_group: dict[str, dict[str, int]] = {}
     for d in drafts:
         if d.group is not None:
-            needed[d.group] = needed.get(d.group, 0) + d.replicas
-    for group in sorted(needed):
+            by_group.setdefault(d.group, {})[d.job_id] = d.replicas
+    for group in sorted(by_group):
         state = fleet.groups.get(group)
-        if state is not None and state.live_workers > 0 and needed[group] > state.concurrency:
+        if state is None or state.live_workers == 0 or sum(by_group[group].values()) <= state.concurrency:
+            continue
+        widest = widest_concurrent(by_group[group], edges)
+        if widest.weight > state.concurrency:
+            weights = by_group[group]
+            shown = ", ".join(j if weights[j] == 1 else f"{j} x{weights[j]}" for j in widest.jobs[:5])
+            if len(widest.jobs) > 5:
+                shown += f" and {len(widest.jobs) - 5} more"
             warnings.append(Issue(
                 f"fleet.{group}",
-                f"group {group!r} needs {needed[group]} replicas but has {state.concurrency} live slots "
-                f"on {state.live_workers} worker(s); add workers or lower replicas",
+                f"group {group!r} needs {widest.weight} slots at once for jobs that can run at the same time "
+                f"({shown}) but has {state.concurrency} live slots on {state.live_workers} worker(s); "
+                "add workers or lower replicas",
                 CAPACITY,
             ))
 

@@ -8,6 +8,11 @@ Templates are evaluated against the execution context
 - A string with templates inside text interpolates them: strings as they are, other values
   as compact JSON (``"n={{ .params.count }}"`` -> ``"n=3"``).
 - Dicts and lists are rendered recursively; every error carries the path of its string.
+
+Every expression is sandboxed (``pipelines.sandbox``): ``$ENV`` and ``env`` are ``{}``, module
+directives are refused, and anything but a plain path (``.steps.fetch.output.token``) runs in
+the sandbox process within a time budget (the step's deadline, when given) and memory cap.
+All such templates of one config go there in one round trip; plain paths stay in-process.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 import jq
 
 from pipelines import errors as E
+from pipelines import sandbox
 from pipelines.errors import Issue, TemplateError
 
 OPEN, CLOSE = "{{", "}}"
@@ -27,14 +33,21 @@ _PAIRS = {"{": "}", "[": "]", "(": ")"}
 
 @functools.lru_cache(maxsize=2048)
 def compile_expression(expr: str):
-    """Compile a jq expression once; raises ``TemplateError`` naming the expression."""
+    """Compile a jq expression once, sandboxed; raises ``TemplateError`` naming the expression
+    (code ``forbidden_jq`` for a module directive, ``invalid_jq`` otherwise)."""
     if not isinstance(expr, str) or not expr.strip():
         raise TemplateError("empty jq expression; write e.g. {{ .params.name }}",
                             expression=str(expr))
+    directive = sandbox.module_directive(expr)
+    if directive:
+        raise TemplateError(f"jq {directive!r} is not allowed: programs run sandboxed, without "
+                            "modules or files; define what you need inline with def",
+                            expression=expr, code=E.FORBIDDEN_JQ)
     try:
-        return jq.compile(expr)
+        return jq.compile(sandbox.sandboxed(expr))
     except ValueError as exc:
-        raise TemplateError(f"invalid jq {expr.strip()!r}: {_first_line(exc)}",
+        raise TemplateError(f"invalid jq {expr.strip()!r}: "
+                            f"{sandbox.author_message(_first_line(exc))}",
                             expression=expr) from None
 
 
@@ -118,7 +131,7 @@ def template_issues(value: Any, path: str = "config") -> list[Issue]:
                 if kind == "expr":
                     compile_expression(expr)
         except TemplateError as exc:
-            issues.append(Issue(p, exc.message, E.INVALID_JQ))
+            issues.append(Issue(p, exc.message, exc.code))
     return issues
 
 
@@ -134,25 +147,58 @@ def _strings(value: Any, path: str):
             yield from _strings(v, f"{path}[{i}]")
 
 
-def render(value: Any, context: dict, path: str = "config") -> Any:
-    """Render every template in ``value`` against ``context``; returns a new value."""
-    return _Renderer(context).render(value, path)
+def render(value: Any, context: dict, path: str = "config", *,
+           deadline_s: float | None = None) -> Any:
+    """Render every template in ``value`` against ``context``; returns a new value.
+
+    ``deadline_s`` (absolute ``time.time()``) bounds the sandboxed templates; without it they
+    get the default budget. Raises ``TemplateError`` or ``ResourceExhausted``.
+    """
+    renderer = _Renderer(context, deadline_s)
+    renderer.prefetch(value, path)
+    return renderer.render(value, path)
 
 
 class _Renderer:
     # Serialize the context once per render: jq otherwise re-encodes it for every template.
-    def __init__(self, context: Any):
+    def __init__(self, context: Any, deadline_s: float | None):
         self.context = context
+        self.deadline_s = deadline_s
         self._text: str | None = None
+        self._results: dict[str, list] = {}
 
     def context_text(self, path: str, expr: str) -> str:
         if self._text is None:
             try:
                 self._text = json.dumps(self.context, separators=(",", ":"), allow_nan=False)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, RecursionError) as exc:  # too deep is not JSON-safe here
                 raise TemplateError(f"context is not JSON-safe: {exc}", path=path,
                                     expression=expr) from None
         return self._text
+
+    def prefetch(self, value: Any, path: str) -> None:
+        """Evaluate every template that needs the sandbox in one round trip, in document order.
+
+        Templates that do not split or compile are left for ``render`` to report at their
+        path; the sandbox stops at the first failing expression, as ``render`` would.
+        """
+        pending: dict[str, str] = {}  # expression -> path of its first use
+        for p, expr in _compiling_templates(value, path):
+            if expr not in pending and not sandbox.is_bounded_path(expr):
+                pending[expr] = p
+        if not pending:
+            return
+        first_expr, first_path = next(iter(pending.items()))
+        try:
+            text = self.context_text(first_path, first_expr)
+        except TemplateError:
+            return  # render reports it at the first template
+        several = len(pending) > 1
+        results = sandbox.run([(expr, False) for expr in pending], text,
+                              deadline_s=self.deadline_s, stop_on_error=True,
+                              path=path if several else first_path,
+                              expression="" if several else first_expr)
+        self._results = dict(zip(pending, results))
 
     def render(self, value: Any, path: str) -> Any:
         if isinstance(value, str):
@@ -184,31 +230,77 @@ class _Renderer:
         try:
             program = compile_expression(expr)
         except TemplateError as exc:
-            raise TemplateError(exc.message, path=path, expression=expr) from None
+            raise TemplateError(exc.message, path=path, expression=expr, code=exc.code) from None
+        text = self.context_text(path, expr)
+        if sandbox.is_bounded_path(expr):
+            try:
+                return next(iter(program.input_text(text)), None)
+            except ValueError as exc:
+                raise _failed(expr, exc, path) from None
+        result = self._results.get(expr)
+        if result is None:  # not prefetched (render of a value prefetch did not see)
+            result = sandbox.run([(expr, False)], text, deadline_s=self.deadline_s,
+                                 path=path, expression=expr)[0]
+            self._results[expr] = result
+        kind, payload = result
+        if kind == "e":
+            raise TemplateError(f"jq {expr!r} failed: {_clean(payload)}", path=path,
+                                expression=expr)
+        return payload
+
+
+def _compiling_templates(value: Any, path: str):
+    """``(path, expression)`` in document order, up to the first that does not split or compile
+    (render reports that one; nothing after it is evaluated)."""
+    for p, text in _strings(value, path):
         try:
-            results = program.input_text(self.context_text(path, expr))
-            return next(iter(results), None)
-        except ValueError as exc:
-            raise TemplateError(f"jq {expr!r} failed: {_first_line(exc)}", path=path,
-                                expression=expr) from None
+            parts = split_template(text)
+            for kind, expr in parts:
+                if kind == "expr":
+                    compile_expression(expr)
+                    yield p, expr
+        except TemplateError:
+            return
 
 
-def evaluate(expr: str, context: Any, *, path: str = "", multiple: bool = False) -> Any:
-    """Evaluate one jq expression (no ``{{ }}``); first result, or all when ``multiple``."""
+def evaluate(expr: str, context: Any, *, path: str = "", multiple: bool = False,
+             deadline_s: float | None = None) -> Any:
+    """Evaluate one jq expression (no ``{{ }}``); first result, or all when ``multiple``.
+
+    Sandboxed like templates: raises ``TemplateError`` or ``ResourceExhausted``.
+    """
     try:
         program = compile_expression(expr)
     except TemplateError as exc:
-        raise TemplateError(exc.message, path=path, expression=expr) from None
+        raise TemplateError(exc.message, path=path, expression=expr, code=exc.code) from None
     try:
-        results = program.input_value(context)
-        return list(results) if multiple else next(iter(results), None)
-    except (ValueError, TypeError) as exc:
-        raise TemplateError(f"jq {expr!r} failed: {_first_line(exc)}", path=path,
-                            expression=expr) from None
+        text = json.dumps(context, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _failed(expr, exc, path) from None
+    if sandbox.is_bounded_path(expr):
+        try:
+            results = program.input_text(text)
+            return list(results) if multiple else next(iter(results), None)
+        except ValueError as exc:
+            raise _failed(expr, exc, path) from None
+    [(kind, payload)] = sandbox.run([(expr, multiple)], text, deadline_s=deadline_s,
+                                    path=path, expression=expr)
+    if kind == "e":
+        raise TemplateError(f"jq {expr!r} failed: {_clean(payload)}", path=path,
+                            expression=expr)
+    return payload
+
+
+def _failed(expr: str, exc: Exception, path: str) -> TemplateError:
+    return TemplateError(f"jq {expr!r} failed: {_first_line(exc)}", path=path, expression=expr)
+
+
+def _clean(message: str) -> str:
+    """The first line of a jq message, without its ``jq: error:`` prefix."""
+    text = message.strip().removeprefix("jq: error: ")
+    first = text.splitlines()[0].rstrip(": ") if text else ""
+    return first or "error"
 
 
 def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    text = text.removeprefix("jq: error: ")
-    first = text.splitlines()[0].rstrip(": ") if text else ""
-    return first or type(exc).__name__
+    return _clean(str(exc)) if str(exc).strip() else type(exc).__name__

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from datetime import datetime, timezone
 from importlib import metadata
 
 import celery
@@ -69,6 +70,8 @@ class Heartbeat:
         self.interval = max(0.05, float(interval))
         self.hostname = worker.hostname
         self.pid = os.getpid()
+        # Taken before the consumer starts: every attempt this process claims starts after it.
+        self.process_started_at = datetime.now(timezone.utc)
         self.configured_queues = sorted(worker.app.amqp.queues.consume_from or {})
         self.version = software_version()
         self.step_types = advertised_step_types()
@@ -101,6 +104,22 @@ class Heartbeat:
         except Exception:
             size = None
         return int(size or self.worker.max_concurrency or self.worker.concurrency or 0)
+
+    def pool_pids(self) -> list[int] | None:
+        """The processes that run this worker's tasks: the prefork pool's children, or this
+        process for solo and thread pools; None when the pool cannot tell (then nothing is
+        concluded from it)."""
+        pool = getattr(self.worker, "pool", None)
+        if pool is None:
+            return None
+        inner = getattr(pool, "_pool", None)
+        if inner is None:  # solo and thread pools run tasks in this process
+            return [self.pid]
+        try:
+            pids = [proc.pid for proc in list(inner._pool) if proc.pid]
+        except Exception:  # a pool of another kind (greenlets): say nothing
+            return None
+        return pids or None
 
     def status(self) -> dict:
         return {
@@ -142,6 +161,8 @@ class Heartbeat:
                 loaded_artifacts=artifacts.loaded(),
                 step_types=self.step_types,
                 active_consumers=self.active_consumers(),
+                pool_pids=self.pool_pids(),
+                process_started_at=self.process_started_at,
             )
         except Exception:
             self.failures += 1

@@ -15,9 +15,9 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"], related_name="tasks")
 
 # Worker-side steps (heartbeat, artifact cache, remote-control commands), the database connection
-# policy per task, and tracing hooks.
+# policy per task, the secret-masking log filter, and tracing hooks.
 from workers.bootsteps import install_bootsteps  # noqa: E402
-from workers import connections, telemetry  # noqa: E402,F401  (connect their signal handlers)
+from workers import connections, logmask, telemetry  # noqa: E402,F401  (connect their signal handlers)
 
 install_bootsteps(app)
 

@@ -8,6 +8,7 @@ chord, group and callbacks, to the same queue. That is what Celery's own `Task.r
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from celery.app.task import Context
@@ -44,6 +45,7 @@ def delivery_of(task) -> Delivery:
         queue=info.get("routing_key") or "",
         retries=request.retries or 0,
         request=request_fields(request),
+        pid=os.getpid(),
     )
 
 

@@ -19,6 +19,7 @@ from celery import shared_task
 from celery.exceptions import Ignore
 from django.db import InterfaceError, OperationalError
 
+from controlplane.core.logs import bind_task_context, clear_task_context
 from controlplane.executions import services
 from workers.routing import delivery_of
 
@@ -39,12 +40,18 @@ def _run(task, service, **kwargs) -> dict:
     If the database went away under the task, nothing this try did was committed, or it was and
     the retry's claim sees it: retry (the next task_prerun replaces the broken connection).
     """
+    delivery = delivery_of(task)
+    bind_task_context(task=task.name, task_id=delivery.task_id, worker=delivery.worker,
+                      execution_id=kwargs.get("execution_id"), node=kwargs.get("node_id"), shard=kwargs.get("shard"))
     try:
-        outcome = service(delivery=delivery_of(task), **kwargs)
-    except (InterfaceError, OperationalError) as exc:
-        countdown = min(DATABASE_RETRY_MAX_S, 0.5 * 2 ** min(task.request.retries, 10))
-        raise task.retry(exc=exc, countdown=countdown, max_retries=None) from exc
-    return _act(task, outcome)
+        try:
+            outcome = service(delivery=delivery, **kwargs)
+        except (InterfaceError, OperationalError) as exc:
+            countdown = min(DATABASE_RETRY_MAX_S, 0.5 * 2 ** min(task.request.retries, 10))
+            raise task.retry(exc=exc, countdown=countdown, max_retries=None) from exc
+        return _act(task, outcome)
+    finally:
+        clear_task_context()
 
 
 def _act(task, outcome: services.Outcome) -> dict:
@@ -105,7 +112,9 @@ def saga_finish(self, execution_id: str) -> dict:
 @shared_task(name="flowplane.sweep", bind=True, acks_late=True, ignore_result=True)
 def sweep(self) -> dict:
     """For beat: stale workers -> offline (their running steps are recovered by the fleet hook);
-    attempts past their hard time limit -> lost, failing their run."""
+    attempts whose process is gone -> lost and re-published; attempts past their hard time limit
+    -> lost, failing their run; runs with nothing running and no progress -> their canvas again."""
     from controlplane.fleet.services import fleet_sweep
 
-    return {"offline": fleet_sweep(), "expired": services.step_runs_expire()}
+    return {"offline": fleet_sweep(), "orphaned": services.step_runs_recover_orphaned(),
+            "expired": services.step_runs_expire(), "stalled": services.executions_redrive_stalled()}

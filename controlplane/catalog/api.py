@@ -5,7 +5,7 @@ Another company's object is a 404 on every route. Secret values are write-only.
 """
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import MethodNotAllowed
@@ -13,6 +13,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from controlplane.catalog import selectors, serializers as s, services
+from controlplane.core.schema import ErrorSerializer
 from controlplane.tenancy.access import require_role
 from controlplane.tenancy.models import Company, Role
 
@@ -39,7 +40,7 @@ class _Paged(viewsets.GenericViewSet):
         return self.get_paginated_response(serializer_class(page, many=True).data)
 
     def company_filter(self):
-        return self.request.query_params.get("company")
+        return _valid(s.CompanyFilterIn, self.request.query_params).get("company")
 
 
 class BlueprintViewSet(_Paged):
@@ -48,6 +49,7 @@ class BlueprintViewSet(_Paged):
     def get_queryset(self):  # for the schema generator; views call selectors
         return selectors.blueprint_list(user=self.request.user)
 
+    @extend_schema(parameters=[s.CompanyFilterIn])
     def list(self, request):
         return self.paged(selectors.blueprint_list(user=request.user, company_id=self.company_filter()), s.BlueprintOut)
 
@@ -97,10 +99,18 @@ class BlueprintViewSet(_Paged):
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
         )
 
+    @extend_schema(responses=s.BlueprintVersionOut(many=True))
     @action(detail=True, methods=["get"], serializer_class=s.BlueprintVersionOut)
     def versions(self, request, pk=None):
         blueprint = selectors.blueprint_get(user=request.user, blueprint_id=pk)
         return self.paged(selectors.blueprint_version_list(blueprint=blueprint), s.BlueprintVersionOut)
+
+
+_IMMUTABLE = extend_schema(
+    request=None,
+    responses={405: OpenApiResponse(ErrorSerializer, description="Always: blueprint versions are immutable.")},
+    summary="Refused: publish a new version instead (404 first for another company's version)",
+)
 
 
 class BlueprintVersionViewSet(_Paged):
@@ -118,12 +128,15 @@ class BlueprintVersionViewSet(_Paged):
         selectors.blueprint_version_get(user=request.user, version_id=pk)
         raise MethodNotAllowed(request.method, detail="blueprint versions are immutable; publish a new version instead")
 
+    @_IMMUTABLE
     def update(self, request, pk=None):
         self._immutable(request, pk)
 
+    @_IMMUTABLE
     def partial_update(self, request, pk=None):
         self._immutable(request, pk)
 
+    @_IMMUTABLE
     def destroy(self, request, pk=None):
         self._immutable(request, pk)
 
@@ -134,6 +147,7 @@ class JobTemplateViewSet(_Paged):
     def get_queryset(self):
         return selectors.job_template_list(user=self.request.user)
 
+    @extend_schema(parameters=[s.CompanyFilterIn])
     def list(self, request):
         return self.paged(selectors.job_template_list(user=request.user, company_id=self.company_filter()), s.JobTemplateOut)
 
@@ -174,6 +188,7 @@ class SecretViewSet(_Paged):
     def get_queryset(self):
         return selectors.secret_list(user=self.request.user)
 
+    @extend_schema(parameters=[s.CompanyFilterIn])
     def list(self, request):
         return self.paged(selectors.secret_list(user=request.user, company_id=self.company_filter()), s.SecretOut)
 

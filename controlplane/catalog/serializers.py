@@ -3,11 +3,26 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from controlplane.catalog.models import Blueprint, BlueprintVersion, JobTemplate, Secret
+from controlplane.catalog.models import (
+    Blueprint,
+    BlueprintVersion,
+    JobTemplate,
+    Secret,
+    blueprint_name_validator,
+    secret_name_validator,
+    step_type_validator,
+    template_name_validator,
+)
 from controlplane.catalog.services import MAX_SECRET_BYTES
 
 
 # -- blueprints ---------------------------------------------------------------------------------
+
+
+class CompanyFilterIn(serializers.Serializer):
+    company = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, help_text="Only objects of this company (id)."
+    )
 
 
 class BlueprintOut(serializers.ModelSerializer):
@@ -20,14 +35,17 @@ class BlueprintOut(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+# Names carry their model's validators so the schema states the pattern the service enforces.
+
+
 class BlueprintCreateIn(serializers.Serializer):
     company = serializers.IntegerField(help_text="Id of the company that will own the blueprint.")
-    name = serializers.CharField(max_length=100)
+    name = serializers.CharField(max_length=100, validators=[blueprint_name_validator])
     description = serializers.CharField(required=False, allow_blank=True, default="")
 
 
 class BlueprintUpdateIn(serializers.Serializer):
-    name = serializers.CharField(max_length=100, required=False)
+    name = serializers.CharField(max_length=100, required=False, validators=[blueprint_name_validator])
     description = serializers.CharField(required=False, allow_blank=True)
 
 
@@ -63,16 +81,16 @@ class JobTemplateOut(serializers.ModelSerializer):
 
 class JobTemplateIn(serializers.Serializer):
     company = serializers.IntegerField(help_text="Id of the owning company (create only).")
-    name = serializers.CharField(max_length=100)
-    step_type = serializers.CharField(max_length=64)
+    name = serializers.CharField(max_length=100, validators=[template_name_validator])
+    step_type = serializers.CharField(max_length=64, validators=[step_type_validator])
     defaults = serializers.JSONField(required=False, default=dict)
     param_schema = serializers.JSONField(required=False, default=dict)
     description = serializers.CharField(required=False, allow_blank=True, default="")
 
 
 class JobTemplateUpdateIn(serializers.Serializer):
-    name = serializers.CharField(max_length=100, required=False)
-    step_type = serializers.CharField(max_length=64, required=False)
+    name = serializers.CharField(max_length=100, required=False, validators=[template_name_validator])
+    step_type = serializers.CharField(max_length=64, required=False, validators=[step_type_validator])
     defaults = serializers.JSONField(required=False)
     param_schema = serializers.JSONField(required=False)
     description = serializers.CharField(required=False, allow_blank=True)
@@ -104,7 +122,7 @@ def _value_field() -> serializers.CharField:
 
 class SecretCreateIn(serializers.Serializer):
     company = serializers.IntegerField(help_text="Id of the owning company.")
-    name = serializers.CharField(max_length=200)
+    name = serializers.CharField(max_length=200, validators=[secret_name_validator])
     value = _value_field()
 
 

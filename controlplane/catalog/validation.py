@@ -11,8 +11,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from pipelines.blueprints import expand_graph, param_fits
 from pipelines.documents import json_type
-from pipelines.blueprints import param_fits
+from pipelines.validation import validate_graph
 from pipelines.graph import BLUEPRINT_REF_RE
 
 # Same kinds as pipelines.steps.base.FIELD_TYPES: a param schema is checked with those types.
@@ -163,14 +164,7 @@ def _graph_errors(document: Mapping) -> Errors:
         "nodes": document.get("nodes"),
         "edges": edges,
     }
-    try:
-        from pipelines.validation import validate_graph
-    except ImportError:  # the full validator is optional; structure is the minimum
-        from pipelines.structure import parse_structure
-
-        _graph, issues, _cycle = parse_structure(graph)
-    else:
-        issues = validate_graph(graph).issues
+    issues = validate_graph(graph).issues
     return [issue.to_dict() if hasattr(issue, "to_dict") else dict(issue) for issue in issues]
 
 
@@ -248,10 +242,6 @@ def _self_reference_errors(nodes: Any, name: str) -> Errors:
 def _expansion_errors(document: Mapping, *, name: str, number: int, blueprints, templates) -> Errors:
     """Dry-run the planner's expansion of one instance of the candidate: unknown nested
     blueprints or templates, ports of nested instances, param use the planner rejects."""
-    try:
-        from pipelines.blueprints import expand_graph
-    except ImportError:
-        return []
     ref = f"{name}@{number}"
     params = {
         param: None

@@ -4,12 +4,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from controlplane.core.errors import ApplicationError
+from controlplane.core.middleware import payload_too_large_body
 
 
 def _flatten(detail: Any, prefix: str = "") -> list[dict[str, str]]:
@@ -36,6 +38,8 @@ def _flatten(detail: Any, prefix: str = "") -> list[dict[str, str]]:
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
         return Response(exc.to_dict(), status=exc.status_code)
+    if isinstance(exc, RequestDataTooBig):  # a view read request.body beyond API_MAX_BODY_BYTES
+        return Response(payload_too_large_body(), status=413)
     if isinstance(exc, RecursionError):
         # json.load and yaml give up on absurdly nested bodies this way; it is the client's error.
         exc = drf.ParseError("the request body is nested too deeply; flatten it")

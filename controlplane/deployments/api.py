@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.core.errors import NotFound
+from controlplane.core.pagination import Pagination
 from controlplane.deployments import selectors, serializers as s, services
 from controlplane.tenancy.access import require_role
 from controlplane.tenancy.models import Role
@@ -24,7 +24,7 @@ def _valid(serializer_class, data) -> dict:
 
 
 def _paged(request, view, queryset, serializer_class) -> Response:
-    paginator = LimitOffsetPagination()
+    paginator = Pagination()
     page = paginator.paginate_queryset(queryset, request, view=view)
     return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
@@ -76,9 +76,9 @@ class PlanApplyApi(APIView):
 
 
 class DeploymentListApi(APIView):
-    @extend_schema(responses=s.DeploymentOut(many=True))
+    @extend_schema(parameters=[s.DeploymentFilterIn], responses=s.DeploymentOut(many=True))
     def get(self, request):
-        params = request.query_params
+        params = _valid(s.DeploymentFilterIn, request.query_params)
         queryset = selectors.deployment_list(
             user=request.user, workflow_id=params.get("workflow"), environment=params.get("environment"),
             status=params.get("status"),
@@ -94,11 +94,11 @@ class DeploymentDetailApi(APIView):
 
 
 class DeploymentEventsApi(APIView):
-    @extend_schema(responses=s.EventOut(many=True))
+    @extend_schema(parameters=[s.EventFilterIn], responses=s.EventOut(many=True))
     def get(self, request, deployment_id):
         deployment = selectors.deployment_get(user=request.user, deployment_id=deployment_id)
         queryset = selectors.deployment_events(deployment=deployment)
-        kind = request.query_params.get("kind")
+        kind = _valid(s.EventFilterIn, request.query_params).get("kind")
         if kind:
             queryset = queryset.filter(kind=kind)
         return _paged(request, self, queryset, s.EventOut)

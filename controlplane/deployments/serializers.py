@@ -3,7 +3,15 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from controlplane.deployments.models import Deployment, DeploymentEvent, DeploymentPlan, JobDeployment
+from controlplane.deployments.models import (
+    Deployment,
+    DeploymentEvent,
+    DeploymentPlan,
+    DeploymentStatus,
+    EventKind,
+    JobDeployment,
+)
+from controlplane.tenancy.serializers import id_field
 
 
 class PlanCreateIn(serializers.Serializer):
@@ -14,6 +22,16 @@ class PlanCreateIn(serializers.Serializer):
                                       help_text="{job id or alias: worker group slug}")
     replicas = serializers.DictField(child=serializers.IntegerField(), required=False, default=dict,
                                      help_text="{job id or alias: replicas}")
+
+
+class DeploymentFilterIn(serializers.Serializer):
+    workflow = id_field(required=False, help_text="Only deployments of this workflow (id).")
+    environment = serializers.SlugField(required=False, max_length=50, help_text="Only this environment.")
+    status = serializers.ChoiceField(choices=DeploymentStatus.choices, required=False, help_text="Only this status.")
+
+
+class EventFilterIn(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=EventKind.choices, required=False, help_text="Only events of this kind.")
 
 
 class ReconcileIn(serializers.Serializer):

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from controlplane.core.pagination import Pagination
 from controlplane.tenancy.access import require_role
 from controlplane.tenancy.models import Role
 from controlplane.workflows.selectors import workflow_get
@@ -25,6 +25,7 @@ from controlplane.executions.serializers import (
     ExecutionCreateSerializer,
     ExecutionDetailSerializer,
     ExecutionEventSerializer,
+    ExecutionEventsPageSerializer,
     ExecutionFilterSerializer,
     ExecutionOutSerializer,
 )
@@ -46,7 +47,7 @@ class ExecutionListApi(APIView):
             created_after=data.get("created_after"),
             created_before=data.get("created_before"),
         )
-        paginator = LimitOffsetPagination()
+        paginator = Pagination()
         page = paginator.paginate_queryset(executions, request, view=self)
         return paginator.get_paginated_response(ExecutionOutSerializer(page, many=True).data)
 
@@ -87,7 +88,7 @@ class ExecutionTimelineApi(APIView):
 
 
 class ExecutionEventsApi(APIView):
-    @extend_schema(parameters=[EventsQuerySerializer], responses=ExecutionEventSerializer(many=True))
+    @extend_schema(parameters=[EventsQuerySerializer], responses=ExecutionEventsPageSerializer)
     def get(self, request, execution_id):
         execution = selectors.execution_get(user=request.user, execution_id=execution_id)
         query = EventsQuerySerializer(data=request.query_params)
@@ -124,7 +125,7 @@ class DeadLetterListApi(APIView):
             user=request.user, execution_id=filters.validated_data.get("execution"),
             status=filters.validated_data.get("status"),
         )
-        paginator = LimitOffsetPagination()
+        paginator = Pagination()
         page = paginator.paginate_queryset(letters, request, view=self)
         return paginator.get_paginated_response(DeadLetterSerializer(page, many=True).data)
 

@@ -67,6 +67,7 @@ class EventType(models.TextChoices):
     EXECUTION_SUCCEEDED = "execution.succeeded"
     EXECUTION_FAILED = "execution.failed"
     EXECUTION_CANCELLED = "execution.cancelled"
+    EXECUTION_REDRIVEN = "execution.redriven"
     STEP_STARTED = "step.started"
     STEP_COMPLETED = "step.completed"
     STEP_FAILED = "step.failed"
@@ -185,6 +186,11 @@ class StepRun(models.Model):
     queue = models.CharField(max_length=200, help_text="Celery queue the attempt was delivered on.")
     worker = models.CharField(max_length=255, blank=True, default="", help_text="Hostname of the worker that ran it.")
     task_id = models.CharField(max_length=255, blank=True, default="", help_text="Celery task id (stable across retries).")
+    pid = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Process id that claimed the attempt on its worker (a pool child): if that process is "
+                  "gone while the attempt is running, the attempt is lost.",
+    )
     status = models.CharField(  # indexed by `step_run_status_worker`, which starts with it
         max_length=20, choices=StepStatus.choices, default=StepStatus.PENDING,
         help_text="running once claimed; succeeded, failed, skipped, or lost when its worker went offline.",

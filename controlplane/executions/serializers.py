@@ -1,11 +1,19 @@
 """API shapes of the executions app."""
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from controlplane.core.errors import ApplicationError
 from controlplane.deployments.models import DEFAULT_ENVIRONMENT
 from controlplane.executions.models import DeadLetter, Execution, ExecutionEvent, ExecutionStatus
+from controlplane.tenancy.serializers import id_field
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class JSONObjectField(serializers.JSONField):
+    """A JSON value the service requires to be an object (schema only: the service refuses others)."""
 
 
 class ExecutionCreateSerializer(serializers.Serializer):
@@ -24,7 +32,7 @@ class ExecutionCreateSerializer(serializers.Serializer):
         help_text="Not accepted: executions run deployments. Deploy the version first (POST /api/v1/plans, then "
         "/plans/{id}/apply) and pass `deployment` or `workflow`.",
     )
-    input = serializers.JSONField(required=False, default=dict, help_text="The trigger input: a JSON object.")
+    input = JSONObjectField(required=False, default=dict, help_text="The trigger input: a JSON object.")
     idempotency_key = serializers.CharField(
         required=False, allow_null=True, max_length=200,
         help_text="Same key in the same company returns the same execution instead of starting another.",
@@ -53,9 +61,9 @@ class ExecutionCreateSerializer(serializers.Serializer):
 
 class ExecutionFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=ExecutionStatus.choices, required=False)
-    workflow = serializers.IntegerField(required=False)
-    version = serializers.IntegerField(required=False, help_text="Workflow version id.")
-    deployment = serializers.IntegerField(required=False)
+    workflow = id_field(required=False)
+    version = id_field(required=False, help_text="Workflow version id.")
+    deployment = id_field(required=False)
     environment = serializers.SlugField(required=False, max_length=50)
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
@@ -94,8 +102,17 @@ class ExecutionEventSerializer(serializers.ModelSerializer):
 
 
 class EventsQuerySerializer(serializers.Serializer):
-    after = serializers.IntegerField(required=False, default=0, min_value=0, help_text="Only events with seq > after.")
+    after = serializers.IntegerField(
+        required=False, default=0, min_value=0, max_value=2**63 - 1, help_text="Only events with seq > after."
+    )
     limit = serializers.IntegerField(required=False, default=1000, min_value=1, max_value=5000)
+
+
+class ExecutionEventsPageSerializer(serializers.Serializer):
+    """Events after `after`, oldest first; poll again with `after=last_seq` for the next ones."""
+
+    results = ExecutionEventSerializer(many=True)
+    last_seq = serializers.IntegerField(help_text="The seq of the last event returned (else `after`).")
 
 
 class DeadLetterFilterSerializer(serializers.Serializer):

@@ -4,11 +4,11 @@ from __future__ import annotations
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.core.errors import ApplicationError
+from controlplane.core.pagination import Pagination
 from controlplane.fleet import selectors, services
 from controlplane.fleet.serializers import (
     WorkerGroupInSerializer,
@@ -20,7 +20,7 @@ from controlplane.tenancy.models import Company, Role
 
 
 def _paginated(request, view, queryset, serializer_class, **context):
-    paginator = LimitOffsetPagination()
+    paginator = Pagination()
     page = paginator.paginate_queryset(queryset, request, view=view)
     data = serializer_class(page, many=True, context=context).data
     return paginator.get_paginated_response(data)

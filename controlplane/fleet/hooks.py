@@ -1,26 +1,32 @@
-"""Extension points other apps register into, so fleet never imports them.
+"""What the fleet tells other apps, so fleet never imports them.
 
-`on_workers_offline`: callables taking the list of hostnames that `workers_mark_offline` just
-marked offline. They run after the transaction that marked them has committed, one after the
-other; a hook that raises is logged and does not stop the others. The executions app registers
-its lost-step recovery here (in its `AppConfig.ready`):
+Signals (`django.dispatch.Signal`), sent after the transaction that decided them has committed, to
+every receiver even if one raises (`send_robust`; a receiver that raises is logged):
 
-    from controlplane.fleet import hooks
-    hooks.on_workers_offline.append(recover_steps_of_lost_workers)
+- `workers_offline(hostnames=[...])`: `workers_mark_offline` just marked these workers offline.
+- `worker_replaced(hostname=..., started_at=...)`: a new process reports under a hostname whose
+  previous process never said it stopped (a restarted container or systemd unit keeps its node
+  name): everything the earlier process had claimed before `started_at` is lost.
+
+The executions app connects its lost-work recovery to both (in its `AppConfig.ready`).
 
 `artifact_owner`: the app whose artifacts workers cache says which of them a set of companies may
 see: `artifact_owner(keys, company_ids) -> visible keys`. A worker may serve several tenants, so
 the fleet API shows a caller only their own companies' artifacts; with no owner registered it
-shows none. The deployments app registers it.
+shows none. The deployments app registers it. (A query with one answer, so not a signal.)
 """
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Callable
+
+from django.dispatch import Signal
 
 logger = logging.getLogger(__name__)
 
-on_workers_offline: list[Callable[[list[str]], None]] = []
+workers_offline = Signal()  # hostnames: list[str]
+worker_replaced = Signal()  # hostname: str, started_at: datetime
 artifact_owner: Callable[[set[str], set[int]], set[str]] | None = None
 
 
@@ -33,8 +39,15 @@ def visible_artifacts(loaded: dict[str, str] | None, company_ids: set[int]) -> d
 
 
 def run_workers_offline(hostnames: list[str]) -> None:
-    for hook in list(on_workers_offline):
-        try:
-            hook(list(hostnames))
-        except Exception:  # one broken hook must not keep the others from running
-            logger.exception("fleet.hook_failed", extra={"hook": getattr(hook, "__qualname__", repr(hook))})
+    _send(workers_offline, hostnames=list(hostnames))
+
+
+def run_worker_replaced(hostname: str, started_at: datetime) -> None:
+    _send(worker_replaced, hostname=hostname, started_at=started_at)
+
+
+def _send(signal: Signal, **fields) -> None:
+    for receiver, result in signal.send_robust(sender=None, **fields):
+        if isinstance(result, Exception):  # one broken receiver must not keep the others from running
+            logger.error("fleet.hook_failed", exc_info=result,
+                         extra={"hook": getattr(receiver, "__qualname__", repr(receiver))})

@@ -93,7 +93,7 @@ class Worker(models.Model):
     software_version = models.CharField(
         max_length=100, blank=True, default="", help_text="Version of the worker software (flowplane/celery)."
     )
-    started_at = models.DateTimeField(help_text="When this worker process first reported (reset on a new pid).")
+    started_at = models.DateTimeField(help_text="When this worker process started (reset when a new process reports under the hostname).")
     last_heartbeat = models.DateTimeField(db_index=True, help_text="When the worker last reported in.")
     status = models.CharField(
         max_length=10,
@@ -112,6 +112,12 @@ class Worker(models.Model):
         help_text="Queues the worker is actually consuming right now (a cancelled consumer is missing here).",
     )
     step_types = models.JSONField(default=list, blank=True, help_text="Step types the worker can run.")
+    pool_pids = models.JSONField(
+        default=list, blank=True,
+        help_text="Process ids of the processes that run its tasks (pool children; the main process for "
+                  "solo and thread pools) at the last heartbeat: an attempt claimed by a pid not among them "
+                  "was lost with its process.",
+    )
 
     objects = WorkerQuerySet.as_manager()
 

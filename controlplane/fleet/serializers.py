@@ -6,11 +6,14 @@ from rest_framework import serializers
 
 from controlplane.fleet import hooks
 from controlplane.fleet.models import Worker, WorkerGroup, parse_queue_name
+from controlplane.tenancy.models import slug_validator
 
 
 class WorkerGroupInSerializer(serializers.Serializer):
     company = serializers.IntegerField(help_text="Id of the company that owns the group.")
-    slug = serializers.CharField(max_length=50, help_text="Unique in the company; the queue is wg.<company>.<slug>.")
+    slug = serializers.CharField(
+        max_length=50, validators=[slug_validator], help_text="Unique in the company; the queue is wg.<company>.<slug>."
+    )
     name = serializers.CharField(max_length=200, required=False, default="", allow_blank=True)
     description = serializers.CharField(required=False, default="", allow_blank=True)
 

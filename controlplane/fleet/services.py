@@ -2,7 +2,7 @@
 
 Heartbeats come from the worker processes themselves (`workers/bootsteps.py` calls
 `worker_heartbeat` directly; the worker has Django set up). The control plane sweeps stale rows to
-offline with `fleet_sweep` and tells other apps through `hooks.on_workers_offline`.
+offline with `fleet_sweep` and tells other apps through the `hooks.workers_offline` signal.
 """
 from __future__ import annotations
 
@@ -71,6 +71,8 @@ def worker_heartbeat(
     loaded_artifacts: dict | None = None,
     step_types: list[str] | None = None,
     active_consumers: list[str] | None = None,
+    pool_pids: list[int] | None = None,
+    process_started_at: datetime | None = None,
     now: datetime | None = None,
 ) -> Worker:
     """Record that `hostname` is alive and what it serves.
@@ -78,15 +80,23 @@ def worker_heartbeat(
     Queues named `wg.<company>.<group>` of existing groups become the worker's groups; other queues
     are kept in `queues` and otherwise ignored. `active_consumers` defaults to `queues` (a reporter
     that cannot tell consumed from configured queues). `loaded_artifacts` and `step_types` left as
-    None keep what was stored. A new pid means a new process: `started_at` is reset.
+    None keep what was stored. `pool_pids`: the processes that run its tasks now.
+
+    A new process under a known hostname (another pid, or another `process_started_at`: a
+    restarted container often gets the same pid) is a new incarnation: `started_at` is reset, and
+    unless the previous one said it stopped, the `hooks.worker_replaced` signal is sent after commit so that
+    what the previous process had claimed is recovered rather than taken for running.
     """
     now = now or timezone.now()
+    started = process_started_at or now
     queues = _str_list(queues)
     worker = Worker.objects.select_for_update().filter(hostname=hostname).first()
     if worker is None:
-        worker = Worker(hostname=hostname, started_at=now)
-    elif worker.pid != pid:
-        worker.started_at = now
+        worker = Worker(hostname=hostname, started_at=started)
+    elif _new_incarnation(worker, pid=pid, process_started_at=process_started_at):
+        if worker.status != WorkerStatus.STOPPED:
+            transaction.on_commit(lambda: hooks.run_worker_replaced(hostname, started))
+        worker.started_at = started
     worker.queues = queues
     worker.active_consumers = queues if active_consumers is None else _str_list(active_consumers)
     worker.concurrency = max(0, int(concurrency))
@@ -98,6 +108,8 @@ def worker_heartbeat(
         worker.loaded_artifacts = {str(k): str(v) for k, v in loaded_artifacts.items()}
     if step_types is not None:
         worker.step_types = _str_list(step_types)
+    if pool_pids is not None:
+        worker.pool_pids = sorted({int(p) for p in pool_pids})
     try:
         with transaction.atomic():
             worker.save()
@@ -108,6 +120,13 @@ def worker_heartbeat(
     if set(worker.groups.values_list("id", flat=True)) != set(group_ids):
         worker.groups.set(group_ids)
     return worker
+
+
+def _new_incarnation(worker: Worker, *, pid: int, process_started_at: datetime | None) -> bool:
+    if worker.pid != pid:
+        return True
+    # Heartbeats of one process repeat its start time exactly; allow for rounding only.
+    return process_started_at is not None and abs((process_started_at - worker.started_at).total_seconds()) > 1.0
 
 
 @transaction.atomic
@@ -124,7 +143,7 @@ def worker_stopped(*, hostname: str) -> bool:
 def workers_mark_offline(*, now: datetime | None = None) -> list[str]:
     """Mark online workers whose heartbeat is older than WORKER_OFFLINE_AFTER_S offline.
 
-    Returns their hostnames; after commit, each `hooks.on_workers_offline` hook is called with them.
+    Returns their hostnames; after commit, the `hooks.workers_offline` signal is sent with them.
     A heartbeat that lands concurrently wins: only rows still stale at update time are changed.
     """
     now = now or timezone.now()

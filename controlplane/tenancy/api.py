@@ -9,10 +9,10 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from controlplane.core.pagination import paginated  # noqa: F401  (re-exported: other apps import it here)
 from controlplane.tenancy import selectors, services
 from controlplane.tenancy.serializers import (
     CompanyCreateSerializer,
@@ -34,13 +34,6 @@ def validated(serializer_class, data: Any, **kwargs) -> dict:
     serializer = serializer_class(data=data, **kwargs)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
-
-
-def paginated(request, view, queryset, serializer_class, **context) -> Response:
-    paginator = LimitOffsetPagination()
-    page = paginator.paginate_queryset(queryset, request, view=view)
-    data = serializer_class(page, many=True, context=context).data
-    return paginator.get_paginated_response(data)
 
 
 # Companies ---------------------------------------------------------------------------------------

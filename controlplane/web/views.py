@@ -1,8 +1,8 @@
 """Server-rendered operator pages: read-only views over the tenant-scoped selectors.
 
-Each view parses its query, calls selectors, and renders a template; none writes. Objects of a
-company the caller is not a member of are a 404, exactly as in the API (the selectors raise
-`NotFound`, turned into `Http404` here).
+Each view parses its query, calls selectors, and renders a template; none writes (the few write
+buttons post to `controlplane.web.actions`). Objects of a company the caller is not a member of
+are a 404, exactly as in the API (the selectors raise `NotFound`, turned into `Http404` here).
 """
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ from controlplane.core.errors import NotFound
 from controlplane.deployments import selectors as deployments
 from controlplane.executions import selectors as executions
 from controlplane.fleet.selectors import worker_group_list
+from controlplane.tenancy.access import role_in
 from controlplane.tenancy.selectors import is_db_id
 from controlplane.web import selectors as pages
+from controlplane.web.actions import DEPLOYMENT_ACTIONS, EXECUTION_ACTIONS, allowed
 from controlplane.web.forms import ExecutionFilterForm
 
 T = TypeVar("T")
@@ -70,6 +72,7 @@ def execution_detail(request: HttpRequest, execution_id) -> HttpResponse:
             "events": events[:EVENTS_SHOWN],
             "events_truncated": len(events) > EVENTS_SHOWN,
             "events_shown": EVENTS_SHOWN,
+            "actions": allowed(EXECUTION_ACTIONS, role_in(request.user, execution.company_id)),
         },
     )
 
@@ -92,6 +95,7 @@ def deployment_detail(request: HttpRequest, deployment_id: int) -> HttpResponse:
             "events_total": events.count(),
             "events_shown": EVENTS_SHOWN,
             "plan": deployments.last_applied_plan(deployment),
+            "actions": allowed(DEPLOYMENT_ACTIONS, role_in(request.user, deployment.workflow.project.company_id)),
         },
     )
 

@@ -20,6 +20,7 @@ from controlplane.workflows.models import Workflow
 from controlplane.workflows.serializers import (
     DiffQuerySerializer,
     DiffSerializer,
+    NumberDiffQuerySerializer,
     DraftReplaceSerializer,
     DraftUpdateSerializer,
     PublishResultSerializer,
@@ -40,6 +41,7 @@ IF_MATCH = OpenApiParameter(
     "If-Match",
     str,
     location=OpenApiParameter.HEADER,
+    required=True,
     description='The ETag of the draft you read, e.g. "3". Missing: 428; stale: 412.',
 )
 
@@ -224,23 +226,56 @@ class VersionDetailApi(APIView):
         return Response(VersionDetailSerializer(version).data)
 
 
+def diff_response(*, older, newer) -> Response:
+    diff = selectors.version_diff(older=older, newer=newer)
+    return Response(
+        {
+            "from": VersionRefSerializer(older).data,
+            "to": VersionRefSerializer(newer).data,
+            "diff": diff.to_dict(),
+            "summary": diff.summary(),
+            "empty": diff.is_empty,
+        }
+    )
+
+
 class VersionDiffApi(APIView):
     @extend_schema(
         parameters=[DiffQuerySerializer],
-        responses=DiffSerializer,
-        summary="What changed from version ?against= to this version",
+        responses={
+            200: DiffSerializer,
+            400: OpenApiResponse(description="`against` is a version of another workflow (path `against`)."),
+            404: OpenApiResponse(description="Either version is unknown or not yours (path `against` for it)."),
+        },
+        summary="What changed from version id ?against= to this version id (both of one workflow)",
     )
     def get(self, request, version_id: int):
         version = selectors.version_get(user=request.user, version_id=version_id)
         query = validated(DiffQuerySerializer, request.query_params)
         against = selectors.version_get(user=request.user, version_id=query["against"], path="against")
-        diff = selectors.version_diff(older=against, newer=version)
-        return Response(
-            {
-                "from": VersionRefSerializer(against).data,
-                "to": VersionRefSerializer(version).data,
-                "diff": diff.to_dict(),
-                "summary": diff.summary(),
-                "empty": diff.is_empty,
-            }
-        )
+        if against.workflow_id != version.workflow_id:
+            raise ApplicationError(
+                f"version id {against.id} is version {against.number} of workflow {against.workflow.slug!r}, not of "
+                f"{version.workflow.slug!r}; pass the id of a version of the same workflow, or use "
+                f"/api/v1/workflows/{version.workflow_id}/versions/{version.number}/diff?against=<number>",
+                code="other_workflow",
+                path="against",
+            )
+        return diff_response(older=against, newer=version)
+
+
+class WorkflowVersionDiffApi(APIView):
+    @extend_schema(
+        parameters=[NumberDiffQuerySerializer],
+        responses={
+            200: DiffSerializer,
+            404: OpenApiResponse(description="The workflow, or either version number, is unknown (path `against`)."),
+        },
+        summary="What changed from version number ?against= to version number {number} of this workflow",
+    )
+    def get(self, request, workflow_id: int, number: int):
+        workflow = selectors.workflow_get(user=request.user, workflow_id=workflow_id)
+        query = validated(NumberDiffQuerySerializer, request.query_params)
+        version = selectors.version_by_number(user=request.user, workflow=workflow, number=number, path="number")
+        against = selectors.version_by_number(user=request.user, workflow=workflow, number=query["against"], path="against")
+        return diff_response(older=against, newer=version)

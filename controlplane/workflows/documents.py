@@ -3,7 +3,8 @@
 Only the shape is checked here (a mapping of JSON values whose `nodes` and `edges` are lists of
 mappings), so that a half-written draft can be saved without losing work; full validation
 (`pipelines.validation.validate_graph`) is reported with the draft and enforced by publishing.
-Text (a JSON or YAML string) is parsed with `pipelines.graph.load_document`.
+Text (a JSON or YAML string) is parsed with `pipelines.graph.load_document`; text and mappings
+alike are held to the API's document limits (`controlplane.core.limits`) before anything else.
 """
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ import math
 from typing import Any
 
 from controlplane.core.errors import ApplicationError
-from pipelines.errors import GraphError
+from controlplane.core.limits import document_limits, limit_exceeded
+from pipelines.document_limits import check_value
+from pipelines.errors import DocumentLimitError, GraphError
 from pipelines.graph import canonical_json, load_document
 
 MAX_DOCUMENT_BYTES = 1_000_000
-MAX_DEPTH = 32
 
 
 def _join(prefix: str, path: str) -> str:
@@ -37,21 +39,18 @@ def _invalid(problems: list[tuple[str, str]], *, path: str) -> ApplicationError:
     )
 
 
-def _json_problems(value: Any, path: str, depth: int, out: list[tuple[str, str]]) -> None:
+def _json_problems(value: Any, path: str, out: list[tuple[str, str]]) -> None:
     if len(out) >= 20:
-        return
-    if depth > MAX_DEPTH:
-        out.append((path, f"nested deeper than {MAX_DEPTH} levels; flatten the document"))
         return
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
                 out.append((path, f"mapping key {key!r} is not a string; quote the key"))
                 continue
-            _json_problems(item, _join(path, key), depth + 1, out)
+            _json_problems(item, _join(path, key), out)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _json_problems(item, f"{path}[{index}]", depth + 1, out)
+            _json_problems(item, f"{path}[{index}]", out)
     elif isinstance(value, float):
         if not math.isfinite(value):
             out.append((path, f"{value!r} is not a JSON number; use a finite number or a string"))
@@ -61,16 +60,21 @@ def _json_problems(value: Any, path: str, depth: int, out: list[tuple[str, str]]
 
 def clean_graph_document(value: Any, *, path: str = "graph") -> dict:
     """The document as a JSON-safe dict, or a 400 listing every shape problem with its path."""
-    if isinstance(value, (str, bytes)):
-        try:
-            value = load_document(value)
-        except GraphError as exc:
-            raise _invalid([(_join(path, i.path), i.message) for i in exc.issues], path=path)
+    limits = document_limits()
+    try:
+        if isinstance(value, (str, bytes)):
+            value = load_document(value, limits=limits)
+        else:
+            check_value(value, limits)
+    except DocumentLimitError as exc:
+        raise limit_exceeded(exc, prefix=path)
+    except GraphError as exc:
+        raise _invalid([(_join(path, i.path), i.message) for i in exc.issues], path=path)
     if not isinstance(value, dict):
         got = "nothing" if value is None else f"a {type(value).__name__}"
         raise _invalid([(path, f"expected a mapping with 'nodes' and 'edges', got {got}")], path=path)
     problems: list[tuple[str, str]] = []
-    _json_problems(value, path, 0, problems)
+    _json_problems(value, path, problems)
     for key in ("nodes", "edges"):
         items = value.get(key)
         if key in value and not isinstance(items, list):

@@ -12,6 +12,9 @@ from controlplane.workflows.models import Workflow, WorkflowVersion
 from pipelines.validation import ValidationReport, validate_graph
 
 
+MAX_VERSION_NUMBER = 2**31 - 1  # PositiveIntegerField
+
+
 def workflow_list(
     *, user, project_id: int | None = None, company_id: int | None = None, status: str | None = None
 ) -> QuerySet[Workflow]:
@@ -55,6 +58,16 @@ def version_get(*, user, version_id: int, path: str | None = None) -> WorkflowVe
     )
     if version is None:
         raise NotFound("version not found", path=path)
+    return version
+
+
+def version_by_number(*, user, workflow: Workflow, number: int, path: str | None = None) -> WorkflowVersion:
+    """Version `number` of `workflow` (already read through the caller's companies)."""
+    if not 0 < number <= MAX_VERSION_NUMBER:  # digits the column cannot hold name nothing (and must not reach SQL)
+        raise NotFound(f"workflow {workflow.slug!r} has no version {number}", path=path)
+    version = version_list(user=user, workflow=workflow).select_related("workflow__project").filter(number=number).first()
+    if version is None:
+        raise NotFound(f"workflow {workflow.slug!r} has no version {number}", path=path)
     return version
 
 

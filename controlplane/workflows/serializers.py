@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from controlplane.tenancy.serializers import id_field, slug_field
 from controlplane.workflows.models import Workflow, WorkflowStatus, WorkflowVersion
-from controlplane.workflows.selectors import graph_validation
+from controlplane.workflows.selectors import MAX_VERSION_NUMBER, graph_validation
 
 GRAPH_HELP = (
     "A graph document: {params, nodes: [{id, type, config, ...}], edges: [{from, to, delivery}]}. "
@@ -156,7 +156,16 @@ class PublishResultSerializer(VersionDetailSerializer):
 
 
 class DiffQuerySerializer(serializers.Serializer):
-    against = id_field(help_text="Id of the version to compare from (the older one, usually).")
+    against = id_field(
+        help_text="Id of the version to compare from (the older one, usually); a version of the same workflow."
+    )
+
+
+class NumberDiffQuerySerializer(serializers.Serializer):
+    against = serializers.IntegerField(
+        min_value=1, max_value=MAX_VERSION_NUMBER,
+        help_text="Number of the version of this workflow to compare from (the older one, usually), e.g. 1.",
+    )
 
 
 class VersionRefSerializer(serializers.ModelSerializer):

@@ -10,6 +10,11 @@ urlpatterns = [
     path("workflows/<int:workflow_id>/publish", api.WorkflowPublishApi.as_view(), name="workflow-publish"),
     path("workflows/<int:workflow_id>/status", api.WorkflowStatusApi.as_view(), name="workflow-status"),
     path("workflows/<int:workflow_id>/versions", api.WorkflowVersionListApi.as_view(), name="workflow-version-list"),
+    path(
+        "workflows/<int:workflow_id>/versions/<int:number>/diff",
+        api.WorkflowVersionDiffApi.as_view(),
+        name="workflow-version-diff",
+    ),
     path("versions/<int:version_id>", api.VersionDetailApi.as_view(), name="version-detail"),
     path("versions/<int:version_id>/diff", api.VersionDiffApi.as_view(), name="version-diff"),
 ]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pipelines import errors as E
+from pipelines.egress import EgressPolicy
 from pipelines.errors import Issue, StepConfigError
 from pipelines.secrets import is_secret_ref, malformed_ref_issue, malformed_secret_refs
 from pipelines.templating import has_template
@@ -136,6 +137,8 @@ class StepContext:
     ``deadline_s`` is an absolute ``time.time()`` by which the step must finish, or None.
     ``idempotency_key`` defaults to ``<execution>:<node>:<shard>`` so a redelivered step
     presents the same key to the outside world (the attempt is deliberately not part of it).
+    ``egress`` decides which addresses a step may connect to; every step that opens connections
+    goes through it. The default refuses every non-public address.
     """
 
     execution_id: str
@@ -146,6 +149,7 @@ class StepContext:
     idempotency_key: str = ""
     context: dict = field(default_factory=dict)
     deadline_s: float | None = None
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
 
     def __post_init__(self) -> None:
         if not self.idempotency_key:

@@ -1,4 +1,9 @@
-"""Small built-in step types: noop, log, jq, condition, delay, fail."""
+"""Small built-in step types: noop, log, jq, condition, delay, fail.
+
+jq and condition evaluate through ``pipelines.templating.evaluate``, so they run sandboxed
+within the step's deadline; a program that goes over a limit raises ``ResourceExhausted``,
+which is not retried.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,6 @@ import logging
 import time
 from typing import Any
 
-from pipelines import errors as E
 from pipelines.errors import Issue, StepFailed, TemplateError
 from pipelines.steps.base import Field, StepContext, StepType
 from pipelines.steps.registry import register_step_type
@@ -24,7 +28,7 @@ def _jq_issues(program: Any, path: str) -> list[Issue]:
     try:
         compile_expression(program)
     except TemplateError as exc:
-        return [Issue(path, exc.message, E.INVALID_JQ)]
+        return [Issue(path, exc.message, exc.code)]
     return []
 
 
@@ -68,7 +72,7 @@ class LogStep(StepType):
 class JqStep(StepType):
     name = "jq"
     side_effect_free = True
-    description = "Transform data with a jq program (compiled once, cached)."
+    description = "Transform data with a jq program (sandboxed; compiled once, cached)."
     config_schema = {
         "program": Field("string", required=True, description="jq program"),
         "input": Field("any", description="input value; default: the whole execution context"),
@@ -87,7 +91,7 @@ class JqStep(StepType):
         data = config["input"] if "input" in config else ctx.context
         try:
             return evaluate(config["program"], data, path="config.program",
-                            multiple=bool(config["multiple"]))
+                            multiple=bool(config["multiple"]), deadline_s=ctx.deadline_s)
         except TemplateError as exc:
             # The same program fails the same way on the same input: not retryable.
             raise StepFailed(exc.message, retryable=False,
@@ -115,7 +119,8 @@ class ConditionStep(StepType):
         expression = config["expression"]
         if isinstance(expression, str):
             try:
-                value = evaluate(expression, ctx.context, path="config.expression")
+                value = evaluate(expression, ctx.context, path="config.expression",
+                                 deadline_s=ctx.deadline_s)
             except TemplateError as exc:
                 raise StepFailed(exc.message, retryable=False,
                                  details={"expression": expression}) from None

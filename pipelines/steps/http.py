@@ -3,18 +3,28 @@
 Failures are classified for the retry policy: 5xx, 429, connection errors and timeouts may
 succeed on another attempt; other 4xx will not. Every request carries an ``Idempotency-Key``
 so a server can recognise a retried or redelivered call.
+
+Every connection, the first and each redirect's, goes through the step context's egress policy
+(``pipelines.egress``): the host is resolved once, the address is checked, and the socket is
+opened to that checked address; the Host header, TLS SNI and certificate check keep the host
+name. A refusal fails the step for good with code ``egress_denied``. No proxy is used, from the
+environment or elsewhere: a proxy would hide the real target from the check.
 """
 
 from __future__ import annotations
 
+import functools
+import http.client
 import json
 import socket
+import ssl
 import urllib.error
 import urllib.request
 from typing import Any
 from urllib.parse import urlsplit
 
 from pipelines import errors as E
+from pipelines.egress import EgressPolicy
 from pipelines.errors import Issue, StepFailed
 from pipelines.steps.base import Field, StepContext, StepType
 from pipelines.steps.registry import register_step_type
@@ -25,18 +35,77 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 EXCERPT_CHARS = 500
 USER_AGENT = "flowplane-http-step/1"
 
-# Only HTTP(S): urllib's default opener would also read file:// and ftp:// URLs.
-_OPENER = urllib.request.OpenerDirector()
-for _handler in (urllib.request.ProxyHandler(), urllib.request.HTTPHandler(),
-                 urllib.request.HTTPSHandler(), urllib.request.HTTPRedirectHandler(),
-                 urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPErrorProcessor()):
-    _OPENER.add_handler(_handler)
+
+
+class _GuardedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, *args, egress: EgressPolicy, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._egress = egress
+
+    def connect(self) -> None:
+        self.sock = self._egress.connect(self.host, self.port, self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _GuardedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, *args, egress: EgressPolicy, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._egress = egress
+
+    def connect(self) -> None:
+        sock = self._egress.connect(self.host, self.port, self.timeout)
+        # The certificate is checked against the host name, not the address connected to.
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+class _GuardedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, egress: EgressPolicy):
+        super().__init__()
+        self._egress = egress
+
+    def http_open(self, req):
+        return self.do_open(_GuardedHTTPConnection, req, egress=self._egress)
+
+
+@functools.lru_cache(maxsize=1)
+def tls_context() -> ssl.SSLContext:
+    """The default verifying context (system CAs, or SSL_CERT_FILE when set), built once."""
+    return ssl.create_default_context()
+
+
+class _GuardedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, egress: EgressPolicy):
+        super().__init__(context=tls_context())
+        self._egress = egress
+
+    def https_open(self, req):
+        return self.do_open(_GuardedHTTPSConnection, req, context=self._context, egress=self._egress)
+
+
+def opener_for(egress: EgressPolicy) -> urllib.request.OpenerDirector:
+    """An opener for HTTP(S) only (urllib's default would also read file:// and ftp://), with
+    no proxy handler, whose every connection, redirects included, passes ``egress``."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (_GuardedHTTPHandler(egress), _GuardedHTTPSHandler(egress),
+                    urllib.request.HTTPRedirectHandler(), urllib.request.HTTPDefaultErrorHandler(),
+                    urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
 
 
 def _url_problem(url: str) -> str | None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return f"url {url!r} must be an absolute http:// or https:// URL"
+    if "@" in parts.netloc:
+        # urllib would take "user@host" for the host name; credentials belong in a header.
+        return f"url {url!r} holds credentials (user@host); send them in a header, e.g. Authorization"
+    try:
+        parts.port
+    except ValueError:
+        return f"url {url!r} has an invalid port; write host:1-65535"
+    if not parts.hostname:
+        return f"url {url!r} has no host name"
     return None
 
 
@@ -97,7 +166,7 @@ class HttpStep(StepType):
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
         base = {"url": url, "method": method}
         try:
-            with _OPENER.open(request, timeout=timeout) as response:
+            with opener_for(ctx.egress).open(request, timeout=timeout) as response:
                 status = response.status
                 body = _decode(response.read(MAX_BODY_BYTES + 1), response.headers)
         except urllib.error.HTTPError as exc:

@@ -25,6 +25,7 @@ from typing import Any, Callable, Protocol
 from urllib.parse import unquote, urlsplit
 
 from pipelines.errors import PipelineError, StepFailed
+from pipelines.masking import MaskDepthError, active_mask
 from pipelines.steps.base import Field, StepContext, StepType
 from pipelines.steps.registry import register_step_type
 
@@ -169,6 +170,12 @@ class LandingWriteStep(StepType):
                 raise StepFailed(f"landing_write has no data: config.data is absent and producer {producer!r} has "
                                  "no output in the context", retryable=False, details={"edge": config.get("edge")})
             data = (steps[producer] or {}).get("output")
+        # The landing store is a record too, and what lands becomes the reader's output, which
+        # knows nothing of this step's secrets: whatever of them this step was given lands masked.
+        try:
+            data = active_mask().apply(data)
+        except MaskDepthError as exc:
+            raise StepFailed(f"landing_write data: {exc}", retryable=False) from None
         try:
             payload = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         except (TypeError, ValueError) as exc:

@@ -99,9 +99,10 @@ def render_step_config(spec: StepSpec | dict, ctx: StepContext | Mapping) -> dic
     step_type = spec.step_type
     step_type.check_config(spec.config)
     context = ctx.context if isinstance(ctx, StepContext) else ctx
-    config = render(spec.config, context)
+    config = render(spec.config, context,
+                    deadline_s=ctx.deadline_s if isinstance(ctx, StepContext) else None)
     if config != spec.config:
-        _check_rendered_refs(spec.config, config)
+        check_rendered_refs(spec.config, config)
         # Templates may render to values of the wrong type; check the rendered form too.
         step_type.check_config(config)
     return config
@@ -138,7 +139,7 @@ def run_step(spec: StepSpec | dict, ctx: StepContext, *, render_templates: bool 
         message, details = redact(exc.message, values), redact(exc.details, values)
         if message == exc.message and details == exc.details:
             raise
-        raise StepFailed(message, retryable=exc.retryable, details=details) from None
+        raise StepFailed(message, retryable=exc.retryable, details=details, code=exc.code) from None
     except Exception as exc:
         if not any(text and text in str(exc) for text in values.values()):
             raise
@@ -150,7 +151,9 @@ def _as_spec(spec: StepSpec | dict) -> StepSpec:
     return StepSpec.from_dict(spec) if isinstance(spec, dict) else spec
 
 
-def _check_rendered_refs(before: dict, after: dict) -> None:
+def check_rendered_refs(before: dict, after: dict) -> None:
+    """Refuse references in the rendered config ``after`` that ``before`` (as written) lacks:
+    a template that renders run-time data must never choose which secret is resolved."""
     written = set(find_secret_refs(before))
     extra = [(path, name) for path, name in find_secret_refs(after) if (path, name) not in written]
     if extra:

@@ -280,7 +280,7 @@ def test_malformed_bodies_are_400_never_500(method, url, content_type, raw, comp
         method, API + url.format(**ids), data=raw, content_type=content_type, HTTP_IF_MATCH='"1"'
     )
     assert response.status_code == 400, response.content
-    assert response.json()["error"] in ("malformed_request", "invalid", "invalid_document")
+    assert response.json()["error"] in ("malformed_request", "invalid", "invalid_document", "limit_exceeded")
 
 
 WRONG_TYPES = [

@@ -141,12 +141,19 @@ def _handler(recorder: Recorder):
 
 
 @pytest.fixture
-def recorder():
-    """A local HTTP server on 127.0.0.1 recording requests; honours Idempotency-Key."""
+def recorder(company):
+    """A local HTTP server on 127.0.0.1 recording requests; honours Idempotency-Key.
+
+    Loopback is refused by the egress policy, so acme's allow-list opens exactly this server's port.
+    """
+    from controlplane.egress.services import egress_rule_create
+
     rec = Recorder()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(rec))
     server.daemon_threads = True
     rec.base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    egress_rule_create(company=company, entry=f"127.0.0.1:{server.server_address[1]}",
+                       description="the e2e test's recording server")
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield rec

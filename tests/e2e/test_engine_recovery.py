@@ -78,10 +78,27 @@ def test_a_database_connection_cut_under_a_running_step_is_retried_and_the_side_
 
     assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
     assert recorder.effects["/charge"] == 1
-    assert recorder.paths().count("/charge") == 2  # the retry presents the same Idempotency-Key
+    # The call had completed: the worker retries recording its outcome, not the call.
+    assert recorder.paths().count("/charge") == 1
     charge = list(StepRun.objects.filter(execution=execution, node_id="charge").order_by("attempt")
                   .values_list("attempt", "status", "worker"))
-    assert charge == [(1, "lost", "ingest1@e2e"), (2, "succeeded", "ingest1@e2e")]
+    assert charge == [(1, "succeeded", "ingest1@e2e")]
+
+
+def test_a_database_connection_cut_before_a_step_is_claimed_retries_the_task(fleet, recorder, project, owner):
+    # The connection breaks while the worker is idle: the next claim's query fails, and the task's
+    # retry (not the step's) claims and runs it once.
+    deployment = make_deployment(project, [
+        job("charge", "http", config={"url": recorder.url("/charge"), "method": "POST", "json": {"amount": 5}}),
+    ], [], user=owner)
+    warm, _ = execution_start(deployment=deployment, input={}, user=owner)  # the pool child connects
+    assert wait_for_end(warm, timeout=30).status == ExecutionStatus.SUCCEEDED
+    assert _terminate_other_backends() >= 1
+    execution, _ = execution_start(deployment=deployment, input={}, user=owner)
+    execution = wait_for_end(execution, timeout=30)
+
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    assert recorder.paths().count("/charge") == 2  # once per run
 
 
 def test_a_retry_waiting_for_its_countdown_on_a_killed_worker_is_handed_back_without_the_visibility_timeout(

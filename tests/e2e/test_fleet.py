@@ -66,7 +66,11 @@ def test_worker_registers_with_its_group_and_keeps_beating(start_worker, ingest)
 def test_killed_worker_goes_offline_and_hook_runs(start_worker, ingest, settings):
     settings.WORKER_OFFLINE_AFTER_S = 2.0
     seen: list[list[str]] = []
-    hooks.on_workers_offline.append(seen.append)
+
+    def record(sender, hostnames, **kwargs):
+        seen.append(hostnames)
+
+    hooks.workers_offline.connect(record, weak=False, dispatch_uid="test.seen")
     try:
         # given a live worker
         proc = start_worker(["wg.acme.ingest"], "fleet-kill@localhost", extra_env=FAST)
@@ -83,7 +87,7 @@ def test_killed_worker_goes_offline_and_hook_runs(start_worker, ingest, settings
         assert worker.status == WorkerStatus.OFFLINE and not worker.is_live
         assert seen == [["fleet-kill@localhost"]]
     finally:
-        hooks.on_workers_offline.remove(seen.append)
+        hooks.workers_offline.disconnect(dispatch_uid="test.seen")
 
 
 def test_broadcast_artifacts_reach_the_worker_and_its_heartbeat(start_worker, ingest, control):

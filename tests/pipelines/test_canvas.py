@@ -5,9 +5,10 @@ import random
 
 import pytest
 
+from tests.pipelines.canvas_oracle import predecessors_satisfied, unsatisfied_edges
 from pipelines.canvas import (
     Barrier, CanvasNode, Chain, Chord, MergeTask, StepTask, compile_canvas, iter_tasks,
-    plan_from_dict, predecessors_satisfied, unsatisfied_edges,
+    plan_from_dict,
 )
 
 

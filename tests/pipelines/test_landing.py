@@ -89,3 +89,14 @@ def test_config_schema_requires_store_and_key():
     issues = get_step_type("landing_read").validate_config({}, "config")
     assert sorted((i.code, i.path) for i in issues) == [("missing_config", "config.key"),
                                                         ("missing_config", "config.store")]
+
+
+def test_secrets_given_to_the_writer_land_masked(tmp_path):
+    from pipelines.masking import masking_scope
+
+    config = {"store": f"file://{tmp_path}", "key": "ex1/a->b", "edge": "a->b"}
+    with masking_scope() as scope:
+        run_step({"type": "landing_write", "config": {**config, "data": {"token": {"$secret": "t"}, "n": 1}}}, ctx(),
+                 render_templates=False, secret_resolver=scope.recording({"t": "landed-secret-value"}.__getitem__))
+    assert read(config) == {"token": "***", "n": 1}
+    assert "landed-secret-value" not in (tmp_path / "ex1" / "a->b.json").read_text()

@@ -228,12 +228,34 @@ def test_structural_issues_are_included():
     assert ("duplicate_id", "nodes[3].id") in error_codes(plan(g))
 
 
-def test_capacity_warning_names_the_numbers():
+def test_steps_in_sequence_do_not_add_up_to_a_capacity_warning():
+    # refresh -> harvest/fetch (2) -> harvest/store (2) -> landing-write: 6 replicas, at most 2 at once
     p = plan(fleet=fleet(ingest=(1, 3), batch=(1, 4)), replicas={"harvest": 2})
+    assert p.errors == () and p.warnings == ()
+
+
+def parallel_graph(width):
+    """``start -> b0..b{width-1} -> join``, all on ingest."""
+    branches = [f"b{i}" for i in range(width)]
+    return {
+        "nodes": [{"id": n, "type": "noop", "group": "ingest"} for n in ["start", *branches, "join"]],
+        "edges": [{"from": "start", "to": b} for b in branches] + [{"from": b, "to": "join"} for b in branches],
+    }
+
+
+def test_capacity_warning_counts_the_widest_set_of_concurrent_jobs():
+    p = plan(parallel_graph(3), fleet=fleet(ingest=(1, 3)), replicas={"b0": 2})
     assert p.errors == ()
     (warning,) = p.warnings
     assert (warning.code, warning.path) == ("capacity", "fleet.ingest")
-    assert "needs 6 replicas" in warning.message and "3 live slots" in warning.message
+    assert "needs 4 slots at once" in warning.message and "3 live slots" in warning.message
+    assert "for jobs that can run at the same time (b0 x2, b1, b2)" in warning.message
+    assert plan(parallel_graph(3), fleet=fleet(ingest=(1, 3))).warnings == ()  # 3 branches, 3 slots
+
+
+def test_capacity_warning_names_at_most_five_jobs():
+    (warning,) = plan(parallel_graph(8), fleet=fleet(ingest=(1, 2))).warnings
+    assert "needs 8 slots at once for jobs that can run at the same time (b0, b1, b2, b3, b4 and 3 more)" in warning.message
 
 
 # --------------------------------------------------------------------------- diff
@@ -265,7 +287,7 @@ def test_diff_add_remove_change_replace_move():
     move = c["harvest/fetch"]
     assert (move.action, move.moved_from, move.moved_to, move.disruptive) == ("update", "ingest", "gpu", True)
     assert "group" in move.fields
-    assert new.summary == {"create": 1, "update": 3, "delete": 2, "replace": 1, "noop": 0, "move": 1}
+    assert new.summary == {"create": 1, "update": 2, "delete": 2, "replace": 1, "noop": 0, "move": 1}  # once each
 
 
 def test_blueprint_config_edit_updates_without_changing_ids():

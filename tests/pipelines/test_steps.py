@@ -6,6 +6,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from pipelines.egress import EgressPolicy
 from pipelines.errors import PipelineError, StepConfigError, StepFailed, TemplateError
 from pipelines.steps import (
     Field,
@@ -359,6 +360,8 @@ def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.daemon_threads = True
     httpd.seen = []
+    # Loopback is refused by default: the test opens exactly its own server's port.
+    httpd.egress = EgressPolicy.allowing(f"127.0.0.1:{httpd.server_address[1]}")
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02},
                               daemon=True)
     thread.start()
@@ -373,7 +376,7 @@ def server():
 def test_http_json_and_idempotency_key(server):
     httpd, base = server
     out = run("http", {"url": base + "/ok", "headers": {"X-Who": "{{ .params.who }}"}},
-              idempotency_key="key-123")
+              idempotency_key="key-123", egress=httpd.egress)
     assert out == {"status": 200, "body": {"hello": "world"}}
     headers = httpd.seen[-1]["headers"]
     assert headers["Idempotency-Key"] == "key-123"
@@ -383,15 +386,15 @@ def test_http_json_and_idempotency_key(server):
 def test_http_post_json_body(server):
     httpd, base = server
     out = run("http", {"url": base + "/items", "method": "POST",
-                       "json": {"n": "{{ .params.n }}"}})
+                       "json": {"n": "{{ .params.n }}"}}, egress=httpd.egress)
     assert out == {"status": 201, "body": {"received": {"n": 2}}}
     assert httpd.seen[-1]["headers"]["Content-Type"] == "application/json"
     assert httpd.seen[-1]["headers"]["Idempotency-Key"] == "ex-1:n1:0"
 
 
 def test_http_text_body(server):
-    _, base = server
-    assert run("http", {"url": base + "/text"}) == {"status": 200, "body": "plain text"}
+    httpd, base = server
+    assert run("http", {"url": base + "/text"}, egress=httpd.egress) == {"status": 200, "body": "plain text"}
 
 
 @pytest.mark.parametrize(
@@ -403,9 +406,9 @@ def test_http_text_body(server):
     ],
 )
 def test_http_error_status(server, path, status, retryable):
-    _, base = server
+    httpd, base = server
     with pytest.raises(StepFailed) as info:
-        run("http", {"url": base + path})
+        run("http", {"url": base + path}, egress=httpd.egress)
     assert info.value.retryable is retryable
     assert info.value.details["status"] == status
     assert str(status) in str(info.value)
@@ -413,26 +416,27 @@ def test_http_error_status(server, path, status, retryable):
 
 
 def test_http_404_body_excerpt(server):
-    _, base = server
+    httpd, base = server
     with pytest.raises(StepFailed) as info:
-        run("http", {"url": base + "/missing"})
+        run("http", {"url": base + "/missing"}, egress=httpd.egress)
     assert info.value.details["body"] == "no such thing"
 
 
 def test_http_timeout_is_retryable(server):
-    _, base = server
+    httpd, base = server
     start = time.monotonic()
     with pytest.raises(StepFailed) as info:
-        run("http", {"url": base + "/slow", "timeout_s": 0.2})
+        run("http", {"url": base + "/slow", "timeout_s": 0.2}, egress=httpd.egress)
     assert time.monotonic() - start < 0.9
     assert info.value.retryable is True
     assert info.value.details["reason"] == "timeout"
 
 
 def test_http_deadline_shortens_timeout(server):
-    _, base = server
+    httpd, base = server
     with pytest.raises(StepFailed) as info:
-        run("http", {"url": base + "/slow", "timeout_s": 30}, deadline_s=time.time() + 0.2)
+        run("http", {"url": base + "/slow", "timeout_s": 30}, deadline_s=time.time() + 0.2,
+            egress=httpd.egress)
     assert info.value.retryable is True
 
 
@@ -443,7 +447,8 @@ def test_http_connection_refused_is_retryable():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once we leave: nothing listens there
     with pytest.raises(StepFailed) as info:
-        run("http", {"url": f"http://127.0.0.1:{port}/x", "timeout_s": 2})
+        run("http", {"url": f"http://127.0.0.1:{port}/x", "timeout_s": 2},
+            egress=EgressPolicy.allowing(f"127.0.0.1:{port}"))
     assert info.value.retryable is True
     assert info.value.details["reason"] == "connection"
 

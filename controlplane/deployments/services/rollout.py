@@ -62,7 +62,9 @@ def load_on(worker: Worker) -> dict | None:
 
 
 def grow_pools(groups: Iterable[WorkerGroup]) -> list[dict[str, Any]]:
-    """Grow live workers' pools where a group's replicas exceed its live concurrency.
+    """Grow live workers' pools where a group's replicas exceed its live concurrency, never a worker
+    beyond `WORKER_MAX_POOL_SIZE` processes: each one holds a database connection, and a pool grown
+    per apply would exhaust the server's `max_connections`.
 
     `DEPLOY_GROW_POOLS = False` turns this off (fixed pools, e.g. a benchmark comparing equal pools).
     """
@@ -70,20 +72,37 @@ def grow_pools(groups: Iterable[WorkerGroup]) -> list[dict[str, Any]]:
 
     if not getattr(settings, "DEPLOY_GROW_POOLS", True):
         return []
+    cap = int(settings.WORKER_MAX_POOL_SIZE)
     actions = []
     for group in groups:
-        needed = group_needed_replicas(group)
-        deficit = needed - group_live_concurrency(group)
+        deficit = group_needed_replicas(group) - group_live_concurrency(group)
         workers = live_workers_of([group.id])
         if deficit <= 0 or not workers:
             continue
-        for index, worker in enumerate(workers):
-            n = deficit // len(workers) + (1 if index < deficit % len(workers) else 0)
-            if n:
-                reply = deploy.pool_grow(worker.hostname, n)
-                actions.append({"action": "pool_grow", "group": group.slug, "worker": worker.hostname, "n": n,
-                                "reply": reply})
+        growth = pool_growth(deficit, {w.hostname: w.concurrency for w in workers}, cap=cap)
+        for hostname, n in growth.items():
+            reply = deploy.pool_grow(hostname, n)
+            actions.append({"action": "pool_grow", "group": group.slug, "worker": hostname, "n": n, "reply": reply})
+        short = deficit - sum(growth.values())
+        if short > 0:
+            actions.append({"action": "pool_capped", "group": group.slug, "missing": short, "cap": cap})
+            logger.warning("deploy.pool_capped", extra={"group": group.slug, "missing": short, "cap": cap})
     return actions
+
+
+def pool_growth(deficit: int, concurrency: dict[str, int], *, cap: int) -> dict[str, int]:
+    """{hostname: processes to add}: `deficit` spread evenly over the workers (fewest first), none
+    grown past `cap`; what does not fit is left out."""
+    sizes = dict(concurrency)
+    added: dict[str, int] = {}
+    for _ in range(max(0, deficit)):
+        room = [h for h in sorted(sizes) if sizes[h] < cap]
+        if not room:
+            break
+        smallest = min(room, key=lambda h: (sizes[h], h))
+        sizes[smallest] += 1
+        added[smallest] = added.get(smallest, 0) + 1
+    return added
 
 
 def rollout_sync(

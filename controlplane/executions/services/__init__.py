@@ -1,7 +1,13 @@
 """Writes of the executions app (the only code that changes executions, step runs and events)."""
 from controlplane.executions.services.attempts import Delivery, Outcome
 from controlplane.executions.services.events import event_append, locked_execution
-from controlplane.executions.services.recovery import lost_work_recover, step_runs_expire, step_runs_recover_lost
+from controlplane.executions.services.recovery import (
+    lost_work_recover,
+    step_runs_expire,
+    step_runs_recover_lost,
+    step_runs_recover_orphaned,
+    worker_replaced_recover,
+)
 from controlplane.executions.services.replay import dead_letter_replay, execution_replay
 from controlplane.executions.services.saga import compensation_execute, saga_finish, saga_start
 from controlplane.executions.services.start import (
@@ -9,6 +15,7 @@ from controlplane.executions.services.start import (
     execution_queues,
     execution_start,
 )
+from controlplane.executions.services.watchdog import executions_redrive_stalled
 from controlplane.executions.services.steps import (
     barrier_execute,
     execution_finish,
@@ -30,6 +37,7 @@ __all__ = [
     "execution_finish",
     "execution_queues",
     "execution_start",
+    "executions_redrive_stalled",
     "fail_execution",
     "locked_execution",
     "lost_work_recover",
@@ -40,4 +48,6 @@ __all__ = [
     "step_idempotency_key",
     "step_runs_expire",
     "step_runs_recover_lost",
+    "step_runs_recover_orphaned",
+    "worker_replaced_recover",
 ]

@@ -6,7 +6,9 @@ Ignore, raise), so the services stay testable without a broker.
 from __future__ import annotations
 
 import importlib
+import os
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -17,10 +19,21 @@ from django.utils import timezone
 
 from controlplane.catalog.services import secret_resolve
 from controlplane.core.errors import ApplicationError
+from controlplane.core.logs import bind_attempt_context
+from controlplane.egress.selectors import company_egress_policy
 from controlplane.executions.models import EventType, Execution, StepRun, StepStatus
 from controlplane.executions.services.events import event_append
-from pipelines.errors import PipelineError, StepConfigError, StepFailed, TemplateError
+from pipelines.errors import (
+    RESOURCE_EXHAUSTED,
+    PipelineError,
+    ResourceExhausted,
+    StepConfigError,
+    StepFailed,
+    TemplateError,
+)
+from pipelines.masking import MaskDepthError, SecretMask, masking_scope
 from pipelines.steps import StepContext, get_step_type, run_step
+from pipelines.steps.registry import check_rendered_refs
 from pipelines.templating import find_templates, render
 
 # Waiting for predecessors (a duplicate or early chord body) or for running steps (the saga):
@@ -42,6 +55,7 @@ class Delivery:
     queue: str = ""
     retries: int = 0
     request: dict = field(default_factory=dict)
+    pid: int | None = None  # the process running the task (a pool child)
 
 
 @dataclass(frozen=True)
@@ -80,17 +94,51 @@ def load_callable_modules() -> None:
 
 def run_spec(
     spec: dict[str, Any], *, context: dict, company_id: int, execution_id: str, node_id: str, attempt: int,
-    shard: int, shard_count: int, idempotency_key: str, timeout_s: float | None,
+    shard: int, shard_count: int, idempotency_key: str, timeout_s: float | None, group: str | None = None,
 ) -> tuple[Any, Any, dict | None]:
     """Render and run one step spec: (rendered input, output, error dict or None). Never raises.
 
     The rendered input keeps `{"$secret": name}` references (it is stored and shown); values are
-    resolved from the company's secrets only for the step's own run.
+    resolved from the company's secrets only for the step's own run. This is the one way out of
+    a step run (steps, compensations; locked and unlocked paths), so it is where secrets are
+    masked: every value resolved for the step is `***` in all three results, in each of its
+    encodings (`pipelines.masking`), before anything can record, return or log them; while the
+    step runs, log records emitted in its context are masked by the workers' logging filter.
     """
     load_callable_modules()
-    rendered = None
+    bind_attempt_context(execution_id=execution_id, node=node_id, shard=shard, attempt=attempt,
+                         company_id=company_id, group=group)
+    with masking_scope() as scope:
+        rendered, output, error = _run_spec(
+            spec, context=context, company_id=company_id,
+            resolver=scope.recording(company_secret_resolver(company_id)), execution_id=execution_id,
+            node_id=node_id, attempt=attempt, shard=shard, shard_count=shard_count,
+            idempotency_key=idempotency_key, timeout_s=timeout_s,
+        )
+    return masked_results(scope.mask, rendered, output, error)
+
+
+def masked_results(mask: SecretMask, rendered, output, error) -> tuple[Any, Any, dict | None]:
+    """(rendered input, output, error) with `mask` applied. What nests too deep to mask is not
+    recorded: the input becomes a note, the output a (non-retryable) step error."""
     try:
-        rendered = render(spec.get("config") or {}, context)
+        rendered = mask.apply(rendered)
+    except MaskDepthError as exc:
+        rendered = {"not_recorded": str(exc)}
+    try:
+        return rendered, mask.apply(output), mask.apply(error)
+    except MaskDepthError as exc:
+        return rendered, None, {"message": str(exc), "retryable": False, "details": {"reason": "too_deep"}}
+
+
+def _run_spec(spec, *, context, company_id, resolver, execution_id, node_id, attempt, shard, shard_count,
+              idempotency_key, timeout_s) -> tuple[Any, Any, dict | None]:
+    rendered = None
+    deadline_s = time.time() + timeout_s if timeout_s else None  # templates and step share it
+    try:
+        config = spec.get("config") or {}
+        rendered = render(config, context, deadline_s=deadline_s)
+        check_rendered_refs(config, rendered)
         ctx = StepContext(
             execution_id=execution_id,
             node_id=node_id,
@@ -99,12 +147,11 @@ def run_spec(
             shard_count=shard_count,
             idempotency_key=idempotency_key,
             context=context,
-            deadline_s=time.time() + timeout_s if timeout_s else None,
+            deadline_s=deadline_s,
+            egress=company_egress_policy(company_id),
         )
-        output = run_step(
-            {"type": spec["type"], "config": rendered}, ctx, render_templates=False,
-            secret_resolver=company_secret_resolver(company_id),
-        )
+        output = run_step({"type": spec["type"], "config": rendered}, ctx, render_templates=False,
+                          secret_resolver=resolver)
         return rendered, output, None
     except Exception as exc:  # every failure becomes data: the retry policy decides
         return rendered, None, error_dict(exc, timeout_s=timeout_s)
@@ -141,7 +188,7 @@ def new_attempt(execution: Execution, job: dict[str, Any], shard: int, shard_cou
     return StepRun(
         execution=execution, node_id=job["id"], shard=shard, shard_count=shard_count,
         attempt=max((run.attempt for run in previous), default=0) + 1, group=job["group"], queue=delivery.queue,
-        worker=delivery.worker, task_id=delivery.task_id, started_at=timezone.now(),
+        worker=delivery.worker, task_id=delivery.task_id, pid=delivery.pid, started_at=timezone.now(),
         request={} if deferred else delivery.request, status=StepStatus.RUNNING,
     )
 
@@ -151,10 +198,20 @@ def started_data(run: StepRun) -> dict[str, Any]:
             "queue": run.queue}
 
 
+# The unlocked path of a side-effect-free step hands any failure to the locked path, which runs
+# the same attempt again. A jq program that exhausted its limits would burn its budget twice (and
+# the second time meet Celery's soft limit instead), so such a result is remembered per attempt.
+_exhausted: OrderedDict[tuple, tuple] = OrderedDict()
+EXHAUSTED_MEMO_SIZE = 64
+
+
 def run_attempt(company_id: int, run: StepRun, job: dict[str, Any], context: dict) -> tuple[Any, Any, dict | None]:
     """Run a claimed attempt's step: (rendered input, output, error dict or None)."""
+    key = (str(run.execution_id), run.node_id, run.shard, run.attempt)
+    if key in _exhausted:
+        return _exhausted[key]
     context["shard"] = {"index": run.shard, "count": run.shard_count}
-    return run_spec(
+    result = run_spec(
         job,
         context=context,
         company_id=company_id,
@@ -165,7 +222,14 @@ def run_attempt(company_id: int, run: StepRun, job: dict[str, Any], context: dic
         shard_count=run.shard_count,
         idempotency_key=step_idempotency_key(run.execution_id, run.node_id, run.shard),
         timeout_s=job.get("timeout_s"),
+        group=run.group,
     )
+    error = result[2]
+    if error and error.get("code") == RESOURCE_EXHAUSTED:
+        _exhausted[key] = result
+        while len(_exhausted) > EXHAUSTED_MEMO_SIZE:
+            _exhausted.popitem(last=False)
+    return result
 
 
 def company_secret_resolver(company_id: int):
@@ -182,8 +246,9 @@ def company_secret_resolver(company_id: int):
 
 
 def error_dict(exc: BaseException, *, timeout_s: float | None = None) -> dict[str, Any]:
-    """{message, retryable, details}: StepFailed says; config/template errors never heal; a
-    timeout and unexpected exceptions may."""
+    """{message, retryable, details}: StepFailed says; config/template errors and a jq program
+    over its limits (code "resource_exhausted") never heal; a timeout and unexpected
+    exceptions may."""
     if isinstance(exc, StepFailed):
         out = exc.to_dict()
         if isinstance(exc.__cause__, SoftTimeLimitExceeded):  # a step type wrapped the time limit
@@ -192,6 +257,8 @@ def error_dict(exc: BaseException, *, timeout_s: float | None = None) -> dict[st
     if isinstance(exc, SoftTimeLimitExceeded):
         return {"message": f"step exceeded its timeout of {timeout_s}s", "retryable": True,
                 "details": {"reason": "timeout"}}
+    if isinstance(exc, ResourceExhausted):  # jq over its time budget or memory cap: never heals
+        return exc.to_dict()
     if isinstance(exc, TemplateError):
         return {"message": str(exc), "retryable": False,
                 "details": {"path": exc.path, "expression": exc.expression}}
@@ -208,6 +275,20 @@ def attempt_expired(run: StepRun, job: dict[str, Any]) -> bool:
         return False
     limit = timedelta(seconds=hard_time_limit(job["timeout_s"]) + HARD_LIMIT_GRACE_S)
     return timezone.now() - run.started_at > limit
+
+
+def process_gone(run: StepRun, delivery: Delivery) -> bool:
+    """Whether `run`, running, was claimed by another process of the very worker now delivering
+    it again, and that process has exited: Celery re-queued the message of a killed pool child."""
+    if not run.pid or not delivery.worker or run.worker != delivery.worker or run.pid == delivery.pid:
+        return False
+    try:
+        os.kill(run.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
 
 
 def hard_time_limit(timeout_s: float) -> float:

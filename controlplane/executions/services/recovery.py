@@ -1,7 +1,7 @@
 """Lost work: attempts whose worker went offline are marked lost and their task re-published, and
 the other messages such a worker held go back on their queues.
 
-Registered into `controlplane.fleet.hooks.on_workers_offline` (see `apps.py`). The re-published
+Connected to the `controlplane.fleet.hooks` signals (see `apps.py`). The re-published
 message carries the SAME task id and the stored chain/chord/group options (as Celery's own
 `Task.retry` does through `signature_from_request`), so a chord counts it as the same header
 part; the new delivery finds no running attempt and claims attempt + 1. The step presents the
@@ -11,7 +11,7 @@ that honours the key.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -19,7 +19,7 @@ from django.db import transaction
 from controlplane.executions.models import StepRun, StepStatus
 from controlplane.executions.services.attempts import mark_lost
 from controlplane.executions.services.events import locked_execution
-from controlplane.fleet.models import Worker
+from controlplane.fleet.models import Worker, WorkerStatus
 
 logger = logging.getLogger(__name__)
 
@@ -40,9 +40,54 @@ def step_runs_recover_lost(hostnames: list[str]) -> int:
 
 def _recover_running_steps(hostnames: list[str]) -> set[str]:
     """The Celery task ids re-published."""
-    candidates = list(
-        StepRun.objects.filter(status=StepStatus.RUNNING, worker__in=list(hostnames)).values_list("id", "execution_id")
-    )
+    candidates = StepRun.objects.filter(status=StepStatus.RUNNING, worker__in=list(hostnames))
+    return _recover(candidates.values_list("id", "execution_id"), lambda run: f"worker {run.worker} went offline")
+
+
+def worker_replaced_recover(hostname: str, started_at: datetime) -> tuple[int, int]:
+    """The fleet hook for a new process under a known hostname: what the previous process had
+    claimed (attempts started before this one did) is lost and re-published, and the messages it
+    had received and not acknowledged go back on their queues. Returns (re-published, put back)."""
+    candidates = StepRun.objects.filter(status=StepStatus.RUNNING, worker=hostname, started_at__lt=started_at)
+    republished = _recover(candidates.values_list("id", "execution_id"),
+                           lambda run: f"worker {run.worker} was replaced by a new process under the same name")
+    restored = 0
+    for queues in Worker.objects.filter(hostname=hostname).values_list("queues", flat=True):
+        restored += _unacked_restore_queues(set(queues or []), started_at, skip_task_ids=republished)
+    return len(republished), restored
+
+
+def step_runs_recover_orphaned() -> int:
+    """Running attempts whose process is gone although their worker lives on are lost and
+    re-published; returns how many. For beat, beside the offline sweep.
+
+    - The pool child that claimed it died (the OOM killer's usual victim): the worker's latest
+      heartbeat, taken after the claim, no longer lists the attempt's pid among its pool's processes.
+      Celery re-queues such a message, but its redelivery finds the attempt running and stands back.
+    - It was claimed before the worker's current process started (a replacement under the same
+      name whose first heartbeat's hook did not get to run).
+    """
+    margin = timedelta(seconds=1)
+    running = list(StepRun.objects.filter(status=StepStatus.RUNNING, pid__isnull=False)
+                   .values_list("id", "execution_id", "worker", "pid", "started_at"))
+    if not running:
+        return 0
+    live = {w.hostname: w for w in Worker.objects.filter(
+        hostname__in={row[2] for row in running}, status=WorkerStatus.ONLINE)}
+    orphaned = []
+    for run_id, execution_id, hostname, pid, started_at in running:
+        worker = live.get(hostname)
+        if worker is None or started_at is None:
+            continue  # offline workers are recovered by the offline sweep
+        if started_at < worker.started_at or (
+                worker.pool_pids and pid not in worker.pool_pids and worker.last_heartbeat > started_at + margin):
+            orphaned.append((run_id, execution_id))
+    return len(_recover(orphaned, lambda run: f"the process (pid {run.pid}) that ran it on {run.worker} is gone"))
+
+
+def _recover(candidates, reason) -> set[str]:
+    """Mark each (attempt id, execution id) still running lost with `reason(run)` and re-publish its
+    task after commit; the Celery task ids re-published."""
     republished: set[str] = set()
     for run_id, execution_id in candidates:
         with transaction.atomic():
@@ -50,25 +95,29 @@ def _recover_running_steps(hostnames: list[str]) -> set[str]:
             run = StepRun.objects.select_for_update().get(pk=run_id)
             if run.status != StepStatus.RUNNING:
                 continue  # it reported after all
-            mark_lost(execution, run, reason=f"worker {run.worker} went offline")
+            mark_lost(execution, run, reason=reason(run))
             if run.request:
                 transaction.on_commit(lambda request=run.request, queue=run.queue: _republish(request, queue))
                 republished.add(run.task_id)
     if republished:
-        logger.warning("step.recovered_lost", extra={"hostnames": list(hostnames), "count": len(republished)})
+        logger.warning("step.recovered_lost", extra={"count": len(republished)})
     return republished
 
 
 def _unacked_restore(hostnames: list[str], *, skip_task_ids: set[str]) -> int:
-    from workers.redelivery import unacked_restore  # workers depends on us; import at call time
-
     restored = 0
     # A worker can have died any time up to one heartbeat after its last one.
     grace = timedelta(seconds=float(settings.WORKER_HEARTBEAT_INTERVAL_S))
     for queues, last_heartbeat in Worker.objects.filter(hostname__in=list(hostnames)).values_list(
             "queues", "last_heartbeat"):
-        restored += unacked_restore(set(queues or []), last_heartbeat + grace, skip_task_ids=skip_task_ids)
+        restored += _unacked_restore_queues(set(queues or []), last_heartbeat + grace, skip_task_ids=skip_task_ids)
     return restored
+
+
+def _unacked_restore_queues(queues: set[str], delivered_before: datetime, *, skip_task_ids: set[str]) -> int:
+    from workers.redelivery import unacked_restore  # workers depends on us; import at call time
+
+    return unacked_restore(queues, delivered_before, skip_task_ids=skip_task_ids)
 
 
 def _republish(request: dict, queue: str) -> None:

@@ -115,6 +115,7 @@ def compensation_execute(*, execution_id, step_run_id: int, delivery: Delivery) 
         shard_count=original.shard_count,
         idempotency_key=f"{execution_id}:{original.node_id}:{original.shard}:compensate",
         timeout_s=job.get("timeout_s"),
+        group=run.group,
     )
     return _record_compensation(execution_id, run.pk, original.pk, job, rendered, output, error)
 

@@ -15,9 +15,11 @@ fired twice on Redis, a lost step re-published). So each service decides from Po
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from controlplane.executions.models import (
@@ -36,6 +38,7 @@ from controlplane.executions.services.attempts import (
     mark_lost,
     needs_upstream_outputs,
     new_attempt,
+    process_gone,
     run_attempt,
     runs_in_transaction,
     started_data,
@@ -98,8 +101,29 @@ def step_execute(
             return finish_after(outcome, execution_id, delivery, final=final, locked=execution)
     # Claimed and committed: the step runs outside any transaction, then its result is recorded.
     rendered, output, error = run_attempt(execution.company_id, run, job, context)
-    outcome = _record_step(execution_id, run.pk, job, rendered, output, error, context, delivery)
+    outcome = _until_recorded(lambda: _record_step(execution_id, run.pk, job, rendered, output, error, context,
+                                                   delivery), execution_id=execution_id, node_id=node_id)
     return finish_after(outcome, execution_id, delivery, final=final)
+
+
+def _until_recorded(record, *, execution_id, node_id: str):
+    """Record a finished step's outcome, retrying the recording (not the step) while the database
+    is away: a completed HTTP call must not be sent again because PostgreSQL restarted after it.
+    Past RECORD_RETRY_FOR_S the error propagates and the task's own retry runs the step again,
+    with the same idempotency key."""
+    deadline = time.monotonic() + float(settings.RECORD_RETRY_FOR_S)
+    delay = 0.2
+    while True:
+        try:
+            return record()
+        except (InterfaceError, OperationalError):
+            if connection.in_atomic_block or time.monotonic() + delay > deadline:
+                raise
+            logger.warning("step.record_retrying", extra={"execution_id": str(execution_id), "step": node_id,
+                                                         "delay_s": delay})
+            connection.close()  # broken: the next query opens a new one
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def finish_after(
@@ -152,6 +176,9 @@ def _claim_locked(execution_id, node_id, shard, shard_count, delivery: Delivery,
         if _retried_by(current, delivery):
             mark_lost(execution, current, reason="the try that ran it ended without recording a result "
                       "(its database connection was lost); this retry of the same task runs it again")
+        elif process_gone(current, delivery):
+            mark_lost(execution, current, reason=f"the process (pid {current.pid}) that ran it on "
+                      f"{current.worker} died; Celery delivered the task again")
         elif attempt_expired(current, job):
             mark_lost(execution, current, reason="attempt ran past its hard time limit")
         else:

@@ -84,7 +84,7 @@ def test_plan_cli_exit_codes(flow, workflow, owner):
     publish(workflow, two_step_graph(), user=owner)
     publish(workflow, {"nodes": [{"id": "a", "type": "noop", "group": "gpu"}], "edges": []}, user=owner)
     code, text = _plan_cli("--version", "1")
-    assert code == 2 and "+ say" in text and "Plan: 2 to create" in text
+    assert code == 2 and "+ say" in text and "Plan: 2 to add" in text
     code, text = _plan_cli("--version", "1", "--json")
     assert code == 2 and json.loads(text)["format_version"] == 1
     code, text = _plan_cli("--version", "2")
@@ -96,6 +96,51 @@ def test_plan_cli_exit_codes(flow, workflow, owner):
     assert code == 0 and "No changes" in text
     code, text = _plan_cli("--version", "1", "--replicas", "say=2")
     assert code == 2 and "~ say" in text
+    assert "replicas: 1 -> 2" in text  # the old and the new value
+
+
+def _plan_cli_error(*args) -> str:
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError) as error:
+        call_command("plan", "--environment", "prod", "--version", "1", *args, stdout=io.StringIO(), stderr=io.StringIO())
+    return str(error.value)
+
+
+def test_plan_cli_needs_project_only_when_the_slug_is_ambiguous(flow, workflow, owner, project):
+    from tests.factories import make_project, make_workflow
+
+    publish(workflow, two_step_graph(), user=owner)
+    assert _plan_cli("--version", "1")[0] == 2  # no --project: the slug is unique in acme
+
+    make_workflow(make_project(project.company, "analytics"), workflow.slug, user=owner)
+    message = _plan_cli_error("--company", "acme", "--workflow", workflow.slug)
+    assert "several projects" in message and "analytics" in message and project.slug in message and "--project" in message
+    assert _plan_cli("--version", "1", "--project", project.slug)[0] == 2
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        pytest.param(["--company", "nope", "--workflow", "ingest"], "--company 'nope': no such company", id="company"),
+        pytest.param(["--company", "acme", "--workflow", "nope"], "--workflow 'nope': no workflow", id="workflow"),
+        pytest.param(["--company", "acme", "--workflow", "ingest", "--project", "nope"], "project 'nope'", id="project"),
+        pytest.param(["--company", "globex", "--workflow", "ingest"], "no workflow with that slug in company 'globex'",
+                     id="another-company"),
+    ],
+)
+def test_plan_cli_names_what_it_could_not_find(flow, workflow, owner, outsider, args, expected):
+    publish(workflow, two_step_graph(), user=owner)
+    assert expected in _plan_cli_error(*args)
+
+
+def test_plan_cli_lists_the_published_versions_of_a_missing_one(flow, workflow, owner):
+    publish(workflow, two_step_graph(), user=owner)
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match=r"--version 7: .* no such version \(published: 1\)"):
+        call_command("plan", "--company", "acme", "--workflow", "ingest", "--environment", "prod", "--version", "7",
+                     stdout=io.StringIO(), stderr=io.StringIO())
 
 
 def test_periodic_reconcile_is_scheduled():

@@ -24,7 +24,7 @@ def test_first_plan_creates_every_job_and_apply_stores_artifacts(flow, workflow,
     publish(workflow, two_step_graph(), user=owner)
     plan = flow.plan(1)
     assert actions(plan) == {"start": "create", "say": "create"}
-    assert plan["summary"] == "2 to create, 0 to update, 0 to delete, 0 moves"
+    assert plan["summary"] == "2 to add, 0 to change, 0 to destroy, 0 to move"
     assert "+ say" in plan["text"] and plan["has_errors"] is False
     assert plan["plan"]["format_version"] == 1 and plan["base_revision"] == 0
     assert not Deployment.objects.exists()  # a plan has no side effect
@@ -86,7 +86,7 @@ def test_diff_through_the_api(flow, workflow, owner, edit, expected, fields, mov
     if moved:
         say = changes["say"]
         assert (say["moved_from"], say["moved_to"], say["disruptive"]) == (*moved, True)
-        assert "group ingest -> batch (disruptive)" in plan["text"]
+        assert "~ say  moves ingest -> batch (disruptive)" in plan["text"] and "1 to move" in plan["text"]
     deployment = flow.apply(plan)
     jobs = {j["job_id"]: j for j in deployment["jobs"]}
     assert set(jobs) == {j["job_id"] for j in plan["plan"]["jobs"]}

@@ -131,3 +131,24 @@ def test_capacity_need_is_the_widest_job_not_the_sum(flow, workflow, owner, grou
 
     # a's three shards run together; b runs after a, so the group never needs 5 slots at once.
     assert group_needed_replicas(groups["ingest"]) == 3
+
+
+class TestPoolGrowth:
+    """How apply spreads a group's missing slots over its workers, within the per-worker cap."""
+
+    def test_the_deficit_goes_to_the_smallest_pools_first(self):
+        from controlplane.deployments.services.rollout import pool_growth
+
+        assert pool_growth(3, {"a@h": 1, "b@h": 2}, cap=4) == {"a@h": 2, "b@h": 1}
+
+    def test_no_worker_grows_past_the_cap_and_the_rest_is_left_out(self):
+        from controlplane.deployments.services.rollout import pool_growth
+
+        # A -c 1 worker asked for 6 more slots (replicas 7) stops at the cap, not at 7 children.
+        assert pool_growth(6, {"a@h": 1}, cap=4) == {"a@h": 3}
+        assert pool_growth(2, {"a@h": 4, "b@h": 5}, cap=4) == {}
+
+    def test_nothing_to_add_adds_nothing(self):
+        from controlplane.deployments.services.rollout import pool_growth
+
+        assert pool_growth(0, {"a@h": 1}, cap=4) == {} == pool_growth(-2, {"a@h": 1}, cap=4)

@@ -22,7 +22,6 @@ from controlplane.executions.services import (
     event_append,
     execution_start,
     locked_execution,
-    lost_work_recover,
     step_execute,
     step_runs_recover_lost,
 )
@@ -212,7 +211,9 @@ class TestRecovery:
     def test_the_recovery_hook_is_registered_with_the_fleet(self):
         from controlplane.fleet import hooks
 
-        assert lost_work_recover in hooks.on_workers_offline
+        from tests.signals import connected_uids
+
+        assert "executions.lost_work_recover" in connected_uids(hooks.workers_offline)
 
     def test_an_attempt_past_its_hard_time_limit_is_lost_and_fails_the_run(
         self, groups, project, owner, django_capture_on_commit_callbacks

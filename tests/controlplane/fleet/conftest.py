@@ -5,6 +5,7 @@ import pytest
 
 from controlplane.fleet import hooks
 from controlplane.fleet.services import worker_group_create
+from tests.signals import only_receiver
 
 
 @pytest.fixture
@@ -19,10 +20,12 @@ def transform(company):
 
 @pytest.fixture
 def offline_calls():
-    """Record what `on_workers_offline` hooks receive; the hook list is restored afterwards."""
-    saved = list(hooks.on_workers_offline)
+    """Record what `workers_offline` sends, with no other receiver connected meanwhile (these tests
+    have no runs to recover)."""
     calls: list[list[str]] = []
-    hooks.on_workers_offline[:] = [calls.append]
-    yield calls
-    hooks.on_workers_offline[:] = saved
 
+    def record(sender, hostnames, **kwargs):
+        calls.append(hostnames)
+
+    with only_receiver(hooks.workers_offline, record):
+        yield calls

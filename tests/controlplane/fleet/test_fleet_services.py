@@ -148,11 +148,14 @@ class TestOfflineSweep:
     def test_broken_hook_does_not_stop_others(self, ingest, offline_calls, django_capture_on_commit_callbacks):
         from controlplane.fleet import hooks
 
-        def broken(hostnames):
+        def broken(sender, hostnames, **kwargs):
             raise RuntimeError("boom")
 
-        hooks.on_workers_offline.insert(0, broken)
-        beat(now=timezone.now() - timedelta(hours=1))
-        with django_capture_on_commit_callbacks(execute=True):
-            fleet_sweep()
+        hooks.workers_offline.connect(broken, weak=False, dispatch_uid="test.broken")
+        try:
+            beat(now=timezone.now() - timedelta(hours=1))
+            with django_capture_on_commit_callbacks(execute=True):
+                fleet_sweep()
+        finally:
+            hooks.workers_offline.disconnect(dispatch_uid="test.broken")
         assert offline_calls == [["w1@host"]]

@@ -361,3 +361,61 @@ def test_diff_against_a_missing_version_is_404_naming_against(api, two_versions)
     response = api.get(f"{API}/versions/{v2.id}/diff?against=999999")
     assert response.status_code == 404
     assert response.json()["path"] == "against"
+
+
+@pytest.fixture
+def other_workflows_version(project, owner):
+    """Given another workflow of the same project with one version (its id differs from its number)."""
+    other = make_workflow(project, "other", user=owner)
+    return make_version(other, user=owner)
+
+
+def test_diff_by_id_refuses_a_version_of_another_workflow(api, two_versions, other_workflows_version):
+    _, v2 = two_versions
+
+    response = api.get(f"{API}/versions/{v2.id}/diff?against={other_workflows_version.id}")
+
+    assert response.status_code == 400, response.content
+    assert (response.json()["error"], response.json()["path"]) == ("other_workflow", "against")
+    assert f"/workflows/{v2.workflow_id}/versions/2/diff" in response.json()["detail"]
+
+
+def test_diff_by_number_compares_versions_of_the_workflow_in_the_url(api, two_versions, other_workflows_version):
+    v1, v2 = two_versions
+
+    response = api.get(f"{API}/workflows/{v2.workflow_id}/versions/2/diff?against=1")
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert (body["from"]["id"], body["to"]["id"]) == (v1.id, v2.id)
+    assert body["diff"]["nodes_added"] == ["extra"] and body["empty"] is False
+    same = api.get(f"{API}/workflows/{other_workflows_version.workflow_id}/versions/1/diff?against=1").json()
+    assert (same["from"]["id"], same["empty"]) == (other_workflows_version.id, True)
+
+
+@pytest.mark.parametrize(
+    "number, against, status, path",
+    [
+        pytest.param(2, 3, 404, "against", id="unknown-against"),
+        pytest.param(3, 1, 404, "number", id="unknown-number"),
+        pytest.param(2**40, 1, 404, "number", id="number-too-big-for-the-column"),
+        pytest.param(2, "x", 400, "against", id="against-not-a-number"),
+        pytest.param(2, 2**40, 400, "against", id="against-too-big"),
+        pytest.param(2, 0, 400, "against", id="against-zero"),
+    ],
+)
+def test_diff_by_number_bad_input(api, two_versions, number, against, status, path):
+    _, v2 = two_versions
+
+    response = api.get(f"{API}/workflows/{v2.workflow_id}/versions/{number}/diff?against={against}")
+
+    assert response.status_code == status, response.content
+    assert response.json()["path"] == path
+
+
+def test_diff_by_number_of_another_tenants_workflow_is_404(two_versions, outsider, client_for):
+    _, v2 = two_versions
+
+    response = client_for(outsider).get(f"{API}/workflows/{v2.workflow_id}/versions/2/diff?against=1")
+
+    assert response.status_code == 404 and response.json()["path"] == "workflow"

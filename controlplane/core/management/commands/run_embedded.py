@@ -278,7 +278,7 @@ class Command(BaseCommand):
         wait_for(live, timeout=timeout, what="the worker's first heartbeat")
 
     def _find(self, api: Api, path: str, slug: str) -> dict | None:
-        _, _, page = api.call("GET", f"{path}&limit=1000")
+        _, _, page = api.call("GET", f"{path}&limit=500")
         return next((item for item in page["results"] if item["slug"] == slug), None)
 
     def _run_demo(self, api: Api, company, *, timeout: float) -> dict:

@@ -2,6 +2,8 @@
 
 Exit code 0: no changes; 2: changes; 1: errors. The plan is stored (apply it with
 `POST /api/v1/plans/<id>/apply`); its id goes to stderr so stdout stays the plan.
+
+    manage.py plan --company acme --workflow orders --version 1 --environment prod [--project data]
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from controlplane.core.errors import ApplicationError
 from controlplane.deployments.services import plan_create
+from controlplane.tenancy.models import Company
 from controlplane.workflows.models import Workflow, WorkflowVersion
 from pipelines.plan_format import exit_code, plan_from_json
 
@@ -29,6 +32,23 @@ def _pairs(values: list[str], option: str, cast=str) -> dict:
     return out
 
 
+def _workflow(company: str, slug: str, project: str | None) -> Workflow:
+    """The workflow `slug` of `company`; `project` is needed only when several projects hold that slug."""
+    if not Company.objects.filter(slug=company).exists():
+        raise CommandError(f"--company {company!r}: no such company (give its slug, e.g. acme)")
+    workflows = Workflow.objects.filter(project__company__slug=company, slug=slug).select_related("project__company")
+    if project:
+        workflows = workflows.filter(project__slug=project)
+    found = list(workflows.order_by("project__slug"))
+    where = f"company {company!r}" + (f", project {project!r}" if project else "")
+    if not found:
+        raise CommandError(f"--workflow {slug!r}: no workflow with that slug in {where}")
+    if len(found) > 1:
+        projects = ", ".join(w.project.slug for w in found)
+        raise CommandError(f"--workflow {slug!r} exists in several projects of {where} ({projects}); pass --project")
+    return found[0]
+
+
 class Command(BaseCommand):
     help = "Plan a workflow version onto the fleet and print the diff (exit 0 no changes, 2 changes, 1 errors)."
 
@@ -39,7 +59,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--company", required=True, help="Company slug.")
-        parser.add_argument("--project", help="Project slug (needed when the workflow slug is ambiguous).")
+        parser.add_argument(
+            "--project", help="Project slug; optional, needed only when several projects of the company hold the workflow slug."
+        )
         parser.add_argument("--workflow", required=True, help="Workflow slug.")
         parser.add_argument("--version", required=True, type=int, dest="version_number", help="Version number.")
         parser.add_argument("--environment", required=True, help="Environment slug, e.g. prod.")
@@ -49,18 +71,12 @@ class Command(BaseCommand):
         parser.add_argument("--user", help="Username recorded as the planner (optional).")
 
     def handle(self, *args, **options):
-        workflows = Workflow.objects.filter(project__company__slug=options["company"], slug=options["workflow"])
-        if options.get("project"):
-            workflows = workflows.filter(project__slug=options["project"])
-        workflows = list(workflows.select_related("project__company")[:2])
-        if not workflows:
-            raise CommandError(f"workflow {options['workflow']!r} not found in company {options['company']!r}")
-        if len(workflows) > 1:
-            raise CommandError(f"workflow slug {options['workflow']!r} exists in several projects; pass --project")
-        workflow = workflows[0]
+        workflow = _workflow(options["company"], options["workflow"], options.get("project"))
         version = WorkflowVersion.objects.filter(workflow=workflow, number=options["version_number"]).first()
         if version is None:
-            raise CommandError(f"workflow {workflow.slug!r} has no version {options['version_number']}")
+            numbers = list(workflow.versions.order_by("number").values_list("number", flat=True))
+            published = f"published: {', '.join(map(str, numbers))}" if numbers else "none is published yet"
+            raise CommandError(f"--version {options['version_number']}: workflow {workflow.slug!r} has no such version ({published})")
         user = None
         if options.get("user"):
             from django.contrib.auth import get_user_model

@@ -1,0 +1,101 @@
+"""The write actions of the operator pages: the API's own services behind POST-only buttons.
+
+Each action is the page form of one API route and needs the role that route needs (the table
+below copies the API's: `controlplane/deployments/api.py` and `controlplane/executions/api.py`;
+`tests/controlplane/web/test_actions.py` checks both answer alike for every role). Another
+company's object is a 404 and a role too low a 403, as in the API; a refused transition (pausing a
+paused deployment) comes back to the page as a message. Success redirects to the object's page,
+so a reload never repeats the action.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.views.decorators.http import require_POST
+
+from controlplane.core.errors import ApplicationError, NotFound, PermissionDenied
+from controlplane.deployments import selectors as deployment_selectors
+from controlplane.deployments import services as deployment_services
+from controlplane.executions import selectors as execution_selectors
+from controlplane.executions import services as execution_services
+from controlplane.tenancy.access import require_role
+from controlplane.tenancy.models import Role
+from controlplane.tenancy.selectors import is_db_id
+
+
+@dataclass(frozen=True)
+class Action:
+    label: str
+    minimum: Role  # the role the API route of this action needs
+    run: Callable[..., Any]
+    done: str  # the message after it worked
+
+
+DEPLOYMENT_ACTIONS = {
+    "pause": Action("Pause", Role.EDITOR, deployment_services.deployment_pause, "paused: new executions are refused"),
+    "resume": Action("Resume", Role.EDITOR, deployment_services.deployment_resume, "resumed"),
+}
+EXECUTION_ACTIONS = {
+    "cancel": Action("Cancel", Role.EDITOR, execution_services.execution_cancel, "cancelled"),
+    "replay": Action("Replay", Role.EDITOR, execution_services.execution_replay, "replayed as a new execution"),
+}
+
+
+def allowed(actions: dict[str, Action], role: str | None) -> list[tuple[str, Action]]:
+    """The actions a caller of `role` may take, to show as buttons (the POST checks again)."""
+    if not role:
+        return []
+    return [(name, action) for name, action in actions.items() if Role(role).at_least(action.minimum)]
+
+
+def _perform(request: HttpRequest, action: Action, company_id: int, what: str, **target) -> Any:
+    try:
+        require_role(request.user, company_id, action.minimum, what=what)
+        return action.run(user=request.user, **target)
+    except NotFound as error:
+        raise Http404(error.detail) from None
+    except PermissionDenied as error:
+        raise DjangoPermissionDenied(error.detail) from None
+
+
+@require_POST
+@login_required
+def deployment_action(request: HttpRequest, deployment_id: int, action: str) -> HttpResponse:
+    if action not in DEPLOYMENT_ACTIONS or not is_db_id(deployment_id):
+        raise Http404("no such deployment action")
+    try:
+        deployment = deployment_selectors.deployment_get(user=request.user, deployment_id=deployment_id)
+    except NotFound as error:
+        raise Http404(error.detail) from None
+    chosen = DEPLOYMENT_ACTIONS[action]
+    try:
+        _perform(request, chosen, deployment.workflow.project.company_id, "deployment", deployment=deployment)
+        messages.success(request, f"Deployment #{deployment.pk} {chosen.done}.")
+    except ApplicationError as error:  # a refused transition, e.g. pausing a paused deployment
+        messages.error(request, f"{chosen.label} refused: {error.detail}")
+    return redirect("web:deployment-detail", deployment_id=deployment.pk)
+
+
+@require_POST
+@login_required
+def execution_action(request: HttpRequest, execution_id, action: str) -> HttpResponse:
+    if action not in EXECUTION_ACTIONS:
+        raise Http404("no such execution action")
+    try:
+        execution = execution_selectors.execution_get(user=request.user, execution_id=execution_id)
+    except NotFound as error:
+        raise Http404(error.detail) from None
+    chosen = EXECUTION_ACTIONS[action]
+    try:
+        result = _perform(request, chosen, execution.company_id, "execution", execution=execution)
+    except ApplicationError as error:
+        messages.error(request, f"{chosen.label} refused: {error.detail}")
+        return redirect("web:execution-detail", execution_id=execution.pk)
+    messages.success(request, f"Execution {execution.pk} {chosen.done}.")
+    return redirect("web:execution-detail", execution_id=result.pk)  # a replay lands on the new run
