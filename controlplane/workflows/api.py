@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.core.errors import ApplicationError, PreconditionRequired
+from controlplane.core.schema import ErrorSerializer
 from controlplane.tenancy import selectors as tenancy_selectors
 from controlplane.tenancy.api import paginated, validated
 from controlplane.workflows import selectors, services
@@ -244,8 +245,8 @@ class VersionDiffApi(APIView):
         parameters=[DiffQuerySerializer],
         responses={
             200: DiffSerializer,
-            400: OpenApiResponse(description="`against` is a version of another workflow (path `against`)."),
-            404: OpenApiResponse(description="Either version is unknown or not yours (path `against` for it)."),
+            400: OpenApiResponse(ErrorSerializer, description="`against` is a version of another workflow (path `against`)."),
+            404: OpenApiResponse(ErrorSerializer, description="Either version is unknown or not yours (path `against` for it)."),
         },
         summary="What changed from version id ?against= to this version id (both of one workflow)",
     )
@@ -269,7 +270,7 @@ class WorkflowVersionDiffApi(APIView):
         parameters=[NumberDiffQuerySerializer],
         responses={
             200: DiffSerializer,
-            404: OpenApiResponse(description="The workflow, or either version number, is unknown (path `against`)."),
+            404: OpenApiResponse(ErrorSerializer, description="The workflow, or either version number, is unknown (path `against`)."),
         },
         summary="What changed from version number ?against= to version number {number} of this workflow",
     )
