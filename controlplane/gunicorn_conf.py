@@ -1,6 +1,12 @@
-"""Gunicorn settings of the web control plane:
+"""Gunicorn settings of the web control plane, in every mode (bin/run, the Dockerfile, compose):
 
-    gunicorn -c python:controlplane.gunicorn_conf controlplane.wsgi
+    gunicorn -c python:controlplane.gunicorn_conf
+
+Why gunicorn: a pre-fork WSGI server that runs Django as it is (the views are synchronous, so an
+ASGI server such as uvicorn buys nothing), restarts a crashed or hung worker process, and stops
+gracefully on SIGTERM; uWSGI is in maintenance mode, waitress is a single process, and Django's
+`runserver` starts an unbounded thread per request, each keeping its own database connection
+(20 concurrent clients exhausted PostgreSQL's max_connections).
 
 Sizing rule. Requests are short and mostly wait on PostgreSQL and Redis, so the `gthread` worker
 serves them: one process per core (`WEB_CONCURRENCY`, default the CPU count) with a few threads
@@ -33,6 +39,7 @@ def _int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
+wsgi_app = "controlplane.wsgi:application"
 bind = os.environ.get("WEB_BIND") or "127.0.0.1:8000"
 worker_class = "gthread"
 workers = _int("WEB_CONCURRENCY", os.cpu_count() or 1)
@@ -47,7 +54,10 @@ if workers * threads > db_connection_limit:
 # Clients that keep their connection (load balancers, API clients) skip a TCP handshake per call.
 keepalive = _int("WEB_KEEPALIVE_S", 5, minimum=0)  # 0: close after every response
 timeout = _int("WEB_TIMEOUT_S", 30)
-graceful_timeout = timeout
+# SIGTERM: finish the requests in flight for this long, then stop (bin/run stops within 10 s in all).
+graceful_timeout = 5
+# Workers load the app after the fork: no database connection is shared between processes.
+preload_app = False
 # The heartbeat file on tmpfs: a container's overlay disk can stall it and get workers killed.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # Access logs off unless asked: a line per request costs more than a start's own work at high rates.

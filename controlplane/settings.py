@@ -30,11 +30,13 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 DEFAULT_SECRET_KEY = "insecure-development-key-change-me"
-DEBUG = env_flag("DEBUG", True)
+# Off unless asked for: a debug page shows settings and the database password to anyone.
+DEBUG = env_flag("DEBUG", False)
 SECRET_KEY = os.environ.get("SECRET_KEY", DEFAULT_SECRET_KEY)
-if not DEBUG and SECRET_KEY == DEFAULT_SECRET_KEY:
+if not DEBUG and SECRET_KEY.strip() in ("", DEFAULT_SECRET_KEY):
     raise ImproperlyConfigured(
-        "SECRET_KEY is the built-in development key while DEBUG is off; set SECRET_KEY in the environment"
+        "SECRET_KEY is empty or the built-in development key while DEBUG is off; set SECRET_KEY "
+        "in the environment to a long random value (bin/run keeps one in var/secret-key)"
     )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 
@@ -44,10 +46,13 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # Before staticfiles: `runserver` then leaves static files to WhiteNoise as in production.
+    "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "controlplane.core",
     "controlplane.tenancy",
@@ -62,6 +67,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files from the web process itself, compressed and with far-future caching headers.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     # API limits and error shape: outside CommonMiddleware so its slash redirects come first.
     "controlplane.core.middleware.ApiErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -70,6 +77,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A refused or lost database connection answers 503 with Retry-After, not an HTML 500.
+    "controlplane.core.unavailable.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "controlplane.urls"
@@ -119,7 +128,7 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
 
 # --- Operator sign-in (web pages) ---------------------------------------------------------------
 # The operator pages have their own login (Django's auth views), open to every company member;
@@ -157,6 +166,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Author, publish, plan, apply, run and reconcile workflows on Celery worker groups.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and Redoc from drf-spectacular-sidecar's static files: the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     # Several models have a `status`; name each enum after its model instead of a hash.
     "ENUM_NAME_OVERRIDES": {
         "WorkflowStatusEnum": "controlplane.workflows.models.WorkflowStatus",
@@ -168,10 +181,11 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
-# Celery: the embedded default is a file-based broker and result backend under var/.
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
-CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", f"file://{VAR_DIR / 'celery-results'}")
-if CELERY_BROKER_URL.startswith("filesystem://"):
+# Celery: the embedded default is a file-based broker and result backend under var/, written
+# atomically (workers/embedded_broker.py; kombu's own `filesystem://` is not safe, issue #1551).
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "atomicfs://")
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", f"atomicfile://{VAR_DIR / 'celery-results'}")
+if CELERY_BROKER_URL.startswith(("atomicfs://", "filesystem://")):
     _broker_dir = VAR_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
@@ -184,8 +198,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
-if CELERY_RESULT_BACKEND.startswith("file://"):
-    _results_dir = Path(CELERY_RESULT_BACKEND[len("file://"):])
+if CELERY_RESULT_BACKEND.startswith(("atomicfile://", "file://")):
+    _results_dir = Path(CELERY_RESULT_BACKEND.partition("://")[2])
 else:
     _results_dir = None
 # The file-based broker and result backend need their folders before the first message.
@@ -251,6 +265,46 @@ EGRESS_RULES_CACHE_S = float(os.environ.get("EGRESS_RULES_CACHE_S", "5"))
 # cap bounds the sandbox process's address space (MiB, at least 64).
 JQ_TIME_BUDGET_S = float(os.environ.get("JQ_TIME_BUDGET_S", "5"))
 JQ_MEMORY_MIB = int(os.environ.get("JQ_MEMORY_MIB", "256"))
+
+# --- Serving (web process, static files, HTTPS, database connections) -------------------------
+# Every mode serves the web through gunicorn (bin/run included, see controlplane/gunicorn_conf.py);
+# static files come from STATIC_ROOT through WhiteNoise, filled by `manage.py collectstatic`.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # Compressed copies (gzip, and brotli when installed) without a manifest: templates render
+    # even where collectstatic has not run (tests), and WhiteNoise still serves what it collected.
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# HTTPS. Defaults are those of production behind TLS; plain-HTTP local runs (bin/run, tests) turn
+# them off for themselves. Behind a proxy that terminates TLS, set SECURE_PROXY_SSL_HEADER to the
+# header it sets, e.g. `HTTP_X_FORWARDED_PROTO,https` (never without such a proxy: clients could
+# claim HTTPS).
+SECURE_SSL_REDIRECT = env_flag("SECURE_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = env_flag("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_flag("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0" if DEBUG else "31536000"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_flag("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_flag("SECURE_HSTS_PRELOAD", False)
+if os.environ.get("SECURE_PROXY_SSL_HEADER"):
+    _header, _, _value = os.environ["SECURE_PROXY_SSL_HEADER"].partition(",")
+    if not _header.strip() or not _value.strip():
+        raise ImproperlyConfigured(
+            f"SECURE_PROXY_SSL_HEADER={os.environ['SECURE_PROXY_SSL_HEADER']!r} is not '<header>,<value>'; "
+            "e.g. HTTP_X_FORWARDED_PROTO,https"
+        )
+    SECURE_PROXY_SSL_HEADER = (_header.strip(), _value.strip())
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+SILENCED_SYSTEM_CHECKS = [
+    # HSTS for every subdomain, and a request to be preloaded into browsers, commit the whole
+    # domain to HTTPS for a year, sites this deployment does not know about included: an
+    # operator's choice (SECURE_HSTS_INCLUDE_SUBDOMAINS, SECURE_HSTS_PRELOAD), not a default.
+    "security.W005",
+    "security.W021",
+]
+# How long the API asks a client to wait when the database refuses connections (the 503's
+# Retry-After, in seconds).
+DATABASE_UNAVAILABLE_RETRY_AFTER_S = int(os.environ.get("DATABASE_UNAVAILABLE_RETRY_AFTER_S", "5"))
+# gunicorn's processes and threads are read by controlplane/gunicorn_conf.py from WEB_* variables.
 
 # Structured logs (controlplane/core/logs.py): JSON lines, or a readable line on a terminal.
 from controlplane.core.logs import logging_config  # noqa: E402

@@ -1,7 +1,7 @@
 """URL map: admin, the versioned API (each app contributes its own routes), schema and pages."""
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 api_v1 = [
     path("", include("controlplane.tenancy.urls")),
@@ -12,7 +12,11 @@ api_v1 = [
     path("", include("controlplane.deployments.urls")),
     path("", include("controlplane.egress.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    # Swagger UI and Redoc load their scripts from drf-spectacular-sidecar's static files, and
+    # nothing from the internet (core/redoc.html drops Redoc's web fonts).
     path("schema/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("schema/redoc/", SpectacularRedocView.as_view(url_name="api-schema", template_name="core/redoc.html"),
+         name="api-redoc"),
 ]
 
 urlpatterns = [
@@ -34,6 +38,14 @@ def not_found(request, exception=None):
 
 
 def server_error(request):
+    import sys
+
+    from controlplane.core.unavailable import DATABASE_UNAVAILABLE, unavailable_response
+
+    # A database failure outside any view (a middleware saving the session, say) reaches here.
+    exc = sys.exc_info()[1]
+    if isinstance(exc, DATABASE_UNAVAILABLE):
+        return unavailable_response(request, exc)
     if request.path.startswith("/api/"):
         from django.http import JsonResponse
 

@@ -3,7 +3,12 @@ import os
 
 from celery import Celery
 
+from workers import embedded_broker
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
+# The embedded default's `atomicfs://` broker and `atomicfile://` results must be known before
+# the app opens its first connection.
+embedded_broker.register()
 
 app = Celery("flowplane")
 app.config_from_object("django.conf:settings", namespace="CELERY")
