@@ -1,4 +1,4 @@
-"""The web holds at most WEB_WORKERS x WEB_THREADS PostgreSQL connections, however many clients.
+"""The web holds at most WEB_CONCURRENCY x WEB_THREADS PostgreSQL connections, however many clients.
 
 gunicorn (gthread) on the test database; 20 concurrent clients send 200 authenticated requests
 while a sampler counts the web's backends in pg_stat_activity (tagged by application_name).
@@ -25,7 +25,7 @@ from rest_framework.authtoken.models import Token
 from tests.e2e.harness import database_url
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-WEB_WORKERS, WEB_THREADS = 2, 3
+WEB_CONCURRENCY, WEB_THREADS = 2, 3
 APPLICATION_NAME = "flowplane-web-bound-test"
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the server must see the token
@@ -55,7 +55,7 @@ def test_twenty_concurrent_clients_use_a_bounded_number_of_connections(owner, co
     env = {
         **os.environ,
         "DATABASE_URL": f"{database_url()}?application_name={APPLICATION_NAME}",
-        "DATABASE_CONN_MAX_AGE": "60", "DEBUG": "0", "WEB_WORKERS": str(WEB_WORKERS),
+        "DATABASE_CONN_MAX_AGE": "60", "DEBUG": "0", "WEB_CONCURRENCY": str(WEB_CONCURRENCY),
         "WEB_THREADS": str(WEB_THREADS), "FLOWPLANE_VAR_DIR": str(tmp_path / "var"),
     }
     log = open(tmp_path / "gunicorn.log", "wb")
@@ -107,6 +107,6 @@ def test_twenty_concurrent_clients_use_a_bounded_number_of_connections(owner, co
             server.wait(timeout=5)
         log.close()
     assert statuses.count(200) == 200, {s: statuses.count(s) for s in set(statuses)}
-    assert samples and max(samples) <= WEB_WORKERS * WEB_THREADS, samples
+    assert samples and max(samples) <= WEB_CONCURRENCY * WEB_THREADS, samples
     assert max(samples) >= 1  # the sampler sees the web's connections at all
     print(f"200 requests from 20 clients in {elapsed:.1f} s; web connections at most {max(samples)}")

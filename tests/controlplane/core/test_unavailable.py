@@ -34,7 +34,7 @@ def server(request, tmp_path):
         "PATH": os.environ["PATH"], "HOME": str(tmp_path), "FLOWPLANE_VAR_DIR": str(tmp_path / "var"),
         "DATABASE_URL": f"postgres://flowplane:{PASSWORD}@127.0.0.1:{closed_port}/flowplane",
         "DEBUG": request.param, "SECRET_KEY": "unavailable-test-key-" + "x" * 40,
-        "SECURE_SSL_REDIRECT": "0", "WEB_WORKERS": "1", "WEB_THREADS": "2",
+        "SECURE_SSL_REDIRECT": "0", "WEB_CONCURRENCY": "1", "WEB_THREADS": "2",
         "DATABASE_UNAVAILABLE_RETRY_AFTER_S": "7",
     }
     log = open(tmp_path / "gunicorn.log", "wb")
@@ -135,7 +135,7 @@ def test_postgresql_refusing_connections_is_a_503_and_the_web_recovers(owner, tm
         "PATH": os.environ["PATH"], "HOME": str(tmp_path), "FLOWPLANE_VAR_DIR": str(tmp_path / "var"),
         "DATABASE_URL": limited_url, "DATABASE_CONN_MAX_AGE": "0", "DEBUG": "0",
         "SECRET_KEY": "unavailable-test-key-" + "x" * 40, "SECURE_SSL_REDIRECT": "0",
-        "WEB_WORKERS": "1", "WEB_THREADS": "1",
+        "WEB_CONCURRENCY": "1", "WEB_THREADS": "1",
     }
     log = open(tmp_path / "gunicorn.log", "wb")
     process = subprocess.Popen(
