@@ -23,7 +23,7 @@ THIRD_PARTY_ENV = {"FLOWER_BASIC_AUTH"}
 
 def variables_read_by_the_code() -> set[str]:
     names: set[str] = set()
-    pattern = re.compile(r"""(?:os\.environ\.get|os\.environ\[|env_flag|env_list|environ\.setdefault)\(?\s*["']([A-Z][A-Z0-9_]+)["']""")
+    pattern = re.compile(r"""(?:os\.environ\.get|os\.environ\[|env_flag|env_list|environ\.setdefault|_int)\(?\s*["']([A-Z][A-Z0-9_]+)["']""")
     for folder in ("controlplane", "workers", "pipelines"):
         for path in (REPO_ROOT / folder).rglob("*.py"):
             names.update(pattern.findall(path.read_text()))
