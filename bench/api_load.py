@@ -62,6 +62,8 @@ def configure_environment(redis_db: int) -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "controlplane.settings"
     os.environ["DEBUG"] = "0"
     os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key-not-used-elsewhere")
+    # Plain HTTP on loopback: production's redirect to HTTPS would answer every request 301.
+    os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
     os.environ.setdefault("WORKER_HEARTBEAT_INTERVAL_S", "1")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
 

@@ -225,7 +225,7 @@ class Engine:
         from celery.result import AsyncResult
 
         from controlplane.executions.models import Execution
-        from workers.canvas import finish_task_id
+        from controlplane.executions.dispatch import finish_task_id
 
         for execution_id in execution_ids:
             try:

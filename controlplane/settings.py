@@ -182,7 +182,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Celery: the embedded default is a file-based broker and result backend under var/, written
-# atomically (workers/embedded_broker.py; kombu's own `filesystem://` is not safe, issue #1551).
+# atomically (controlplane/core/embedded_broker.py; kombu's own `filesystem://` is not safe, issue #1551).
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "atomicfs://")
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", f"atomicfile://{VAR_DIR / 'celery-results'}")
 if CELERY_BROKER_URL.startswith(("atomicfs://", "filesystem://")):

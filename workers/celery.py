@@ -1,17 +1,7 @@
-"""The canonical Celery bootstrap: configuration comes from Django settings (CELERY_* names)."""
-import os
+"""The workers' Celery bootstrap: the control plane's app (`controlplane.core.celery_app`, configured
+from Django settings) with the task shims, worker bootsteps and signal handlers registered."""
+from controlplane.core.celery_app import app
 
-from celery import Celery
-
-from workers import embedded_broker
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
-# The embedded default's `atomicfs://` broker and `atomicfile://` results must be known before
-# the app opens its first connection.
-embedded_broker.register()
-
-app = Celery("flowplane")
-app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["workers"], related_name="tasks")
 
 # Worker-side steps (heartbeat, artifact cache, remote-control commands), the database connection
@@ -21,3 +11,4 @@ from workers import connections, logmask, telemetry  # noqa: E402,F401  (connect
 
 install_bootsteps(app)
 
+__all__ = ["app"]

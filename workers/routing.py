@@ -1,17 +1,15 @@
-"""Where tasks go and how a lost one is sent again.
+"""What a worker records of the delivery it runs.
 
-Queues are per worker group (`wg.<company>.<group>`, see `controlplane.fleet.models`). A step's
-Celery request is captured when it is claimed (`request_fields`), so that if its worker dies the
-control plane can publish the very same task again (`republish`): same task id, same chain,
-chord, group and callbacks, to the same queue. That is what Celery's own `Task.retry` does
-(`Task.signature_from_request`); doing it from stored fields works from any process.
+A step's Celery request is captured when it is claimed (`request_fields`), so that if its worker
+dies the control plane can publish the very same task again
+(`controlplane.executions.dispatch.republish`): same task id, same chain, chord, group and
+callbacks, to the same queue, as Celery's own `Task.retry` does; doing it from stored fields
+works from any process.
 """
 from __future__ import annotations
 
 import os
 from typing import Any
-
-from celery.app.task import Context
 
 from controlplane.executions.services import Delivery
 
@@ -47,16 +45,3 @@ def delivery_of(task) -> Delivery:
         request=request_fields(request),
         pid=os.getpid(),
     )
-
-
-def republish(request: dict[str, Any], queue: str):
-    """Publish a stored request again to `queue`, keeping its task id and canvas options."""
-    from workers import tasks as _registered  # noqa: F401  (the control plane has not autodiscovered them)
-    from workers.celery import app
-
-    task = app.tasks[request["task"]]
-    fields = {k: v for k, v in request.items() if k != "task"}
-    if fields.get("timelimit"):
-        fields["timelimit"] = tuple(fields["timelimit"])
-    signature = task.signature_from_request(request=Context(fields), queue=queue)
-    return signature.apply_async()

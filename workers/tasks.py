@@ -118,3 +118,11 @@ def sweep(self) -> dict:
 
     return {"offline": fleet_sweep(), "orphaned": services.step_runs_recover_orphaned(),
             "expired": services.step_runs_expire(), "stalled": services.executions_redrive_stalled()}
+
+
+@shared_task(name="flowplane.reconcile_all", ignore_result=True, soft_time_limit=300, time_limit=360)
+def reconcile_all() -> dict:
+    """For beat: reconcile every active, unpinned deployment with auto_reconcile; no retries (next tick)."""
+    from controlplane.deployments.services import reconcile_all as reconcile_all_deployments
+
+    return {"reconciled": reconcile_all_deployments()["reconciled"]}

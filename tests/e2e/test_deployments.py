@@ -13,7 +13,7 @@ from controlplane.fleet.services import worker_group_create
 from controlplane.workflows.models import Workflow
 from tests.controlplane.deployments.conftest import Flow, publish
 from tests.e2e.harness import wait_until
-from workers import deploy
+from controlplane.deployments import broadcast as deploy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from workers.celery import app
-from workers.redelivery import unacked_restore
+from controlplane.executions.redelivery import unacked_restore
 
 pytestmark = pytest.mark.e2e
 

@@ -2,7 +2,7 @@
 import pytest
 
 from pipelines.canvas import CanvasNode, compile_canvas
-from workers.canvas import build_signature, finish_task_id
+from controlplane.executions.dispatch import build_signature, finish_task_id
 
 SHAPES = {
     "single": ([CanvasNode("a")], []),

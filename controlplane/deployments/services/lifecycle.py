@@ -5,6 +5,7 @@ from functools import partial
 
 from django.db import transaction
 
+from controlplane.deployments import broadcast
 from controlplane.core.errors import Conflict
 from controlplane.deployments.models import (
     Deployment,
@@ -16,7 +17,6 @@ from controlplane.deployments.models import (
 )
 from controlplane.deployments.services.events import deployment_event
 from controlplane.deployments.services.rollout import live_workers_of, rollout_sync
-from workers import deploy
 
 
 def _locked(deployment: Deployment) -> Deployment:
@@ -26,7 +26,7 @@ def _locked(deployment: Deployment) -> Deployment:
 def _unload_after_commit(group_ids: list[int], keys: list[str]) -> None:
     def run():
         hostnames = [w.hostname for w in live_workers_of(group_ids)]
-        deploy.unload_artifacts(hostnames, keys)
+        broadcast.unload_artifacts(hostnames, keys)
 
     if keys:
         transaction.on_commit(run)

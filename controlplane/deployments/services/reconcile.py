@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import transaction
 
 from controlplane.core.errors import ApplicationError, Conflict
+from controlplane.deployments import broadcast
 from controlplane.deployments.models import (
     Deployment,
     DeploymentEvent,
@@ -43,14 +44,13 @@ from controlplane.deployments.services.rollout import (
 )
 from controlplane.fleet.models import Worker, WorkerGroup
 from pipelines.planner import spec_digest
-from workers import deploy
 
 logger = logging.getLogger(__name__)
 
 SPEC_EDITED, ARTIFACT_MISSING, ARTIFACT_STALE = "spec_edited", "artifact_missing", "artifact_stale"
 CONSUMER_CANCELLED, CAPACITY_SHORT = "consumer_cancelled", "capacity_short"
 DRIFT_KINDS = (SPEC_EDITED, ARTIFACT_MISSING, ARTIFACT_STALE, CONSUMER_CANCELLED, CAPACITY_SHORT)
-RECONCILE_TASK = "deployments.reconcile_all"
+RECONCILE_TASK = "flowplane.reconcile_all"
 
 
 def drift_id(kind: str, *, group: str = "", job_id: str = "", worker: str = "") -> str:
@@ -70,7 +70,7 @@ def _observe(workers: list[Worker], probe: bool) -> dict[str, dict]:
         for w in workers
     }
     if probe and workers:
-        for hostname, reply in deploy.worker_status([w.hostname for w in workers]).items():
+        for hostname, reply in broadcast.worker_status([w.hostname for w in workers]).items():
             if hostname not in seen or not isinstance(reply.get("loaded_artifacts"), dict):
                 continue
             entry = seen[hostname]
@@ -191,7 +191,7 @@ def _converge(deployment_id: int, drift: list[dict], actions: list[dict], actor_
             reply = load_on(worker) if worker else None
             action["ok"] = bool(reply and reply.get("ok") is True)
         elif action["action"] == "add_consumer":
-            reply = deploy.add_consumer(action["worker"], action["queue"])
+            reply = broadcast.add_consumer(action["worker"], action["queue"])
             action["ok"] = bool(reply and "ok" in reply)
     for action in actions:
         if action["action"] == "pool_grow" and action.get("ok"):

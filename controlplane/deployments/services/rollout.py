@@ -13,6 +13,7 @@ from typing import Any, Iterable
 from django.db import transaction
 from django.db.models import Max
 
+from controlplane.deployments import broadcast
 from controlplane.deployments.models import (
     Deployment,
     DeploymentStatus,
@@ -24,7 +25,6 @@ from controlplane.deployments.models import (
 from controlplane.deployments.services.events import deployment_event
 from controlplane.fleet.models import Worker, WorkerGroup
 from controlplane.fleet.selectors import group_live_concurrency
-from workers import deploy
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def live_workers_of(group_ids: Iterable[int]) -> list[Worker]:
 
 def load_on(worker: Worker) -> dict | None:
     """Re-send a worker its full desired set (replace=True); its reply or None."""
-    return deploy.load_artifacts(worker.hostname, desired_artifacts(worker), replace=True)
+    return broadcast.load_artifacts(worker.hostname, desired_artifacts(worker), replace=True)
 
 
 def grow_pools(groups: Iterable[WorkerGroup]) -> list[dict[str, Any]]:
@@ -81,7 +81,7 @@ def grow_pools(groups: Iterable[WorkerGroup]) -> list[dict[str, Any]]:
             continue
         growth = pool_growth(deficit, {w.hostname: w.concurrency for w in workers}, cap=cap)
         for hostname, n in growth.items():
-            reply = deploy.pool_grow(hostname, n)
+            reply = broadcast.pool_grow(hostname, n)
             actions.append({"action": "pool_grow", "group": group.slug, "worker": hostname, "n": n, "reply": reply})
         short = deficit - sum(growth.values())
         if short > 0:
@@ -112,7 +112,7 @@ def rollout_sync(
     group_ids = sorted(set(group_ids))
     workers = live_workers_of(group_ids)
     unload_keys = sorted(set(unload_keys))
-    unloaded = deploy.unload_artifacts([w.hostname for w in workers], unload_keys) if unload_keys else {}
+    unloaded = broadcast.unload_artifacts([w.hostname for w in workers], unload_keys) if unload_keys else {}
     replies: dict[str, dict | None] = {}
     for worker in workers:
         replies[worker.hostname] = load_on(worker)

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 def lost_work_recover(hostnames: list[str]) -> tuple[int, int]:
     """The fleet hook for workers that went offline: their running attempts are marked lost and
     re-published (`step_runs_recover_lost`); then every other message they had received and not
-    acknowledged goes back on its queue at once (`workers.redelivery`) instead of after Redis's
+    acknowledged goes back on its queue at once (`controlplane.executions.redelivery`) instead of after Redis's
     visibility timeout. Returns (attempts re-published, messages put back)."""
     republished = _recover_running_steps(hostnames)
     return len(republished), _unacked_restore(hostnames, skip_task_ids=republished)
@@ -115,13 +115,13 @@ def _unacked_restore(hostnames: list[str], *, skip_task_ids: set[str]) -> int:
 
 
 def _unacked_restore_queues(queues: set[str], delivered_before: datetime, *, skip_task_ids: set[str]) -> int:
-    from workers.redelivery import unacked_restore  # workers depends on us; import at call time
+    from controlplane.executions.redelivery import unacked_restore
 
     return unacked_restore(queues, delivered_before, skip_task_ids=skip_task_ids)
 
 
 def _republish(request: dict, queue: str) -> None:
-    from workers.routing import republish  # workers depends on us; import at call time
+    from controlplane.executions.dispatch import republish  # dispatch imports the services: at call time
 
     republish(request, queue)
 

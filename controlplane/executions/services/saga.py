@@ -65,7 +65,7 @@ def compensation_queue(execution: Execution, run: StepRun, job: dict) -> str:
 
 
 def _dispatch_compensations(execution_id, plan, finish_queue: str) -> None:
-    from workers.canvas import compensation_signature  # workers depends on us; import at call time
+    from controlplane.executions.dispatch import compensation_signature  # dispatch imports the services: at call time
 
     compensation_signature(str(execution_id), plan, finish_queue).apply_async()
 

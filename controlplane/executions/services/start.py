@@ -155,7 +155,7 @@ def _idempotent_repeat(existing: Execution, deployment: Deployment, input: dict)
 
 def _dispatch(execution_id, canvas: dict[str, Any], queues: dict[str, str]) -> None:
     """Publish the run's canvas (after commit). A broker failure fails the run instead of hiding it."""
-    from workers.canvas import build_signature  # workers depends on us; import at call time
+    from controlplane.executions.dispatch import build_signature  # dispatch imports the services: at call time
 
     try:
         build_signature(str(execution_id), canvas, queues).apply_async()

@@ -173,7 +173,7 @@ def finish_after(
 
 
 def _dispatch_finish(execution_id, queue: str) -> None:
-    from workers.canvas import finish_signature  # workers depends on us; import at call time
+    from controlplane.executions.dispatch import finish_signature  # dispatch imports the services: at call time
 
     finish_signature(str(execution_id), queue).apply_async()
 
@@ -304,7 +304,7 @@ def fail_execution(execution: Execution, *, error: dict[str, Any], saga_queue: s
 
 
 def _dispatch_saga(execution_id, queue: str) -> None:
-    from workers.canvas import saga_signature  # workers depends on us; import at call time
+    from controlplane.executions.dispatch import saga_signature  # dispatch imports the services: at call time
 
     saga_signature(str(execution_id), queue).apply_async()
 

@@ -148,12 +148,12 @@ def test_periodic_reconcile_is_scheduled():
 
     from controlplane.deployments.services import reconcile_schedule_ensure
 
-    task = PeriodicTask.objects.get(name="deployments.reconcile_all")  # from the data migration
-    assert task.task == "deployments.reconcile_all" and task.enabled
+    task = PeriodicTask.objects.get(name="flowplane.reconcile_all")  # from the data migrations
+    assert task.task == "flowplane.reconcile_all" and task.enabled
     assert reconcile_schedule_ensure().pk == task.pk
-    from controlplane.deployments.tasks import reconcile_all_task
+    from workers import tasks
 
-    assert reconcile_all_task.name == "deployments.reconcile_all"
+    assert tasks.reconcile_all.name == "flowplane.reconcile_all"  # a task of the workers, like every other
 
 
 def test_a_shared_worker_shows_each_tenant_only_its_own_artifacts(client_for, outsider, owner, flow, deployed):

@@ -14,7 +14,7 @@ rename is atomic and exactly one consumer wins) instead of `shutil.move` into th
 folder, which copies across file systems.
 
 Registered as the broker transport `atomicfs://` and the result backend `atomicfile://<folder>`
-(`workers/celery.py` imports this module before the app reads its configuration).
+(`controlplane/core/celery_app.py` imports this module before the app reads its configuration).
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from queue import Empty
 import pytest
 from kombu import Connection
 
-from workers import embedded_broker
+from controlplane.core import embedded_broker
 
 embedded_broker.register()
 

@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 
 def _app():
-    from workers.celery import app
+    from controlplane.core.celery_app import app
 
     return app
 

@@ -1,4 +1,7 @@
-"""Turn a compiled canvas plan (`pipelines.canvas`, stored on the execution) into Celery signatures.
+"""Everything the control plane publishes for the engine, by task name (the tasks live in `workers`).
+
+A compiled canvas plan (`pipelines.canvas`, stored on the execution) becomes Celery signatures;
+a lost attempt's stored request is published again (`republish`).
 
 Every signature is immutable (`.si()`): tasks take ids and read their inputs from PostgreSQL, so
 no return value flows between tasks. Steps and merges go to their group's queue with the node's
@@ -12,8 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import chain, chord, signature
+from celery import chain, chord
+from celery.app.task import Context
 
+from controlplane.core.celery_app import app
 from controlplane.executions.services.attempts import hard_time_limit
 from pipelines.canvas import Barrier, Chain, Chord, MergeTask, StepTask, iter_tasks, plan_from_dict
 
@@ -48,13 +53,13 @@ def build_signature(execution_id: str, canvas_dict: dict[str, Any], queues: dict
 
     def convert(item, in_header: bool = False):
         if isinstance(item, StepTask):
-            return signature("flowplane.step", args=(execution_id, item.node, item.shard, item.shards),
+            return app.signature("flowplane.step", args=(execution_id, item.node, item.shard, item.shards),
                              immutable=True, queue=queues[item.group], **limits(item.node), **options(item, in_header))
         if isinstance(item, MergeTask):
-            return signature("flowplane.merge", args=(execution_id, item.node, item.shards),
+            return app.signature("flowplane.merge", args=(execution_id, item.node, item.shards),
                              immutable=True, queue=queues[item.group], **options(item, in_header))
         if isinstance(item, Barrier):
-            return signature("flowplane.barrier", args=(execution_id, item.label), immutable=True, queue=control,
+            return app.signature("flowplane.barrier", args=(execution_id, item.label), immutable=True, queue=control,
                              **options(item, in_header))
         if isinstance(item, Chain):
             return chain(*[convert(sub, in_header) for sub in item.items])
@@ -76,17 +81,32 @@ def _last_task(item):
 
 def finish_signature(execution_id: str, queue: str):
     """The stand-alone finish, for when the last task found a node still pending."""
-    return signature("flowplane.finish", args=(execution_id,), immutable=True, queue=queue)
+    return app.signature("flowplane.finish", args=(execution_id,), immutable=True, queue=queue)
 
 
 def saga_signature(execution_id: str, queue: str):
     """The saga's start, on the queue of the step whose failure triggered it."""
-    return signature("flowplane.saga", args=(execution_id,), immutable=True, queue=queue)
+    return app.signature("flowplane.saga", args=(execution_id,), immutable=True, queue=queue)
 
 
 def compensation_signature(execution_id: str, plan: list[tuple[int, str]], finish_queue: str):
     """chain(compensate(run) on its queue ..., saga_finish): `plan` is already in undo order."""
-    finish = signature("flowplane.saga_finish", args=(execution_id,), immutable=True, queue=finish_queue)
-    steps = [signature("flowplane.compensate", args=(execution_id, run_id), immutable=True, queue=queue)
+    finish = app.signature("flowplane.saga_finish", args=(execution_id,), immutable=True, queue=finish_queue)
+    steps = [app.signature("flowplane.compensate", args=(execution_id, run_id), immutable=True, queue=queue)
              for run_id, queue in plan]
     return chain(*steps, finish) if steps else finish
+
+
+def republish(request: dict[str, Any], queue: str):
+    """Publish a stored request (`workers.routing.request_fields`) again to `queue`, keeping its
+    task id and canvas options (chain, chord, group, callbacks), as Celery's own
+    `Task.signature_from_request` does for a retry, by task name."""
+    fields = {k: v for k, v in request.items() if k != "task"}
+    if fields.get("timelimit"):
+        fields["timelimit"] = tuple(fields["timelimit"])
+    context = Context(fields)
+    options = {**context.as_execution_options(), "ignore_result": bool(fields.get("ignore_result")), "queue": queue}
+    priority = (context.delivery_info or {}).get("priority")
+    if priority is not None:
+        options["priority"] = priority
+    return app.signature(request["task"], args=context.args, kwargs=context.kwargs, options=options).apply_async()

@@ -26,7 +26,7 @@ def unacked_restore(queues: set[str], delivered_before: datetime, *, skip_task_i
     """Put back on their queues the unacknowledged messages routed to `queues` and delivered
     before `delivered_before`, except those of `skip_task_ids` (re-published already); returns
     how many. Does nothing unless the broker is Redis."""
-    from workers.celery import app
+    from controlplane.core.celery_app import app
 
     if not queues:
         return 0
