@@ -6,7 +6,7 @@ Another company's object is a 404 on every route. Secret values are write-only.
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status, viewsets
+from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.renderers import JSONRenderer
@@ -14,6 +14,7 @@ from rest_framework.response import Response
 
 from controlplane.catalog import selectors, serializers as s, services
 from controlplane.core.schema import ErrorSerializer
+from controlplane.core.viewsets import PagedViewSet, validated
 from controlplane.tenancy.access import require_role
 from controlplane.tenancy.models import Company, Role
 
@@ -24,26 +25,12 @@ def _company(user, company_id: int, minimum: Role, what: str) -> Company:
     return Company.objects.get(pk=company_id)
 
 
-def _valid(serializer_class, data, **kwargs):
-    serializer = serializer_class(data=data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-class _Paged(viewsets.GenericViewSet):
-    lookup_value_regex = "[0-9]+"
-
-    def paged(self, queryset, serializer_class) -> Response:
-        page = self.paginate_queryset(queryset)
-        if page is None:
-            return Response(serializer_class(queryset, many=True).data)
-        return self.get_paginated_response(serializer_class(page, many=True).data)
-
+class _CatalogViewSet(PagedViewSet):
     def company_filter(self):
-        return _valid(s.CompanyFilterIn, self.request.query_params).get("company")
+        return validated(s.CompanyFilterIn, self.request.query_params).get("company")
 
 
-class BlueprintViewSet(_Paged):
+class BlueprintViewSet(_CatalogViewSet):
     serializer_class = s.BlueprintOut
 
     def get_queryset(self):  # for the schema generator; views call selectors
@@ -55,7 +42,7 @@ class BlueprintViewSet(_Paged):
 
     @extend_schema(request=s.BlueprintCreateIn, responses={201: s.BlueprintOut})
     def create(self, request):
-        data = _valid(s.BlueprintCreateIn, request.data)
+        data = validated(s.BlueprintCreateIn, request.data)
         company = _company(request.user, data["company"], Role.EDITOR, "company")
         blueprint = services.blueprint_create(
             company=company, name=data["name"], description=data["description"], user=request.user
@@ -70,7 +57,7 @@ class BlueprintViewSet(_Paged):
     def update(self, request, pk=None, partial=False):
         blueprint = selectors.blueprint_get(user=request.user, blueprint_id=pk)
         require_role(request.user, blueprint.company_id, Role.EDITOR, what="blueprint")
-        data = _valid(s.BlueprintUpdateIn, request.data)
+        data = validated(s.BlueprintUpdateIn, request.data)
         services.blueprint_update(blueprint=blueprint, name=data.get("name"), description=data.get("description"))
         return Response(s.BlueprintOut(selectors.blueprint_get(user=request.user, blueprint_id=pk)).data)
 
@@ -92,7 +79,7 @@ class BlueprintViewSet(_Paged):
         body = request.data
         if isinstance(body, dict) and "document" not in body and "nodes" in body:
             body = {"document": body}
-        data = _valid(s.BlueprintPublishIn, body)
+        data = validated(s.BlueprintPublishIn, body)
         version, created = services.blueprint_publish(blueprint=blueprint, document=data["document"], user=request.user)
         return Response(
             s.BlueprintVersionDetailOut(version).data,
@@ -113,7 +100,7 @@ _IMMUTABLE = extend_schema(
 )
 
 
-class BlueprintVersionViewSet(_Paged):
+class BlueprintVersionViewSet(_CatalogViewSet):
     """Read-only: a published version never changes. Writes are 405 (after the tenancy check)."""
 
     serializer_class = s.BlueprintVersionDetailOut
@@ -141,7 +128,7 @@ class BlueprintVersionViewSet(_Paged):
         self._immutable(request, pk)
 
 
-class JobTemplateViewSet(_Paged):
+class JobTemplateViewSet(_CatalogViewSet):
     serializer_class = s.JobTemplateOut
 
     def get_queryset(self):
@@ -153,7 +140,7 @@ class JobTemplateViewSet(_Paged):
 
     @extend_schema(request=s.JobTemplateIn, responses={201: s.JobTemplateOut})
     def create(self, request):
-        data = _valid(s.JobTemplateIn, request.data)
+        data = validated(s.JobTemplateIn, request.data)
         company = _company(request.user, data.pop("company"), Role.EDITOR, "company")
         template = services.job_template_create(company=company, **data)
         return Response(s.JobTemplateOut(template).data, status=status.HTTP_201_CREATED)
@@ -165,7 +152,7 @@ class JobTemplateViewSet(_Paged):
     def update(self, request, pk=None):
         template = selectors.job_template_get(user=request.user, template_id=pk)
         require_role(request.user, template.company_id, Role.EDITOR, what="job template")
-        data = _valid(s.JobTemplateUpdateIn, request.data)
+        data = validated(s.JobTemplateUpdateIn, request.data)
         template = services.job_template_update(template=template, **data)
         return Response(s.JobTemplateOut(template).data)
 
@@ -179,7 +166,7 @@ class JobTemplateViewSet(_Paged):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class SecretViewSet(_Paged):
+class SecretViewSet(_CatalogViewSet):
     """Names and dates only; `value` is accepted on create and rotate and never sent back."""
 
     serializer_class = s.SecretOut
@@ -194,7 +181,7 @@ class SecretViewSet(_Paged):
 
     @extend_schema(request=s.SecretCreateIn, responses={201: s.SecretOut})
     def create(self, request):
-        data = _valid(s.SecretCreateIn, request.data)
+        data = validated(s.SecretCreateIn, request.data)
         company = _company(request.user, data["company"], Role.ADMIN, "company")
         secret = services.secret_create(company=company, name=data["name"], value=data["value"], user=request.user)
         return Response(s.SecretOut(secret).data, status=status.HTTP_201_CREATED)
@@ -207,7 +194,7 @@ class SecretViewSet(_Paged):
         """Rotate: `{"value": "..."}` replaces the value and stamps `rotated_at`."""
         secret = selectors.secret_get(user=request.user, secret_id=pk)
         require_role(request.user, secret.company_id, Role.ADMIN, what="secret")
-        data = _valid(s.SecretRotateIn, request.data)
+        data = validated(s.SecretRotateIn, request.data)
         secret, _created = services.secret_set(
             company=secret.company, name=secret.name, value=data["value"], user=request.user
         )

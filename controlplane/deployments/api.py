@@ -9,24 +9,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.core.errors import NotFound
-from controlplane.core.pagination import Pagination
+from controlplane.core.pagination import paginated
+from controlplane.core.viewsets import validated
 from controlplane.deployments import selectors, serializers as s, services
 from controlplane.tenancy.access import require_role
 from controlplane.tenancy.models import Role
 from controlplane.workflows.models import WorkflowVersion
 from controlplane.workflows.selectors import workflow_get
-
-
-def _valid(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-def _paged(request, view, queryset, serializer_class) -> Response:
-    paginator = Pagination()
-    page = paginator.paginate_queryset(queryset, request, view=view)
-    return paginator.get_paginated_response(serializer_class(page, many=True).data)
 
 
 def _version(workflow, number: int) -> WorkflowVersion:
@@ -50,7 +39,7 @@ def _detail(request, deployment) -> Response:
 class PlanListApi(APIView):
     @extend_schema(request=s.PlanCreateIn, responses={201: s.PlanOut})
     def post(self, request):
-        data = _valid(s.PlanCreateIn, request.data)
+        data = validated(s.PlanCreateIn, request.data)
         workflow = workflow_get(user=request.user, workflow_id=data["workflow"])
         require_role(request.user, workflow.project.company_id, Role.EDITOR, what="workflow")
         plan = services.plan_create(
@@ -78,12 +67,12 @@ class PlanApplyApi(APIView):
 class DeploymentListApi(APIView):
     @extend_schema(parameters=[s.DeploymentFilterIn], responses=s.DeploymentOut(many=True))
     def get(self, request):
-        params = _valid(s.DeploymentFilterIn, request.query_params)
+        params = validated(s.DeploymentFilterIn, request.query_params)
         queryset = selectors.deployment_list(
             user=request.user, workflow_id=params.get("workflow"), environment=params.get("environment"),
             status=params.get("status"),
         )
-        return _paged(request, self, queryset, s.DeploymentOut)
+        return paginated(request, self, queryset, s.DeploymentOut)
 
 
 class DeploymentDetailApi(APIView):
@@ -98,17 +87,17 @@ class DeploymentEventsApi(APIView):
     def get(self, request, deployment_id):
         deployment = selectors.deployment_get(user=request.user, deployment_id=deployment_id)
         queryset = selectors.deployment_events(deployment=deployment)
-        kind = _valid(s.EventFilterIn, request.query_params).get("kind")
+        kind = validated(s.EventFilterIn, request.query_params).get("kind")
         if kind:
             queryset = queryset.filter(kind=kind)
-        return _paged(request, self, queryset, s.EventOut)
+        return paginated(request, self, queryset, s.EventOut)
 
 
 class DeploymentReconcileApi(APIView):
     @extend_schema(request=s.ReconcileIn, responses=dict)
     def post(self, request, deployment_id):
         deployment = _deployment(request, deployment_id, Role.EDITOR)
-        data = _valid(s.ReconcileIn, request.data)
+        data = validated(s.ReconcileIn, request.data)
         return Response(services.deployment_reconcile(deployment=deployment, dry_run=data["dry_run"],
                                                       user=request.user))
 
@@ -117,7 +106,7 @@ class DeploymentRollbackApi(APIView):
     @extend_schema(request=s.RollbackIn, responses=dict)
     def post(self, request, deployment_id):
         deployment = _deployment(request, deployment_id, Role.EDITOR)
-        data = _valid(s.RollbackIn, request.data)
+        data = validated(s.RollbackIn, request.data)
         deployment, plan = services.deployment_rollback(
             deployment=deployment, version=_version(deployment.workflow, data["version"]), user=request.user
         )
@@ -145,7 +134,7 @@ class DeploymentAcceptDriftApi(APIView):
     @extend_schema(request=s.AcceptDriftIn, responses=dict)
     def post(self, request, deployment_id):
         deployment = _deployment(request, deployment_id, Role.EDITOR)
-        data = _valid(s.AcceptDriftIn, request.data)
+        data = validated(s.AcceptDriftIn, request.data)
         return Response(services.drift_accept(deployment=deployment, drift=data["drift"], user=request.user))
 
 

@@ -7,31 +7,16 @@ event is a 404 on every route.
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import status, viewsets
+from rest_framework import status
 from rest_framework.response import Response
 
+from controlplane.core.viewsets import PagedViewSet, validated
 from controlplane.egress import selectors, serializers as s, services
 from controlplane.tenancy.access import require_role
 from controlplane.tenancy.models import Company, Role
 
 
-def _valid(serializer_class, data):
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-class _Paged(viewsets.GenericViewSet):
-    lookup_value_regex = "[0-9]+"
-
-    def paged(self, queryset, serializer_class) -> Response:
-        page = self.paginate_queryset(queryset)
-        if page is None:
-            return Response(serializer_class(queryset, many=True).data)
-        return self.get_paginated_response(serializer_class(page, many=True).data)
-
-
-class EgressRuleViewSet(_Paged):
+class EgressRuleViewSet(PagedViewSet):
     """`?company=<id>` narrows the list to one company."""
 
     serializer_class = s.EgressRuleOut
@@ -45,7 +30,7 @@ class EgressRuleViewSet(_Paged):
 
     @extend_schema(request=s.EgressRuleCreateIn, responses={201: s.EgressRuleOut})
     def create(self, request):
-        data = _valid(s.EgressRuleCreateIn, request.data)
+        data = validated(s.EgressRuleCreateIn, request.data)
         require_role(request.user, data["company"], Role.ADMIN, what="company")
         rule = services.egress_rule_create(
             company=Company.objects.get(pk=data["company"]), entry=data["entry"],
@@ -60,7 +45,7 @@ class EgressRuleViewSet(_Paged):
     def update(self, request, pk=None):
         rule = selectors.egress_rule_get(user=request.user, rule_id=pk)
         require_role(request.user, rule.company_id, Role.ADMIN, what="egress rule")
-        data = _valid(s.EgressRuleUpdateIn, request.data)
+        data = validated(s.EgressRuleUpdateIn, request.data)
         rule = services.egress_rule_update(rule=rule, user=request.user, **data)
         return Response(s.EgressRuleOut(rule).data)
 
@@ -75,7 +60,7 @@ class EgressRuleViewSet(_Paged):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class EgressAuditEventViewSet(_Paged):
+class EgressAuditEventViewSet(PagedViewSet):
     """Newest first; `?company=<id>` and `?rule=<id>` narrow the list."""
 
     serializer_class = s.EgressAuditEventOut
