@@ -178,6 +178,7 @@ class Command(BaseCommand):
             raise CommandError(f"demo execution ended {execution['status']}: {json.dumps(execution)[:2000]}")
         self.say("demo workflow succeeded end to end", self.style.SUCCESS)
         self.say(f"API token for user '{DEMO_USER}' (password '{DEMO_PASSWORD}'): {token}")
+        self.say(f"operator pages: http://127.0.0.1:{port}/login/ (sign in as {DEMO_USER} / {DEMO_PASSWORD})")
         if exit_after_demo:
             return
         self.say("serving; press Ctrl-C to stop")
