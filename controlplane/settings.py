@@ -234,6 +234,9 @@ WORKER_OFFLINE_AFTER_S = float(os.environ.get("WORKER_OFFLINE_AFTER_S", "20"))
 # Apply grows a worker's pool for replicas, but never past this many processes (each holds a
 # database connection; see the README's sizing rule).
 WORKER_MAX_POOL_SIZE = int(os.environ.get("WORKER_MAX_POOL_SIZE", "4"))
+# Connections kept free of the fleet's when a plan checks the database's connection budget
+# (migrations, the admin shell, monitoring).
+DB_CONNECTION_HEADROOM = int(os.environ.get("DB_CONNECTION_HEADROOM", "10"))
 # A step that finished while the database was away: its outcome is recorded again for this long
 # before the task retries the step itself.
 RECORD_RETRY_FOR_S = float(os.environ.get("RECORD_RETRY_FOR_S", "60"))

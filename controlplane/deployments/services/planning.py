@@ -1,6 +1,7 @@
 """Plan, apply and rollback: the only path from a published version to deployed artifacts."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from functools import partial
 from typing import Any, Mapping
@@ -23,6 +24,7 @@ from controlplane.deployments.models import (
     artifact_key,
 )
 from controlplane.deployments.selectors import current_deployment, deployed_jobs, groups_by_slug, planner_fleet
+from controlplane.deployments.services.connections import connection_budget
 from controlplane.deployments.services.events import deployment_event, event_record
 from controlplane.deployments.services.rollout import rollout_sync
 from controlplane.tenancy.models import slug_validator
@@ -82,6 +84,7 @@ def plan_create(
         secrets=secret_names(company_id),
         landing_store=settings.LANDING_STORE_URL,
     )
+    plan = _with_connection_budget(plan, company=workflow.project.company)
     row = DeploymentPlan.objects.create(
         workflow=workflow,
         environment=environment,
@@ -106,6 +109,17 @@ def plan_create(
     )
     logger.info("deploy.planned", extra={"plan_id": str(row.pk), "workflow_id": workflow.pk, "summary": row.summary})
     return row
+
+
+def _with_connection_budget(plan, *, company):
+    """The plan, with a warning when applying it could exceed the database's connections."""
+    widest: dict[str, int] = {}
+    for job in plan.jobs:
+        if job.group is not None:
+            widest[job.group] = max(widest.get(job.group, 0), job.replicas)
+    budget = connection_budget(company=company, replicas_by_group=widest)
+    issue = budget.issue() if budget else None
+    return dataclasses.replace(plan, warnings=(*plan.warnings, issue)) if issue else plan
 
 
 def plan_apply(*, plan: DeploymentPlan, user=None) -> Deployment:

@@ -308,3 +308,31 @@ def test_execution_integration_follows_the_lifecycle(api, flow, workflow, owner)
     assert actions(plan) == {"start": "create", "say": "create"}
     new = flow.apply(plan)
     assert new["id"] != deployment_id and Deployment.objects.count() == 2
+
+
+class TestConnectionBudget:
+    """A plan warns when applying it could take the fleet past the database's connections."""
+
+    def test_a_plan_within_the_budget_says_nothing(self, flow, workflow, owner):
+        publish(workflow, two_step_graph(), user=owner)
+        plan = flow.plan(1)
+        assert not [w for w in plan["plan"]["warnings"] if w["code"] == "connection_budget"]
+
+    def test_a_plan_past_it_warns_with_the_sum(self, flow, workflow, owner, settings):
+        from django.db import connection
+
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW max_connections")
+            max_connections = int(cursor.fetchone()[0])
+        settings.DB_CONNECTION_HEADROOM = max_connections - 1  # one connection left for the fleet
+        graph = two_step_graph()
+        graph["nodes"][1]["replicas"] = 3  # apply would grow the pool, within WORKER_MAX_POOL_SIZE
+        publish(workflow, graph, user=owner)
+
+        plan = flow.plan(1)
+
+        (warning,) = [w for w in plan["plan"]["warnings"] if w["code"] == "connection_budget"]
+        assert warning["path"] == "fleet"
+        assert "server allows 1" in warning["message"] and "pool growth for its replicas" in warning["message"]
+        assert "connection_budget" in plan["text"] or "database connections" in plan["text"]
+        assert plan["has_errors"] is False  # a warning: the operator decides
