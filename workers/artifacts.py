@@ -7,15 +7,15 @@ not see updates made after they were forked: tasks read their spec from PostgreS
 what the worker *claims* to hold, for drift detection.
 
 An artifact is `{"job_id": str, "digest": str, "spec": dict}`; a missing digest is computed as
-the sha256 of the spec's canonical JSON.
+the sha256 of the spec's canonical JSON (`pipelines.planner.spec_digest`, the planner's own).
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import threading
 from typing import Any, Iterable
+
+from pipelines.planner import spec_digest
 
 _lock = threading.Lock()
 _cache: dict[str, dict[str, Any]] = {}
@@ -33,11 +33,6 @@ if hasattr(os, "register_at_fork"):
 
 class ArtifactError(ValueError):
     """An artifact message the cache cannot accept (names the culprit)."""
-
-
-def spec_digest(spec: Any) -> str:
-    canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=str)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _validated(artifact: Any, index: int) -> tuple[str, dict[str, Any]]:

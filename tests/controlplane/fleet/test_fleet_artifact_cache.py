@@ -47,3 +47,11 @@ def test_invalid_artifact_loads_nothing(bad):
         artifacts.load_artifacts([{"job_id": "new", "digest": "2"}, *bad])
     # then the batch is refused whole
     assert artifacts.loaded() == {"keep": "1"}
+
+
+def test_a_worker_digests_a_spec_exactly_as_the_planner_does_non_ascii_included():
+    from pipelines.planner import spec_digest
+
+    spec = {"type": "log", "config": {"message": "größe: 3 €, 東京"}}
+    loaded = artifacts.load_artifacts([{"job_id": "u", "spec": spec}])
+    assert loaded["u"] == spec_digest(spec)
