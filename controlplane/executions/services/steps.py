@@ -195,6 +195,7 @@ def _claim_locked(execution_id, node_id, shard, shard_count, delivery: Delivery,
     if state != PENDING:
         return Outcome("done", state, detail="already recorded; not run again")
     running = [run for run in mine if run.status == StepStatus.RUNNING]
+    lost = sum(1 for run in mine if run.status == StepStatus.LOST)
     if running:
         current = StepRun.objects.defer("input", "output", "error").get(pk=running[-1].id)
         if _retried_by(current, delivery):
@@ -208,6 +209,16 @@ def _claim_locked(execution_id, node_id, shard, shard_count, delivery: Delivery,
         else:
             return Outcome("ignore", "running", detail=f"duplicate delivery: attempt {current.attempt} "
                            f"is running on {current.worker}")
+        lost += 1
+    if lost >= int(settings.STEP_MAX_LOST_ATTEMPTS):
+        # Lost attempts are retried whatever the node's retry policy (a worker dying is not the
+        # step's failure), but a step whose process dies every time (out of memory, a crash in C)
+        # would take its group's workers down for ever: it fails for good instead.
+        run = new_attempt(execution, job, shard, shard_count, mine, delivery, deferred=True)
+        error = {"message": f"attempt lost {lost} times: the process running it died each time (out of memory? "
+                            "a crash?); not tried again", "retryable": False,
+                 "details": {"reason": "lost_repeatedly", "lost": lost}}
+        return _record_locked(execution, run, job, None, None, error, {})
     waiting = waiting_on(execution, node_id, by_shard)
     if waiting:
         return _wait_or_give_up(execution, delivery, f"predecessors {waiting} have not completed")

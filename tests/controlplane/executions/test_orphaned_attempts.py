@@ -178,3 +178,34 @@ class TestRedeliveryOfAKilledChild:
     def test_another_worker_cannot_judge_a_pid_of_another_host(self, execution):
         run = running(execution, "a", pid=dead_pid(), started_at=timezone.now())
         assert not process_gone(run, Delivery(worker="ingest2@elsewhere", pid=1))
+
+
+class TestRepeatedlyLost:
+    def lost(self, execution, count):
+        for attempt in range(1, count + 1):
+            StepRun.objects.create(execution=execution, node_id="a", group="ingest", queue="wg.acme.ingest",
+                                   attempt=attempt, status=StepStatus.LOST, worker=HOST, started_at=timezone.now())
+
+    def test_a_shard_lost_fewer_times_than_the_limit_runs_again(self, execution, settings):
+        from tests.controlplane.executions.test_services import step
+
+        settings.STEP_MAX_LOST_ATTEMPTS = 3
+        self.lost(execution, 2)
+        assert step(execution, "a").action == "done"
+        assert StepRun.objects.get(execution=execution, node_id="a", attempt=3).status == StepStatus.SUCCEEDED
+
+    def test_a_shard_lost_as_often_as_the_limit_fails_for_good(self, execution, settings):
+        from controlplane.executions.models import DeadLetter, ExecutionStatus
+        from tests.controlplane.executions.test_services import step
+
+        settings.STEP_MAX_LOST_ATTEMPTS = 3
+        self.lost(execution, 3)
+
+        outcome = step(execution, "a")
+
+        assert outcome.action == "fail"
+        failed = StepRun.objects.get(execution=execution, node_id="a", attempt=4)
+        assert failed.status == StepStatus.FAILED and failed.error["details"] == {"reason": "lost_repeatedly", "lost": 3}
+        assert DeadLetter.objects.filter(execution=execution, node_id="a").exists()
+        execution.refresh_from_db()
+        assert execution.status == ExecutionStatus.COMPENSATING
