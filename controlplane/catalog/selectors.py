@@ -8,25 +8,7 @@ from __future__ import annotations
 from django.db.models import Count, Max, QuerySet
 
 from controlplane.catalog.models import Blueprint, BlueprintVersion, JobTemplate, Secret
-from controlplane.core.errors import NotFound
-from controlplane.tenancy.access import member_company_ids
-
-
-def _scoped(queryset: QuerySet, user, company_id=None, field: str = "company_id") -> QuerySet:
-    queryset = queryset.filter(**{f"{field}__in": member_company_ids(user)})
-    if company_id not in (None, ""):
-        try:
-            queryset = queryset.filter(**{field: int(company_id)})
-        except (TypeError, ValueError):
-            return queryset.none()
-    return queryset
-
-
-def _get(queryset: QuerySet, pk, what: str):
-    try:
-        return queryset.get(pk=int(pk))
-    except (TypeError, ValueError, queryset.model.DoesNotExist):
-        raise NotFound(f"{what} not found") from None
+from controlplane.tenancy.access import company_scoped, get_visible
 
 
 # -- blueprints ---------------------------------------------------------------------------------
@@ -37,11 +19,11 @@ def blueprint_list(*, user, company_id=None) -> QuerySet[Blueprint]:
     queryset = Blueprint.objects.select_related("company").annotate(
         version_count=Count("versions"), latest_version=Max("versions__number")
     )
-    return _scoped(queryset, user, company_id).order_by("company__slug", "name")
+    return company_scoped(queryset, user, company_id).order_by("company__slug", "name")
 
 
 def blueprint_get(*, user, blueprint_id) -> Blueprint:
-    return _get(blueprint_list(user=user), blueprint_id, "blueprint")
+    return get_visible(blueprint_list(user=user), blueprint_id, "blueprint")
 
 
 def blueprint_version_list(*, blueprint: Blueprint) -> QuerySet[BlueprintVersion]:
@@ -51,11 +33,11 @@ def blueprint_version_list(*, blueprint: Blueprint) -> QuerySet[BlueprintVersion
 def blueprint_versions_visible(*, user) -> QuerySet[BlueprintVersion]:
     """Every version of the caller's companies' blueprints."""
     queryset = BlueprintVersion.objects.select_related("blueprint", "published_by")
-    return _scoped(queryset, user, field="blueprint__company_id").order_by("blueprint_id", "number")
+    return company_scoped(queryset, user, field="blueprint__company_id").order_by("blueprint_id", "number")
 
 
 def blueprint_version_get(*, user, version_id) -> BlueprintVersion:
-    return _get(blueprint_versions_visible(user=user), version_id, "blueprint version")
+    return get_visible(blueprint_versions_visible(user=user), version_id, "blueprint version")
 
 
 def blueprint_documents(company_id: int) -> dict[tuple[str, int], dict]:
@@ -70,11 +52,11 @@ def blueprint_documents(company_id: int) -> dict[tuple[str, int], dict]:
 
 
 def job_template_list(*, user, company_id=None) -> QuerySet[JobTemplate]:
-    return _scoped(JobTemplate.objects.select_related("company"), user, company_id).order_by("company__slug", "name")
+    return company_scoped(JobTemplate.objects.select_related("company"), user, company_id).order_by("company__slug", "name")
 
 
 def job_template_get(*, user, template_id) -> JobTemplate:
-    return _get(job_template_list(user=user), template_id, "job template")
+    return get_visible(job_template_list(user=user), template_id, "job template")
 
 
 def job_template_documents(company_id: int) -> dict[str, dict]:
@@ -92,11 +74,11 @@ def job_template_documents(company_id: int) -> dict[str, dict]:
 def secret_list(*, user, company_id=None) -> QuerySet[Secret]:
     """Secret metadata only: the ciphertext column is deferred and never reaches a serializer."""
     queryset = Secret.objects.select_related("company", "created_by").defer("ciphertext")
-    return _scoped(queryset, user, company_id).order_by("company__slug", "name")
+    return company_scoped(queryset, user, company_id).order_by("company__slug", "name")
 
 
 def secret_get(*, user, secret_id) -> Secret:
-    return _get(secret_list(user=user), secret_id, "secret")
+    return get_visible(secret_list(user=user), secret_id, "secret")
 
 
 def secret_names(company_id: int) -> frozenset[str]:

@@ -12,39 +12,21 @@ import time
 from django.conf import settings
 from django.db.models import QuerySet
 
-from controlplane.core.errors import NotFound
 from controlplane.egress.models import EgressAuditEvent, EgressRule
-from controlplane.tenancy.access import member_company_ids
+from controlplane.tenancy.access import company_scoped, get_visible
 from pipelines.egress import EgressPolicy, EgressRule as PolicyRule, EgressRuleError, parse_rule, parse_rules
 
 
-def _scoped(queryset: QuerySet, user, company_id=None) -> QuerySet:
-    queryset = queryset.filter(company_id__in=member_company_ids(user))
-    if company_id not in (None, ""):
-        try:
-            queryset = queryset.filter(company_id=int(company_id))
-        except (TypeError, ValueError):
-            return queryset.none()
-    return queryset
-
-
-def _get(queryset: QuerySet, pk, what: str):
-    try:
-        return queryset.get(pk=int(pk))
-    except (TypeError, ValueError, queryset.model.DoesNotExist):
-        raise NotFound(f"{what} not found") from None
-
-
 def egress_rule_list(*, user, company_id=None) -> QuerySet[EgressRule]:
-    return _scoped(EgressRule.objects.select_related("created_by"), user, company_id)
+    return company_scoped(EgressRule.objects.select_related("created_by"), user, company_id)
 
 
 def egress_rule_get(*, user, rule_id) -> EgressRule:
-    return _get(egress_rule_list(user=user), rule_id, "egress rule")
+    return get_visible(egress_rule_list(user=user), rule_id, "egress rule")
 
 
 def egress_event_list(*, user, company_id=None, rule_id=None) -> QuerySet[EgressAuditEvent]:
-    queryset = _scoped(EgressAuditEvent.objects.all(), user, company_id)
+    queryset = company_scoped(EgressAuditEvent.objects.all(), user, company_id)
     if rule_id not in (None, ""):
         try:
             queryset = queryset.filter(rule_id=int(rule_id))
@@ -54,7 +36,7 @@ def egress_event_list(*, user, company_id=None, rule_id=None) -> QuerySet[Egress
 
 
 def egress_event_get(*, user, event_id) -> EgressAuditEvent:
-    return _get(egress_event_list(user=user), event_id, "egress audit event")
+    return get_visible(egress_event_list(user=user), event_id, "egress audit event")
 
 
 # -- the worker's view ----------------------------------------------------------------------------

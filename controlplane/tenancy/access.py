@@ -42,3 +42,24 @@ def check_role(role: Role | str | None, minimum: Role, *, what: str = "object") 
             code="insufficient_role",
         )
     return role
+
+
+def company_scoped(queryset: QuerySet, user, company_id=None, field: str = "company_id") -> QuerySet:
+    """`queryset` narrowed to the caller's companies (`field` names the company), and to
+    `company_id` when given; a company id that is not a number matches nothing."""
+    queryset = queryset.filter(**{f"{field}__in": member_company_ids(user)})
+    if company_id not in (None, ""):
+        try:
+            queryset = queryset.filter(**{field: int(company_id)})
+        except (TypeError, ValueError):
+            return queryset.none()
+    return queryset
+
+
+def get_visible(queryset: QuerySet, pk, what: str):
+    """The object `pk` of a scoped `queryset`, or a 404 naming `what`: another tenant's object and
+    one that does not exist look the same."""
+    try:
+        return queryset.get(pk=int(pk))
+    except (TypeError, ValueError, queryset.model.DoesNotExist):
+        raise NotFound(f"{what} not found") from None
