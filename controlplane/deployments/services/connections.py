@@ -8,6 +8,7 @@ before anyone applies it and the server starts refusing connections.
 """
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -44,9 +45,12 @@ class ConnectionBudget:
 
 
 def web_connections() -> int:
-    """What this web tier may hold: gunicorn's processes x threads (controlplane/gunicorn_conf.py)."""
-    from controlplane import gunicorn_conf
-
+    """What this web tier may hold: gunicorn's processes x threads (controlplane/gunicorn_conf.py),
+    or its connection limit where those settings would not start gunicorn (this process is not it)."""
+    try:
+        from controlplane import gunicorn_conf
+    except RuntimeError:
+        return int(os.environ.get("WEB_DB_CONNECTION_LIMIT") or 32)
     return gunicorn_conf.workers * gunicorn_conf.threads
 
 
