@@ -41,6 +41,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def stop_process_groups(procs: list[subprocess.Popen], timeout: float = 20) -> None:
+    """SIGTERM each process group we started (by id), SIGKILL what is still there after `timeout` s."""
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
 # --------------------------------------------------------------------------- Redis
 
 

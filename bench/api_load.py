@@ -27,7 +27,6 @@ import http.client
 import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from _support import stop_process_groups, wait_until  # noqa: E402
+
 DATABASE = "flowplane_bench_api"
 SERVER = "postgresql://postgres@127.0.0.1:5432"
 GROUP = "run"
@@ -147,17 +149,7 @@ def spawn(args: list[str], log_path: Path, env: dict[str, str] | None = None) ->
         log.close()
 
 
-def stop(procs: list[subprocess.Popen]) -> None:
-    """SIGTERM each process group we started (by id), SIGKILL what is still there after 20 s."""
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+
 
 
 def cpu_seconds(procs: list[subprocess.Popen]) -> float:
@@ -174,17 +166,6 @@ def cpu_seconds(procs: list[subprocess.Popen]) -> float:
         if int(fields[2]) in groups:  # pgrp
             ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def start_web(log_path: Path, workers: int | None, threads: int | None) -> tuple[subprocess.Popen, int]:
@@ -450,7 +431,7 @@ def main() -> int:
             results.append(run_phase(lambda: closed_loop(client, args.clients, args.seconds),
                                      client, args.finish_timeout, web, workers))
     finally:
-        stop(procs)
+        stop_process_groups(procs)
         redis.Redis.from_url(os.environ["CELERY_BROKER_URL"]).flushdb()
         drop_database()
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+from _support import stop_process_groups, wait_until  # noqa: E402
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/flowplane_bench")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("CELERY_RESULT_BACKEND", "redis://127.0.0.1:6379/15")
@@ -67,26 +68,6 @@ def start_workers(count: int, concurrency: int, queue: str, log_dir: Path) -> li
         )
         log.close()
     return procs
-
-
-def stop_workers(procs: list[subprocess.Popen]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
-def wait_until(predicate, timeout: float, what: str, interval: float = 0.002):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(interval)
-    raise TimeoutError(f"timed out waiting for {what}")
 
 
 # --------------------------------------------------------------------------- shapes as graphs
@@ -326,7 +307,7 @@ def main() -> int:
         bare_rate, eng_rate = statistics.median(conc_bare), statistics.median(conc_engine)
         rows.append((f"{args.executions} concurrent 3-step (steps/s)", bare_rate, eng_rate, bare_rate / eng_rate))
     finally:
-        stop_workers(procs)
+        stop_process_groups(procs)
 
     print(f"engine overhead vs bare Celery ({args.workers} worker x {args.concurrency} processes, "
           f"medians of {args.repeat} alternating runs, {args.concurrent_repeat} concurrent rounds; "

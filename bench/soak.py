@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,9 @@ import urllib.request
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+from _support import free_port  # noqa: E402
+
 TERMINAL = {"succeeded", "failed", "compensated", "compensation_failed", "cancelled"}
 SAGA_GRAPH = {
     "nodes": [
@@ -51,12 +53,6 @@ SAGA_GRAPH = {
 
 class Failure(Exception):
     """The soak failed; the message says how."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Api:
