@@ -7,7 +7,8 @@ applies it to the `prod` environment, runs it, and prints the execution's timeli
 
 Lifecycle: it refuses a taken port and a var/ folder another run holds; SIGINT and SIGTERM stop
 every child (warm shutdown, then SIGKILL of its process group) within 10 s; a child that exits
-on its own stops the rest and fails the command; the children die with it even if it is killed.
+on its own stops the rest and fails the command; the children die with it even if it is killed
+(controlplane/core/reaper.py).
 """
 from __future__ import annotations
 
@@ -126,6 +127,7 @@ class Command(BaseCommand):
         lock = self._lock_var_dir(var_dir)
         children: dict[str, subprocess.Popen] = {}
         previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        self._reaper = self._start_reaper()
         try:
             self._serve(port, exit_after_demo, timeout, var_dir, children)
         except Stop as stop:
@@ -135,6 +137,7 @@ class Command(BaseCommand):
             for sig in previous:
                 signal.signal(sig, signal.SIG_IGN)
             self._stop_all(children)
+            self._release_reaper()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
             lock.close()
@@ -213,18 +216,37 @@ class Command(BaseCommand):
             raise CommandError("bootstrap_tenant printed no token")
         return lines[-1]  # stdout carries the token alone; progress went to `progress`
 
+    def _start_reaper(self) -> subprocess.Popen:
+        """The process that stops our children's groups if we die (controlplane/core/reaper.py)."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "controlplane.core.reaper", str(STOP_GRACE_S)], cwd=settings.BASE_DIR,
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )
+
+    def _release_reaper(self) -> None:
+        try:
+            self._reaper.stdin.write(b"done\n")
+            self._reaper.stdin.close()
+            self._reaper.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            self._reaper.kill()
+
     def _spawn(self, log_path: Path, argv: list[str]) -> subprocess.Popen:
         log = open(log_path, "ab")
         try:
-            return subprocess.Popen(
+            child = subprocess.Popen(
                 argv, cwd=settings.BASE_DIR, env=dict(os.environ, PYTHONUNBUFFERED="1"),
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 # Its own process group: a terminal's Ctrl-C reaches us only, and we stop the
-                # children in order (warm shutdown first); and they die if we are killed.
+                # children in order (warm shutdown first); and they die if we are killed: the
+                # leader by PR_SET_PDEATHSIG at once, the whole group by the reaper.
                 start_new_session=True, preexec_fn=_die_with_parent,
             )
         finally:
             log.close()
+        self._reaper.stdin.write(f"{child.pid}\n".encode())
+        self._reaper.stdin.flush()
+        return child
 
     def _children_alive(self, children: dict[str, subprocess.Popen], log_dir: Path) -> bool:
         for name, child in children.items():
