@@ -7,29 +7,19 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from tests.web_server import free_port, gunicorn
+
 PASSWORD = "hunter2-do-not-show"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(params=["0", "1"], ids=["debug-off", "debug-on"])
 def server(request, tmp_path):
-    closed_port, port = free_port(), free_port()
+    closed_port = free_port()
     env = {
         "PATH": os.environ["PATH"], "HOME": str(tmp_path), "FLOWPLANE_VAR_DIR": str(tmp_path / "var"),
         "DATABASE_URL": f"postgres://flowplane:{PASSWORD}@127.0.0.1:{closed_port}/flowplane",
@@ -37,30 +27,8 @@ def server(request, tmp_path):
         "SECURE_SSL_REDIRECT": "0", "WEB_CONCURRENCY": "1", "WEB_THREADS": "2",
         "DATABASE_UNAVAILABLE_RETRY_AFTER_S": "7",
     }
-    log = open(tmp_path / "gunicorn.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:controlplane.gunicorn_conf", "--bind", f"127.0.0.1:{port}"],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
-                assert time.monotonic() < deadline, "gunicorn did not listen within 30 s"
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        log.close()
+    with gunicorn(env, tmp_path / "gunicorn.log") as url:
+        yield url
 
 
 def fetch(url: str, headers: dict[str, str] | None = None, data: bytes | None = None):
@@ -130,44 +98,25 @@ def test_postgresql_refusing_connections_is_a_503_and_the_web_recovers(owner, tm
         admin.execute(f'grant select, insert, update, delete on all tables in schema public to "{role}"')
         admin.execute(f'grant usage on all sequences in schema public to "{role}"')
     limited_url = admin_url.replace("postgres://postgres", f"postgres://{role}", 1)
-    port = free_port()
     env = {
         "PATH": os.environ["PATH"], "HOME": str(tmp_path), "FLOWPLANE_VAR_DIR": str(tmp_path / "var"),
         "DATABASE_URL": limited_url, "DATABASE_CONN_MAX_AGE": "0", "DEBUG": "0",
         "SECRET_KEY": "unavailable-test-key-" + "x" * 40, "SECURE_SSL_REDIRECT": "0",
         "WEB_CONCURRENCY": "1", "WEB_THREADS": "1",
     }
-    log = open(tmp_path / "gunicorn.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:controlplane.gunicorn_conf", "--bind", f"127.0.0.1:{port}"],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url, headers = f"http://127.0.0.1:{port}/api/v1/projects", {"Authorization": f"Token {token}"}
+    headers = {"Authorization": f"Token {token}"}
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                status, _, _ = fetch(url, headers)
-                break
-            except urllib.error.URLError:
-                assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
-                assert time.monotonic() < deadline, "gunicorn did not answer within 30 s"
-                time.sleep(0.2)
-        assert status == 200
-        with psycopg.connect(limited_url):  # the role's only connection: the web's is refused
-            status, response_headers, body = fetch(url, headers)
-            assert status == 503, body
-            assert json.loads(body)["error"] == "unavailable" and "Retry-After" in response_headers
-        status, _, _ = fetch(url, headers)
-        assert status == 200, "the web serves again once the database accepts connections"
+        with gunicorn(env, tmp_path / "gunicorn.log") as base:
+            url = f"{base}/api/v1/projects"
+            status, _, _ = fetch(url, headers)
+            assert status == 200
+            with psycopg.connect(limited_url):  # the role's only connection: the web's is refused
+                status, response_headers, body = fetch(url, headers)
+                assert status == 503, body
+                assert json.loads(body)["error"] == "unavailable" and "Retry-After" in response_headers
+            status, _, _ = fetch(url, headers)
+            assert status == 200, "the web serves again once the database accepts connections"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        log.close()
         with psycopg.connect(admin_url, autocommit=True) as admin:
             admin.execute(f'drop owned by "{role}"')
             admin.execute(f'drop role if exists "{role}"')
