@@ -45,12 +45,13 @@ def missed_ticks(schedule: Schedule, tick: datetime) -> list[datetime]:
     """Ticks after the last one handled and before `tick`, within the catch-up window, oldest first."""
     if not schedule.catchup_window_s or schedule.last_tick_at is None:
         return []
-    start = max(schedule.last_tick_at, tick - timedelta(seconds=schedule.catchup_window_s))
+    oldest = tick - timedelta(seconds=schedule.catchup_window_s)  # a tick exactly this old still fires
     if schedule.cron:
+        start = max(schedule.last_tick_at, oldest - timedelta(microseconds=1))
         ticks = parse_cron(schedule.cron).ticks_between(start, tick, schedule.timezone, limit=MAX_CATCHUP_TICKS + 1)
         return [t for t in ticks if t < tick][-MAX_CATCHUP_TICKS:]
     out, t = [], tick - timedelta(seconds=schedule.every_s)
-    while t > start and len(out) < MAX_CATCHUP_TICKS:
+    while t > schedule.last_tick_at and t >= oldest and len(out) < MAX_CATCHUP_TICKS:
         out.append(t)
         t -= timedelta(seconds=schedule.every_s)
     return out[::-1]
