@@ -40,7 +40,8 @@ def _lookback() -> timedelta:
 def upstream_output(execution: Execution) -> dict:
     """{job id: output} of the run's final jobs (shards as a list)."""
     jobs = execution.graph.get("jobs", [])
-    sinks = {j["id"]: j for j in jobs if not j.get("downstream")}
+    sources = {edge["from"] for edge in execution.graph.get("edges", [])}
+    sinks = {j["id"]: j for j in jobs if j["id"] not in sources}
     out: dict = {}
     rows = (StepRun.objects.filter(execution=execution, node_id__in=list(sinks), is_compensation=False,
                                    status=StepStatus.SUCCEEDED).order_by("node_id", "shard", "attempt")
