@@ -160,3 +160,41 @@ def test_deliveries_are_throttled_per_hook_with_retry_after(hook, settings):
 def test_delete_removes_the_hook(api, hook):
     assert api.delete(f"/api/v1/webhooks/{hook['id']}").status_code == 204
     assert deliver(hook, {"a": 1}).status_code == 404
+
+
+def test_the_run_shows_its_trigger_in_the_executions_api(api, hook):
+    execution = deliver(hook, {"order": 7}, delivery="shown").json()["execution"]
+    body = api.get(f"/api/v1/executions/{execution}").json()
+    assert body["trigger"] == "webhook" and body["trigger_details"] == {"hook": hook["id"], "delivery": "shown"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_delivery_at_the_same_moment_starts_one_run(hook):
+    """Two requests racing with one delivery id: the unique constraint, not a check first, decides."""
+    import threading
+
+    from django.db import connection
+
+    from controlplane.triggers.services import hook_receive
+
+    body = json.dumps({"order": 7}).encode()
+    ts = str(int(time.time()))
+    headers = {"X-Flowplane-Timestamp": ts, "X-Flowplane-Signature": signatures.sign(hook["secret"], body, ts),
+               "X-Flowplane-Delivery": "race"}
+    barrier, results = threading.Barrier(2), []
+
+    def send():
+        try:
+            barrier.wait(timeout=10)
+            results.append(hook_receive(token=hook["token"], body=body, headers=headers))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(results) == 2 and sorted(r.created for r in results) == [False, True]
+    assert results[0].execution.pk == results[1].execution.pk
+    assert Execution.objects.count() == 1 and HookDelivery.objects.filter(delivery_id="race").count() == 1
