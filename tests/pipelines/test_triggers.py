@@ -245,3 +245,13 @@ def test_github_signature_and_branch():
     assert signatures.verify_github(["gh"], BODY + b" ", sig).code == signatures.BAD_SIGNATURE
     assert signatures.github_branch({"ref": "refs/heads/main"}) == "main"
     assert signatures.github_branch({"ref": "refs/tags/v1"}) is None
+
+
+def test_yaml_unquoted_on_key_is_the_chaining_trigger():
+    from pipelines.documents import load_document
+
+    text = ("nodes: [{id: a, type: noop, group: ingest}]\nedges: []\n"
+            "on: {workflow: ingest, status: any}\n"
+            "schedules:\n  - {name: nightly, cron: '0 2 * * *', timezone: Europe/Paris}\n")
+    doc = load_document(text)
+    assert doc["on"] == {"workflow": "ingest", "status": "any"} and validate_graph(doc).ok
