@@ -53,7 +53,7 @@ def verify(secrets: Iterable[str], body: bytes, signature: str | None, timestamp
     if not signature or timestamp is None:
         return Verdict(MISSING_SIGNATURE, "send X-Flowplane-Timestamp and X-Flowplane-Signature "
                                           "(sha256=HMAC-SHA256 of '<timestamp>.<body>')")
-    if not timestamp.isdigit():
+    if not (timestamp.isascii() and timestamp.isdigit()):  # "²".isdigit() holds, int("²") fails
         return Verdict(BAD_SIGNATURE, "X-Flowplane-Timestamp must be unix seconds")
     verdict = _match(secrets, body, signature, timestamp)
     if not verdict.ok:

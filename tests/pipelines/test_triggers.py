@@ -233,6 +233,8 @@ def test_bad_signatures_and_stale_timestamps(secret, body, ts, now, code):
 
 def test_missing_headers_and_rotation():
     assert signatures.verify(["s1"], BODY, None, "1", now=1).code == signatures.MISSING_SIGNATURE
+    for ts in ("²", "12a", "-5", ""):
+        assert signatures.verify(["s1"], BODY, signatures.sign("s1", BODY, 1), ts, now=1).code == signatures.BAD_SIGNATURE
     new, old = signatures.sign("new", BODY, 5), signatures.sign("old", BODY, 5)
     assert signatures.verify(["new", "old"], BODY, new, "5", now=5).secret_index == 0
     assert signatures.verify(["new", "old"], BODY, old, "5", now=5).secret_index == 1
