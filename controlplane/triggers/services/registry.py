@@ -68,6 +68,7 @@ def triggers_sync(*, deployment: Deployment) -> dict[str, list[str]]:
         row.save()
         _register(row, enabled)
         changed.append(name)
+    triggers_set_enabled(deployment=deployment, enabled=enabled)  # unchanged ones too: apply resumes a paused one
     _sync_chains(deployment, graph)
     logger.info("triggers.synced", extra={"deployment_id": deployment.pk, "schedules": sorted(specs),
                                           "changed": changed})

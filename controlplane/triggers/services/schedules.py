@@ -61,7 +61,7 @@ def schedule_fire(*, schedule_id: int, now: datetime | None = None) -> dict:
     """Handle the tick of `schedule_id` due at `now` (beat's task); returns {tick: status}."""
     now = now or timezone.now()
     with transaction.atomic():
-        schedule = Schedule.objects.select_for_update().select_related("deployment").filter(pk=schedule_id).first()
+        schedule = Schedule.objects.select_for_update(of=("self",)).select_related("deployment").filter(pk=schedule_id).first()
         if schedule is None:
             return {"status": "gone"}
         tick = latest_tick(schedule, now)
@@ -128,7 +128,7 @@ def schedules_start_buffered() -> int:
     started = 0
     for fire_id, schedule_id in ScheduleFire.objects.filter(status=FireStatus.BUFFERED).values_list("id", "schedule_id"):
         with transaction.atomic():
-            schedule = Schedule.objects.select_for_update().select_related("deployment").filter(pk=schedule_id).first()
+            schedule = Schedule.objects.select_for_update(of=("self",)).select_related("deployment").filter(pk=schedule_id).first()
             fire = ScheduleFire.objects.filter(pk=fire_id, status=FireStatus.BUFFERED).first()
             if schedule is None or fire is None or _running(schedule) is not None:
                 continue

@@ -191,3 +191,11 @@ def api_plan(client_for, owner):
         assert response.status_code == 201, response.json()
         return response.json()
     return plan
+
+
+def test_applying_onto_a_paused_deployment_enables_its_unchanged_schedules(deploy, owner):
+    deployment = deploy(doc(schedules=[NIGHTLY]))
+    deployment_pause(deployment=deployment, user=owner)
+    assert tasks_of(deployment)["nightly"].enabled is False
+    deploy(doc(schedules=[NIGHTLY], params={"v": 2}))  # a new version, the same schedule; apply makes it active
+    assert tasks_of(deployment)["nightly"].enabled is True
