@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "controlplane.catalog",
     "controlplane.deployments",
     "controlplane.egress",
+    "controlplane.triggers",
     "controlplane.web",
 ]
 

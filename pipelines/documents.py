@@ -56,7 +56,7 @@ def _load_yaml(text: str, json_exc: ValueError, limits: DocumentLimits) -> Any:
     import yaml
 
     try:
-        return load_yaml(text, limits)
+        doc = load_yaml(text, limits)
     except yaml.YAMLError as exc:
         stripped = text.lstrip()
         if stripped.startswith(("{", "[")) and isinstance(json_exc, json.JSONDecodeError):
@@ -68,6 +68,15 @@ def _load_yaml(text: str, json_exc: ValueError, limits: DocumentLimits) -> Any:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         _fail_document(f"document is neither JSON nor YAML{where}: {problem}")
+    return _on_key(doc)
+
+
+def _on_key(doc: Any) -> Any:
+    # YAML 1.1 reads an unquoted `on:` key as the boolean true (GitHub Actions' trap). At the top
+    # of a graph document no key can mean a boolean, so it is the chaining trigger `on`.
+    if isinstance(doc, dict) and True in doc and "on" not in doc:
+        doc = {("on" if k is True else k): v for k, v in doc.items()}
+    return doc
 
 
 def _first_non_json(value: Any, path: str) -> str | None:

@@ -12,6 +12,10 @@ unless ``show_unchanged``::
       - old-step
     -/+ score  (type changes: destroyed and created again)
             type: "noop" -> "python"
+      + schedule nightly 0 2 * * * Europe/Paris
+      ~ schedule hourly 0 * * * * UTC
+            overlap: "skip" -> "buffer_one"
+      - schedule weekly 0 6 * * 1 UTC
     Error: nodes[3].group: unknown_group: unknown worker group 'gpu'; known groups: ...
     Warning: fleet.ingest: capacity: group 'ingest' needs 14 slots at once for jobs that can run at ...
     Plan: 1 to add, 1 to change, 1 to destroy, 1 to move, 1 to replace
@@ -27,6 +31,7 @@ from typing import Any
 
 from pipelines.job_diff import ABSENT, FieldChange
 from pipelines.planner import FORMAT_VERSION, Job, JobChange, Plan
+from pipelines.triggers import ScheduleChange, ScheduleSpec
 
 SYMBOLS = {"create": "+", "update": "~", "delete": "-", "replace": "-/+", "noop": " "}
 EXIT_OK, EXIT_ERRORS, EXIT_CHANGES = 0, 1, 2
@@ -51,7 +56,10 @@ def format_plan(plan: Plan, *, show_unchanged: bool = False) -> str:
         if change.action == "noop" and not show_unchanged:
             continue
         lines += _change_lines(change, jobs.get(change.job_id))
-    if not any(c.action != "noop" for c in plan.changes):
+    for change in plan.schedule_changes:
+        if change.action != "noop" or show_unchanged:
+            lines += _schedule_lines(change)
+    if not plan.has_changes:
         lines.append("No changes. The deployment matches this version.")
     for issue in plan.errors:
         lines.append(f"Error: {issue.path}: {issue.code}: {issue.message}")
@@ -89,9 +97,19 @@ def _change_lines(change: JobChange, job: Job | None) -> list[str]:
     return lines
 
 
+def _schedule_lines(change: ScheduleChange) -> list[str]:
+    spec = change.new or change.old
+    lines = [f"{SYMBOLS[change.action]:>3} schedule {change.name} {spec.when}"]
+    if change.action == "update":
+        old, new = change.old.to_dict(), change.new.to_dict()
+        lines += [f"{FIELD_INDENT}{f}: {show_value(old[f])} -> {show_value(new[f])}" for f in change.fields]
+    return lines
+
+
 def plan_to_json(plan: Plan) -> dict[str, Any]:
-    """JSON-safe dict with ``format_version``; jobs carry their full rendered spec."""
-    return {
+    """JSON-safe dict with ``format_version``; jobs carry their full rendered spec; ``schedules`` and
+    ``schedule_changes`` appear when the version or the deployment has schedules."""
+    out = {
         "format_version": plan.format_version,
         "jobs": [
             {
@@ -123,6 +141,14 @@ def plan_to_json(plan: Plan) -> dict[str, Any]:
         "warnings": [issue.to_dict() for issue in plan.warnings],
         "summary": plan.summary,
     }
+    if plan.schedules or plan.schedule_changes:  # a workflow without schedules keeps the plan's old shape
+        out["schedules"] = [spec.to_dict() for spec in plan.schedules]
+        out["schedule_changes"] = [
+            {"name": c.name, "action": c.action, "fields": list(c.fields),
+             "old": c.old.to_dict() if c.old else None, "new": c.new.to_dict() if c.new else None}
+            for c in plan.schedule_changes
+        ]
+    return out
 
 
 def plan_from_json(data: dict[str, Any]) -> Plan:
@@ -146,6 +172,13 @@ def plan_from_json(data: dict[str, Any]) -> Plan:
         errors=tuple(Issue(**i) for i in data["errors"]),
         warnings=tuple(Issue(**i) for i in data["warnings"]),
         format_version=version,
+        schedules=tuple(ScheduleSpec.from_dict(s) for s in data.get("schedules", ())),  # absent in older plans
+        schedule_changes=tuple(
+            ScheduleChange(c["name"], c["action"], tuple(c["fields"]),
+                           ScheduleSpec.from_dict(c["old"]) if c.get("old") else None,
+                           ScheduleSpec.from_dict(c["new"]) if c.get("new") else None)
+            for c in data.get("schedule_changes", ())
+        ),
     )
 
 

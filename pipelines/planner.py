@@ -19,7 +19,8 @@ Stages, each a function of the previous one's output:
    naming nothing (``unknown_target``), cycles created by expansion; warn on capacity (the widest set of a group's jobs that may
    run at once, weighted by replicas, above its live slots);
 6. render one artifact (``spec``) per job and its digest;
-7. diff against the deployed jobs by job id (``diff_jobs``).
+7. diff against the deployed jobs by job id (``diff_jobs``), and the document's ``schedules``
+   against the deployed ones by name (``triggers.diff_schedules``; an explicit ``[]`` deletes all).
 
 The artifact spec is ``{type, config, retry, timeout_s, compensate, replicas, group, upstream,
 downstream, branches}``; ``config`` keeps ``{"$secret": name}`` references as they are. The
@@ -54,6 +55,7 @@ from pipelines.job_diff import (  # noqa: F401  re-exported: callers import them
 from pipelines.secrets import MISSING_SECRET, secret_issues  # noqa: F401  MISSING_SECRET re-exported
 from pipelines.steps import get_step_type
 from pipelines.templating import template_issues
+from pipelines.triggers import ScheduleChange, ScheduleSpec, diff_schedules, schedule_specs, trigger_issues
 
 FORMAT_VERSION = 1
 STEP, LANDING_WRITE, LANDING_READ = "step", "landing_write", "landing_read"
@@ -126,6 +128,8 @@ class Plan:
     errors: tuple[Issue, ...] = ()
     warnings: tuple[Issue, ...] = ()
     format_version: int = FORMAT_VERSION
+    schedules: tuple[ScheduleSpec, ...] = ()
+    schedule_changes: tuple[ScheduleChange, ...] = ()
 
     @property
     def summary(self) -> dict[str, int]:
@@ -134,7 +138,7 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        return any(c.action != "noop" for c in self.changes)
+        return any(c.action != "noop" for c in (*self.changes, *self.schedule_changes))
 
     @property
     def ok(self) -> bool:
@@ -175,6 +179,7 @@ def plan_deployment(
     secrets: frozenset[str],
     landing_store: str,
     default_group: str | None = None,
+    deployed_schedules: Mapping[str, ScheduleSpec] | None = None,
 ) -> Plan:
     """Plan ``graph`` onto ``fleet`` and diff it against ``deployed``; see the module docstring."""
     expansion = expand_graph(graph, blueprints=blueprints, templates=templates)
@@ -197,12 +202,15 @@ def plan_deployment(
     _check_capacity(drafts.values(), edges if acyclic else set(), fleet, warnings)
 
     jobs = tuple(_render(drafts[job_id]) for job_id in sorted(drafts))
+    schedules = schedule_specs(graph) if not trigger_issues(graph) else ()
     return Plan(
         jobs=jobs,
         edges=tuple(sorted(edges)),
         changes=diff_jobs(jobs, deployed),
         errors=_unique(errors),
         warnings=_unique(warnings),
+        schedules=schedules,
+        schedule_changes=diff_schedules(schedules, deployed_schedules or {}) if schedules or deployed_schedules else (),
     )
 
 

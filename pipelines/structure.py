@@ -39,6 +39,7 @@ from pipelines.graph import (
     is_number,
     split_endpoint,
 )
+from pipelines.triggers import trigger_issues
 
 MAX_CYCLES_REPORTED = 10
 
@@ -116,6 +117,7 @@ def parse_structure(doc: Any, *, expanded: bool = False):
         edges.append(edge)
 
     _check_conditions(raw_edges, kinds, issues)
+    issues.extend(trigger_issues(doc))  # the `schedules` and `on` keys: pipelines.triggers
     first_cycle = _report_cycles(list(kinds), [(e.source, e.target) for e in edges
                                                if e.source != e.target], edge_paths, issues)
     if issues:

@@ -126,3 +126,20 @@ def reconcile_all() -> dict:
     from controlplane.deployments.services import reconcile_all as reconcile_all_deployments
 
     return {"reconciled": reconcile_all_deployments()["reconciled"]}
+
+
+@shared_task(name="flowplane.schedule_fire", ignore_result=True, acks_late=True, soft_time_limit=60, time_limit=90)
+def schedule_fire(schedule_id: int) -> dict:
+    """For beat: one tick of a deployment's schedule (overlap policy, catch-up); no retries: a tick
+    redelivered after a crash is recognised by its scheduled time and starts nothing twice."""
+    from controlplane.triggers.services import schedule_fire as fire
+
+    return fire(schedule_id=schedule_id)
+
+
+@shared_task(name="flowplane.triggers_sweep", ignore_result=True, soft_time_limit=120, time_limit=150)
+def triggers_sweep() -> dict:
+    """For beat: buffered schedule fires whose run may start now, and runs chained to finished runs."""
+    from controlplane.triggers.services import triggers_sweep as sweep
+
+    return sweep()

@@ -48,6 +48,7 @@ class Trigger(models.TextChoices):
     SCHEDULE = "schedule", "Schedule"
     WEBHOOK = "webhook", "Webhook"
     REPLAY = "replay", "Replay"
+    WORKFLOW = "workflow", "Workflow (chained)"
 
 
 class StepStatus(models.TextChoices):
@@ -110,6 +111,10 @@ class Execution(models.Model):
         max_length=10, choices=Trigger.choices, default=Trigger.MANUAL, help_text="What started the run."
     )
     input = models.JSONField(default=dict, blank=True, help_text="The trigger's input (a JSON object): `.trigger`.")
+    trigger_details = models.JSONField(
+        default=dict, blank=True,
+        help_text="What fired it: {schedule, scheduled_at} | {hook, delivery} | {upstream_execution, upstream_workflow}.",
+    )
     status = models.CharField(
         max_length=20,
         choices=ExecutionStatus.choices,

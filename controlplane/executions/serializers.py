@@ -80,6 +80,7 @@ class ExecutionOutSerializer(serializers.ModelSerializer):
         model = Execution
         fields = [
             "id", "company", "workflow", "deployment", "environment", "version", "version_number", "trigger",
+            "trigger_details",
             "status", "input", "idempotency_key", "error", "event_seq", "created_at", "started_at", "finished_at",
             "duration_ms",
         ]

@@ -17,6 +17,7 @@ from controlplane.deployments.models import (
 )
 from controlplane.deployments.services.events import deployment_event
 from controlplane.deployments.services.rollout import live_workers_of, rollout_sync
+from controlplane.triggers.services import triggers_remove, triggers_set_enabled
 
 
 def _locked(deployment: Deployment) -> Deployment:
@@ -45,6 +46,7 @@ def deployment_pause(*, deployment: Deployment, user=None) -> Deployment:
     deployment.save(update_fields=["status", "revision", "updated_at"])
     JobDeployment.objects.filter(deployment=deployment).update(status=JobDeploymentStatus.UNLOADED)
     deployment_event(deployment, EventKind.PAUSED, actor=user, data={"revision": deployment.revision})
+    triggers_set_enabled(deployment=deployment, enabled=False)
     _unload_after_commit(sorted({jd.group_id for jd in jobs}), [artifact_key(deployment.pk, jd.job_id) for jd in jobs])
     return deployment
 
@@ -62,6 +64,7 @@ def deployment_resume(*, deployment: Deployment, user=None) -> Deployment:
     deployment.revision += 1
     deployment.save(update_fields=["status", "pinned", "auto_reconcile", "revision", "updated_at"])
     deployment_event(deployment, EventKind.RESUMED, actor=user, data={"revision": deployment.revision})
+    triggers_set_enabled(deployment=deployment, enabled=True)
     group_ids = sorted(set(JobDeployment.objects.filter(deployment=deployment).values_list("group_id", flat=True)))
     transaction.on_commit(partial(rollout_sync, group_ids=group_ids, deployment_id=deployment.pk,
                                   actor_id=getattr(user, "pk", None)))
@@ -84,5 +87,6 @@ def deployment_undeploy(*, deployment: Deployment, user=None) -> Deployment:
         "jobs": [{"job_id": jd.job_id, "group": jd.group.slug, "digest": jd.digest} for jd in jobs],
     })
     JobDeployment.objects.filter(deployment=deployment).delete()
+    triggers_remove(deployment=deployment)
     _unload_after_commit(sorted({jd.group_id for jd in jobs}), [artifact_key(deployment.pk, jd.job_id) for jd in jobs])
     return deployment

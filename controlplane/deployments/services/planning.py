@@ -28,6 +28,8 @@ from controlplane.deployments.services.connections import connection_budget
 from controlplane.deployments.services.events import deployment_event, event_record
 from controlplane.deployments.services.rollout import rollout_sync
 from controlplane.tenancy.models import slug_validator
+from controlplane.triggers.selectors import chain_issues
+from controlplane.triggers.services import deployed_schedules, triggers_sync
 from controlplane.workflows.models import Workflow, WorkflowVersion
 from pipelines.plan_format import format_plan, plan_to_json, summary_line
 from pipelines.planner import plan_deployment
@@ -83,8 +85,11 @@ def plan_create(
         deployed=deployed_jobs(current),
         secrets=secret_names(company_id),
         landing_store=settings.LANDING_STORE_URL,
+        deployed_schedules=deployed_schedules(current),
     )
     plan = _with_connection_budget(plan, company=workflow.project.company)
+    loops = chain_issues(workflow=workflow, version=version, environment=environment)  # a -> b -> a: refused
+    plan = dataclasses.replace(plan, errors=(*plan.errors, *loops)) if loops else plan
     row = DeploymentPlan.objects.create(
         workflow=workflow,
         environment=environment,
@@ -208,6 +213,7 @@ def _apply_locked(plan: DeploymentPlan, user, *, rollback_from: int | None = Non
     JobDeployment.objects.filter(pk__in=[jd.pk for jd in removed]).delete()
     for warning in plan.plan.get("warnings", []):
         deployment_event(deployment, EventKind.WARNING, actor=user, data={"plan": str(plan.pk), **warning})
+    triggers_sync(deployment=deployment)  # schedules and chain triggers of the new version
     plan.applied_at = timezone.now()
     plan.save(update_fields=["applied_at"])
     deployment_event(deployment, EventKind.APPLIED, actor=user, data={

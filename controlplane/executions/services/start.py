@@ -29,6 +29,17 @@ from controlplane.tenancy.models import Role
 logger = logging.getLogger(__name__)
 
 
+class _System:
+    """The caller of a run that a schedule, webhook or upstream run starts: no user, no role to check.
+    Only services pass it (`execution_start(user=SYSTEM, ...)`); no request can produce it."""
+
+    pk = None
+    is_authenticated = False
+
+
+SYSTEM = _System()
+
+
 def execution_queues(execution: Execution) -> dict[str, str]:
     """{group slug: Celery queue} for every group a job or compensation of the run uses."""
     slug = execution.company.slug
@@ -75,6 +86,7 @@ def execution_start(
     user,
     idempotency_key: str | None = None,
     trigger: str = Trigger.MANUAL,
+    trigger_details: dict | None = None,
 ) -> tuple[Execution, bool]:
     """Start a run on `deployment` (an instance or id visible to `user`); returns (execution, created).
 
@@ -93,11 +105,13 @@ def execution_start(
     company = None
     try:
         with transaction.atomic():
-            target = deployment_for_start(user, deployment_id)  # share-locks the deployment row
+            system = user is SYSTEM
+            target = deployment_for_start(user, deployment_id, system=system)  # share-locks the deployment row
             if target is None:
                 raise NotFound(f"deployment {deployment_id!r} not found", path="deployment")
             deployment, company = target.deployment, target.company
-            check_role(target.caller_role, Role.EDITOR, what="deployment")
+            if not system:
+                check_role(target.caller_role, Role.EDITOR, what="deployment")
             if idempotency_key:
                 existing = Execution.objects.filter(company=company, idempotency_key=idempotency_key).first()
                 if existing is not None:
@@ -115,6 +129,7 @@ def execution_start(
                 environment=deployment.environment,
                 version=deployment.version,
                 trigger=trigger,
+                trigger_details=trigger_details or {},
                 input=input,
                 idempotency_key=idempotency_key or None,
                 graph=graph,
@@ -128,7 +143,8 @@ def execution_start(
                 type=EventType.EXECUTION_STARTED,
                 data={"deployment": deployment.pk, "environment": deployment.environment,
                       "version": deployment.version_id, "version_number": deployment.version.number,
-                      "trigger": trigger, "strategy": pinned.strategy, "tasks": pinned.task_count},
+                      "trigger": trigger, "strategy": pinned.strategy, "tasks": pinned.task_count,
+                      **({"trigger_details": trigger_details} if trigger_details else {})},
             )
             remember_run(execution)  # this process dispatches it; often runs it too
             queues = pinned.queues

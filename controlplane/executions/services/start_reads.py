@@ -57,20 +57,21 @@ _ARTIFACT_VERSION = {
 _JSON_ARRAYS = {True: ("json_agg", "json_build_array"), False: ("json_group_array", "json_array")}
 
 
-def deployment_for_start(user, deployment_id) -> StartTarget | None:
+def deployment_for_start(user, deployment_id, *, system: bool = False) -> StartTarget | None:
     """The deployment with its version and company, if the caller is a member of that company.
 
     On PostgreSQL the deployment row is read under a shared lock held until the start's
     transaction ends: apply, rollback, pause and undeploy update this row before they touch its
     artifacts, so none of them can be half-way while a run pins the version and artifacts read
     next. Concurrent starts share the lock. (SQLite serialises writers and has no row locks.)
+    `system`: a trigger's start (schedule, webhook, chain) with no caller; no membership is needed.
     """
     user_id = getattr(user, "pk", None) if getattr(user, "is_authenticated", False) else None
     try:
         deployment_id = int(deployment_id)
     except (TypeError, ValueError):
         return None
-    if user_id is None:
+    if user_id is None and not system:
         return None
     postgresql = connection.vendor == "postgresql"
     through = Worker.groups.through
@@ -89,7 +90,8 @@ def deployment_for_start(user, deployment_id) -> StartTarget | None:
         f" JOIN {_table(Project)} p ON p.id = w.project_id"
         f" JOIN {_table(Company)} c ON c.id = p.company_id"
         f" JOIN {_table(WorkflowVersion)} v ON v.id = d.version_id"
-        f" JOIN {_table(Membership)} m ON m.company_id = c.id AND m.user_id = %s"
+        + (f" LEFT JOIN {_table(Membership)} m ON 1 = 0" if system else
+           f" JOIN {_table(Membership)} m ON m.company_id = c.id AND m.user_id = %s") +
         f" CROSS JOIN (SELECT {_ARTIFACT_VERSION[postgresql]} AS version"
         f"   FROM {_table(JobDeployment)} WHERE deployment_id = %s) a"
         " WHERE d.id = %s"
@@ -97,7 +99,8 @@ def deployment_for_start(user, deployment_id) -> StartTarget | None:
     )
     fresh_after = timezone.now() - offline_threshold()
     with connection.cursor() as cursor:
-        cursor.execute(sql, [WorkerStatus.ONLINE.value, fresh_after, user_id, deployment_id, deployment_id])
+        member = [] if system else [user_id]
+        cursor.execute(sql, [WorkerStatus.ONLINE.value, fresh_after, *member, deployment_id, deployment_id])
         row = cursor.fetchone()
     if row is None:
         return None

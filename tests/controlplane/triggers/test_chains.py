@@ -1,0 +1,103 @@
+"""Chained workflows: a finished upstream run starts its downstream runs exactly once, with the
+upstream output as input; loops of chained workflows are refused at plan time with their path."""
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from controlplane.deployments.services import plan_create
+from controlplane.executions.models import Execution, ExecutionStatus, StepRun, StepStatus, Trigger
+from controlplane.executions.services import execution_start
+from controlplane.triggers.models import ChainRun, ChainTrigger
+from controlplane.triggers.services import chains_fire, triggers_sweep
+from controlplane.workflows.models import Workflow
+from tests.controlplane.triggers.conftest import doc, publish
+
+pytestmark = pytest.mark.django_db
+
+
+def finished_run(deployment, owner, status=ExecutionStatus.SUCCEEDED, output=None):
+    """A run of `deployment` that ended with `status`, its final step `b` having output `output`."""
+    run, _ = execution_start(deployment=deployment, input={"n": 1}, user=owner)
+    StepRun.objects.create(execution=run, node_id="b", group="ingest", queue="q", status=StepStatus.SUCCEEDED,
+                           output=output if output is not None else {"rows": 3})
+    Execution.objects.filter(pk=run.pk).update(status=status, finished_at=timezone.now())
+    return run
+
+
+def test_a_finished_upstream_run_starts_the_downstream_run_once(deploy, owner):
+    upstream = deploy(doc(), workflow="ingest")
+    downstream = deploy(doc(on={"workflow": "ingest", "status": "succeeded"}), workflow="report")
+    assert ChainTrigger.objects.filter(deployment=downstream).count() == 1
+    run = finished_run(upstream, owner)
+    assert chains_fire() == 1
+    chained = Execution.objects.get(deployment=downstream)
+    assert chained.trigger == Trigger.WORKFLOW
+    assert chained.input == {"upstream": {"execution": str(run.pk), "workflow": "ingest", "status": "succeeded",
+                                          "output": {"b": {"rows": 3}}}}
+    assert chained.trigger_details["upstream_execution"] == str(run.pk)
+    # the next sweeps find the pair done: one run, one ChainRun
+    assert chains_fire() == 0 and triggers_sweep() == {"buffered_started": 0, "chained": 0}
+    assert Execution.objects.filter(deployment=downstream).count() == 1 and ChainRun.objects.count() == 1
+
+
+@pytest.mark.parametrize("wanted, status, fires", [
+    pytest.param("succeeded", ExecutionStatus.FAILED, False, id="succeeded-ignores-failed"),
+    pytest.param("failed", ExecutionStatus.COMPENSATED, True, id="failed-includes-compensated"),
+    pytest.param("any", ExecutionStatus.SUCCEEDED, True, id="any"),
+    pytest.param("any", ExecutionStatus.CANCELLED, False, id="cancelled-never"),
+])
+def test_status_filter(deploy, owner, wanted, status, fires):
+    upstream = deploy(doc(), workflow="ingest")
+    deploy(doc(on={"workflow": "ingest", "status": wanted}), workflow="report")
+    finished_run(upstream, owner, status=status)
+    assert chains_fire() == int(fires)
+
+
+def test_runs_that_finished_before_the_chain_existed_start_nothing(deploy, owner):
+    upstream = deploy(doc(), workflow="ingest")
+    finished_run(upstream, owner)
+    deploy(doc(on={"workflow": "ingest"}), workflow="report")
+    assert chains_fire() == 0
+
+
+def test_a_paused_downstream_starts_nothing(deploy, owner):
+    from controlplane.deployments.services import deployment_pause
+
+    upstream = deploy(doc(), workflow="ingest")
+    downstream = deploy(doc(on={"workflow": "ingest"}), workflow="report")
+    deployment_pause(deployment=downstream, user=owner)
+    finished_run(upstream, owner)
+    assert chains_fire() == 0
+
+
+def plan_for(workflow_slug, graph, owner):
+    workflow = Workflow.objects.get(slug=workflow_slug)
+    return plan_create(workflow=workflow, version=publish(workflow, graph, user=owner), environment="prod", user=owner)
+
+
+def test_a_loop_of_two_workflows_is_refused_at_plan_time(deploy, owner):
+    deploy(doc(on={"workflow": "b-flow"}), workflow="a-flow")
+    deploy(doc(), workflow="b-flow")
+    plan = plan_for("b-flow", doc(on={"workflow": "a-flow"}), owner)
+    assert plan.has_errors
+    (error,) = [e for e in plan.plan["errors"] if e["code"] == "cycle"]
+    assert error["path"] == "on" and "b-flow -> a-flow -> b-flow" in error["message"]
+    assert "chained workflows loop" in plan.text
+
+
+def test_a_loop_through_three_workflows_and_a_self_loop_are_refused(deploy, owner):
+    deploy(doc(on={"workflow": "c-flow"}), workflow="a-flow")   # c -> a
+    deploy(doc(on={"workflow": "a-flow"}), workflow="b-flow")   # a -> b
+    deploy(doc(), workflow="c-flow")
+    plan = plan_for("c-flow", doc(on={"workflow": "b-flow"}), owner)  # b -> c closes c -> a -> b -> c
+    assert [e["message"].split(";")[0] for e in plan.plan["errors"]] == [
+        "chained workflows loop: c-flow -> a-flow -> b-flow -> c-flow"]
+    own = plan_for("c-flow", doc(on={"workflow": "c-flow"}), owner)
+    assert "c-flow -> c-flow" in own.plan["errors"][0]["message"]
+
+
+def test_a_chain_without_a_loop_plans_cleanly_and_other_environments_do_not_count(deploy, owner):
+    deploy(doc(on={"workflow": "b-flow"}), workflow="a-flow", environment="staging")
+    deploy(doc(), workflow="b-flow")
+    assert not plan_for("b-flow", doc(on={"workflow": "a-flow"}), owner).has_errors

@@ -1,0 +1,138 @@
+"""Triggers end to end: real `celery beat` (django-celery-beat's DatabaseScheduler) fires a deployed
+schedule every 2 s onto a real worker, the runs succeed, pausing the deployment stops the ticks and
+resuming brings them back; a finished run starts its chained workflow through the triggers sweep.
+
+Beat and the worker are stopped by their process group id; every wait is bounded.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from django.conf import settings
+
+from controlplane.deployments.services import deployment_pause, deployment_resume
+from controlplane.executions.models import Execution, ExecutionStatus, Trigger
+from controlplane.fleet.services import worker_group_create
+from controlplane.triggers.models import FireStatus, ScheduleFire
+from controlplane.workflows.models import Workflow
+from tests.controlplane.executions.builders import deploy_version
+from tests.controlplane.triggers.conftest import publish
+from tests.e2e.engine_support import wait_live
+from tests.e2e.harness import REPO_ROOT, database_url, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+ENV = {"WORKER_HEARTBEAT_INTERVAL_S": "0.5"}
+
+
+def graph(**top):
+    return {"nodes": [{"id": "a", "type": "noop", "group": "ingest"},
+                      {"id": "b", "type": "log", "group": "ingest", "config": {"message": "tick"}}],
+            "edges": [{"from": "a", "to": "b"}], **top}
+
+
+@pytest.fixture
+def start_beat(redis_test_db, tmp_path):
+    """Start `celery beat` on the test database; stopped by its process group when the test ends."""
+    started: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        env = dict(os.environ, DATABASE_URL=database_url(), CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
+                   CELERY_RESULT_BACKEND=settings.CELERY_RESULT_BACKEND, PYTHONUNBUFFERED="1")
+        log = open(tmp_path / "beat.log", "wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers", "beat", "--loglevel", "INFO",
+             "-S", "django_celery_beat.schedulers:DatabaseScheduler", "--max-interval", "1",
+             "-s", str(tmp_path / "beat-schedule"), "--pidfile", str(tmp_path / "beat.pid")],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        log.close()
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+@pytest.fixture
+def ingest(company, start_worker, landing_dir):
+    group = worker_group_create(company=company, slug="ingest")
+    # the group's queue for steps, and the control plane's queue for beat's trigger tasks
+    start_worker([group.queue_name, settings.CELERY_TASK_DEFAULT_QUEUE], "triggers1@e2e", concurrency=2,
+                 extra_env={**ENV, "LANDING_STORE_URL": f"file://{landing_dir}"})
+    wait_live(group)
+    return group
+
+
+def deploy(project, owner, slug, doc):
+    workflow = Workflow.objects.filter(slug=slug).first() or Workflow.objects.create(
+        project=project, slug=slug, name=slug, status="active", created_by=owner)
+    return deploy_version(publish(workflow, doc, user=owner), user=owner)
+
+
+def schedule_runs(deployment):
+    return Execution.objects.filter(deployment=deployment, trigger=Trigger.SCHEDULE)
+
+
+def test_beat_fires_a_schedule_and_stops_after_pause(project, owner, ingest, start_beat):
+    deployment = deploy(project, owner, "ticker", graph(schedules=[
+        {"name": "ping", "every_s": 2, "overlap": "allow_all", "input": {"from": "beat"}}]))
+    start_beat()
+
+    # beat fires the schedule; the runs it starts succeed on the worker and say which tick they are
+    wait_until(lambda: schedule_runs(deployment).filter(status=ExecutionStatus.SUCCEEDED).count() >= 2,
+               timeout=60, interval=0.5, what="two scheduled runs to succeed")
+    run = schedule_runs(deployment).filter(status=ExecutionStatus.SUCCEEDED).first()
+    assert run.input == {"from": "beat"} and run.trigger_details["schedule"] == "ping"
+    assert run.trigger_details["scheduled_at"] and run.created_by is None
+
+    # after pause beat stops firing (its entry is disabled), not merely the fires refused
+    deployment_pause(deployment=deployment, user=owner)
+    time.sleep(3)  # a tick already sent when pausing is refused; let beat see the change
+    fires, runs = ScheduleFire.objects.count(), schedule_runs(deployment).count()
+    time.sleep(6)  # three intervals
+    assert ScheduleFire.objects.count() == fires and schedule_runs(deployment).count() == runs
+    assert not ScheduleFire.objects.filter(status=FireStatus.STARTED, execution__isnull=True).exists()
+
+    # resume: beat fires it again
+    deployment_resume(deployment=deployment, user=owner)
+    wait_until(lambda: schedule_runs(deployment).count() > runs, timeout=30, interval=0.5,
+               what="a scheduled run after resume")
+
+
+def test_a_finished_run_starts_its_chained_workflow(project, owner, ingest, start_beat, settings):
+    from controlplane.executions.services import execution_start
+
+    upstream = deploy(project, owner, "ingest-flow", graph())
+    downstream = deploy(project, owner, "report-flow", graph(on={"workflow": "ingest-flow"}))
+    _ensure_sweep_task()
+    start_beat()
+    run, _ = execution_start(deployment=upstream, input={"n": 1}, user=owner)
+    chained = wait_until(lambda: Execution.objects.filter(deployment=downstream, status=ExecutionStatus.SUCCEEDED).first(),
+                         timeout=60, interval=0.5, what="the chained run to succeed")
+    assert chained.trigger == Trigger.WORKFLOW and chained.input["upstream"]["execution"] == str(run.pk)
+    assert set(chained.input["upstream"]["output"]) == {"b"}  # the upstream graph's final job
+    time.sleep(6)  # more sweeps: still one chained run
+    assert Execution.objects.filter(deployment=downstream).count() == 1
+
+
+def _ensure_sweep_task():
+    """The sweep's PeriodicTask, as its migration makes it (a transactional test's flush removed it)."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    every, _ = IntervalSchedule.objects.get_or_create(every=2, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.update_or_create(name="flowplane.triggers_sweep",
+                                          defaults={"task": "flowplane.triggers_sweep", "interval": every,
+                                                    "enabled": True})
