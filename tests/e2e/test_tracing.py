@@ -1,0 +1,154 @@
+"""One trace from the API request that starts a run to its last step, its saga and compensations.
+
+The test process plays the web control plane: Django and Celery's publishing side are instrumented
+(`controlplane.core.telemetry.instrument_web`) with an in-memory exporter. The workers are real
+`celery worker` processes that export over OTLP/HTTP to a stand-in collector on 127.0.0.1, as they
+would to a real one when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+"""
+from __future__ import annotations
+
+import pytest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from controlplane.core import telemetry
+from controlplane.executions.models import ExecutionStatus, StepRun
+from tests.controlplane.executions.builders import edges, job, make_deployment
+from tests.e2e.engine_support import fleet, wait_for_end  # noqa: F401  (fixtures)
+from tests.e2e.harness import wait_until
+from tests.e2e.otlp_collector import OtlpCollector, span_of_sdk
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+STEP_ATTRIBUTES = ("flowplane.execution_id", "flowplane.node", "flowplane.shard", "flowplane.attempt",
+                   "flowplane.worker_group", "flowplane.company_id")
+
+
+@pytest.fixture
+def collector(monkeypatch):
+    """Workers started after this export their spans to a local collector, flushed every 100 ms."""
+    with OtlpCollector() as running:
+        monkeypatch.delenv("FLOWPLANE_OTEL", raising=False)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", running.endpoint)
+        monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+        yield running
+
+
+@pytest.fixture
+def web_spans():
+    """This process instrumented as the web control plane is, its spans kept in memory."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "flowplane-web"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    telemetry.uninstrument_web()
+    assert telemetry.instrument_web(provider=provider)
+    yield exporter
+    telemetry.uninstrument_web()
+    provider.shutdown()
+
+
+def start_over_the_api(client, deployment) -> str:
+    response = client.post("/api/v1/executions", {"deployment": deployment.pk, "input": {}}, format="json")
+    assert response.status_code == 201, response.content
+    return response.json()["id"]
+
+
+def spans_of_run(collector, web_spans, execution_id: str, *, until) -> tuple[list, list]:
+    """(web spans, worker spans of the run), once `until(worker spans)` holds (bounded wait)."""
+    def ready():
+        spans = [s for s in collector.received() if s.attr("flowplane.execution_id") == execution_id]
+        return spans if until(spans) else None
+
+    worker = wait_until(ready, timeout=20, what="the workers' spans of the run at the collector")
+    return [span_of_sdk(s) for s in web_spans.get_finished_spans()], worker
+
+
+def assert_one_connected_trace(request, web, worker_spans, everything):
+    """Every span of the run is in the request's trace, and its parents lead back to the request."""
+    assert {s.trace_id for s in worker_spans} == {request.trace_id}
+    by_id = {s.span_id: s for s in everything if s.trace_id == request.trace_id}
+    for span in worker_spans:
+        seen, current = [], span
+        while current.parent_id is not None:
+            assert current.parent_id in by_id, f"{current.name}'s parent is missing (after {seen})"
+            seen.append(current.name)
+            current = by_id[current.parent_id]
+        assert current.span_id == request.span_id, f"{span.name} leads to {current.name}, not the request"
+
+
+def the_request(web):
+    requests = [s for s in web if s.kind == "server"]
+    assert len(requests) == 1, [s.name for s in web]
+    assert requests[0].attr("http.method") or requests[0].attr("http.request.method") == "POST"
+    return requests[0]
+
+
+def test_one_trace_runs_from_the_start_request_to_the_last_step_of_a_fan_out(
+        collector, web_spans, fleet, project, company, owner, client_for):
+    deployment = make_deployment(project, [
+        job("refresh"),
+        job("discover"),
+        job("ingest", "python", group="load", replicas=3, config={"callable": "e2e.shard"}),
+        job("related"),
+        job("metrics", group="load"),
+        job("load"),
+    ], edges(("refresh", "discover"), ("discover", "ingest"), ("ingest", "related"), ("ingest", "metrics"),
+             ("related", "load"), ("metrics", "load")), user=owner)
+
+    execution_id = start_over_the_api(client_for(owner), deployment)
+    assert wait_for_end(execution_id, timeout=30).status == ExecutionStatus.SUCCEEDED
+
+    runs = StepRun.objects.filter(execution_id=execution_id, is_compensation=False)
+    expected = {(run.node_id, run.shard) for run in runs}
+    assert ("load", 0) in expected and {("ingest", 0), ("ingest", 1), ("ingest", 2)} <= expected
+
+    def steps_in(spans):
+        return {(s.attr("flowplane.node"), s.attr("flowplane.shard")) for s in spans if s.name == "run/flowplane.step"}
+
+    web, worker = spans_of_run(collector, web_spans, execution_id, until=lambda spans: steps_in(spans) >= expected)
+    request = the_request(web)
+    assert_one_connected_trace(request, web, worker, web + collector.received())
+
+    # Every step span says what it ran: the run, node, shard, attempt, worker group and company.
+    steps = [s for s in worker if s.name == "run/flowplane.step"]
+    for span in steps:
+        assert all(span.attr(name) is not None for name in STEP_ATTRIBUTES), span.attributes
+        assert span.attr("flowplane.company_id") == company.pk and span.attr("flowplane.attempt") == 1
+        assert span.service == "flowplane-worker" and span.kind == "consumer"
+    groups = {s.attr("flowplane.node"): s.attr("flowplane.worker_group") for s in steps}
+    assert groups == {"refresh": "ingest", "discover": "ingest", "ingest": "load", "related": "ingest",
+                      "metrics": "load", "load": "ingest"}
+    # The request published the canvas: its publish spans are the request's children.
+    published = [s for s in web if s.name.startswith("apply_async/flowplane.")]
+    assert published and all(s.parent_id == request.span_id for s in published)
+    # ...and the fan-out's shards ran on the load worker, each in its own span.
+    assert sorted(s.attr("flowplane.shard") for s in steps if s.attr("flowplane.node") == "ingest") == [0, 1, 2]
+
+
+def test_the_saga_and_its_compensations_continue_the_request_s_trace(
+        collector, web_spans, fleet, project, owner, client_for):
+    undo = {"type": "noop"}
+    deployment = make_deployment(project, [
+        job("flight", compensate=undo),
+        job("hotel", group="load", compensate=undo),
+        job("car", "fail", config={"retryable": False}),
+    ], edges(("flight", "hotel"), ("hotel", "car")), user=owner)
+
+    execution_id = start_over_the_api(client_for(owner), deployment)
+    assert wait_for_end(execution_id, timeout=30).status == ExecutionStatus.COMPENSATED
+
+    def complete(spans):
+        names = [s.name for s in spans]
+        return (names.count("run/flowplane.compensate") == 2 and "run/flowplane.saga" in names
+                and "run/flowplane.saga_finish" in names)
+
+    web, worker = spans_of_run(collector, web_spans, execution_id, until=complete)
+    request = the_request(web)
+    assert_one_connected_trace(request, web, worker, web + collector.received())
+    compensated = {s.attr("flowplane.node"): s.attr("flowplane.worker_group")
+                   for s in worker if s.name == "run/flowplane.compensate"}
+    assert compensated == {"flight": "ingest", "hotel": "load"}
+    failed = [s for s in worker if s.name == "run/flowplane.step" and s.attr("flowplane.node") == "car"]
+    assert failed and failed[-1].attr("flowplane.attempt") == 1
