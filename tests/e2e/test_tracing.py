@@ -7,17 +7,27 @@ would to a real one when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 """
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
 import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from rest_framework.authtoken.models import Token
 
 from controlplane.core import telemetry
 from controlplane.executions.models import ExecutionStatus, StepRun
 from tests.controlplane.executions.builders import edges, job, make_deployment
 from tests.e2e.engine_support import fleet, wait_for_end  # noqa: F401  (fixtures)
-from tests.e2e.harness import wait_until
+from tests.e2e.harness import REPO_ROOT, database_url, wait_until
 from tests.e2e.otlp_collector import OtlpCollector, span_of_sdk
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -152,3 +162,66 @@ def test_the_saga_and_its_compensations_continue_the_request_s_trace(
     assert compensated == {"flight": "ingest", "hotel": "load"}
     failed = [s for s in worker if s.name == "run/flowplane.step" and s.attr("flowplane.node") == "car"]
     assert failed and failed[-1].attr("flowplane.attempt") == 1
+
+
+@pytest.fixture
+def gunicorn_web(collector, tmp_path):
+    """The web control plane as production serves it (gunicorn, `controlplane.gunicorn_conf`) on
+    the test database, exporting its spans to the collector; stopped by its process id."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url(), "WEB_CONCURRENCY": "1", "WEB_THREADS": "2",
+           "FLOWPLANE_VAR_DIR": str(tmp_path / "var")}
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "python:controlplane.gunicorn_conf", "--bind", f"127.0.0.1:{port}"],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield f"http://127.0.0.1:{port}", server, log_path
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_under_gunicorn_the_web_exports_its_request_spans_over_otlp_and_workers_continue_them(
+        collector, gunicorn_web, fleet, project, owner):
+    base, server, log_path = gunicorn_web
+    deployment = make_deployment(project, [job("extract"), job("load", group="load")], edges(("extract", "load")),
+                                 user=owner)
+    token = Token.objects.get_or_create(user=owner)[0].key
+
+    def start():
+        assert server.poll() is None, log_path.read_text(errors="replace")[-4000:]
+        request = urllib.request.Request(f"{base}/api/v1/executions", method="POST",
+                                         data=json.dumps({"deployment": deployment.pk}).encode(),
+                                         headers={"Authorization": f"Token {token}",
+                                                  "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.loads(response.read()) if response.status == 201 else None
+        except urllib.error.URLError:  # not listening yet
+            return None
+
+    execution_id = wait_until(start, timeout=30, interval=0.2, what="gunicorn to start a run")["id"]
+    assert wait_for_end(execution_id, timeout=30).status == ExecutionStatus.SUCCEEDED
+
+    def the_whole_run():
+        spans = collector.received()
+        steps = [s for s in spans if s.name == "run/flowplane.step" and s.attr("flowplane.execution_id") == execution_id]
+        web = [s for s in spans if s.service == "flowplane-web" and s.kind == "server"]
+        return (web, steps) if len(steps) == 2 and web else None
+
+    web, steps = wait_until(the_whole_run, timeout=20, what="the web's and the workers' spans at the collector")
+    request = next(s for s in web if s.trace_id == steps[0].trace_id)
+    assert request.name.startswith("POST") and "executions" in request.name
+    assert_one_connected_trace(request, web, steps, collector.received())
