@@ -50,6 +50,13 @@ class Flower:
         except (urllib.error.URLError, ConnectionError):
             return None
 
+    def status_without_credentials(self, path: str) -> int:
+        try:
+            with urllib.request.urlopen(self.url + path, timeout=10) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
 
 @pytest.fixture
 def flower(redis_test_db, tmp_path):
@@ -58,11 +65,11 @@ def flower(redis_test_db, tmp_path):
     port = free_port()
     log_path = tmp_path / "flower.log"
     env = {**os.environ, "DATABASE_URL": database_url(), "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-           "CELERY_RESULT_BACKEND": settings.CELERY_RESULT_BACKEND, "FLOWER_BASIC_AUTH": CREDENTIALS}
+           "CELERY_RESULT_BACKEND": settings.CELERY_RESULT_BACKEND}
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers", "flower", f"--port={port}", "--address=127.0.0.1",
-             f"--broker={settings.CELERY_BROKER_URL}"],
+             f"--broker={settings.CELERY_BROKER_URL}", f"--basic-auth={CREDENTIALS}"],  # as the README says
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     running = Flower(process, f"http://127.0.0.1:{port}", log_path)
     try:
@@ -82,6 +89,7 @@ def test_flower_finds_the_workers_their_flowplane_tasks_and_a_run_s_tasks(fleet,
         return workers if set(HOSTS.values()) <= set(workers) else None
 
     workers = wait_until(both_workers, timeout=30, what="Flower to list both workers")
+    assert flower.status_without_credentials("/api/workers") == 401
     for slug, hostname in HOSTS.items():
         registered = set(workers[hostname]["registered"])
         assert ENGINE_TASKS <= registered, sorted(ENGINE_TASKS - registered)
