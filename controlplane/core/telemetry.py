@@ -21,10 +21,11 @@ runserver`); `instrument_web` runs once per process.
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
-from opentelemetry import trace
+from opentelemetry import context, propagate, trace
 
 _OFF = ("", "off", "0", "false", "no")
 MODES = ("off", "console", "otlp")
@@ -158,3 +159,23 @@ def annotate_span(fields: Mapping[str, Any]) -> None:
     span.set_attributes(attributes)
     if "flowplane.attempt" in attributes:
         span.add_event("flowplane.attempt", attributes)
+
+
+# The trace-context headers a published task carries (W3C Trace Context, the default propagator).
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+@contextlib.contextmanager
+def continued_trace(headers: Mapping[str, Any]) -> Iterator[None]:
+    """Run the block in the trace that `headers` (a stored request's `traceparent`) name, so a task
+    published again (a lost attempt's redelivery) stays in its run's trace; without such headers
+    the block runs in the current context."""
+    carrier = {name: headers[name] for name in TRACE_HEADERS if isinstance(headers.get(name), str)}
+    if not carrier:
+        yield
+        return
+    token = context.attach(propagate.extract(carrier))
+    try:
+        yield
+    finally:
+        context.detach(token)

@@ -225,3 +225,35 @@ def test_under_gunicorn_the_web_exports_its_request_spans_over_otlp_and_workers_
     request = next(s for s in web if s.trace_id == steps[0].trace_id)
     assert request.name.startswith("POST") and "executions" in request.name
     assert_one_connected_trace(request, web, steps, collector.received())
+
+
+def test_a_redelivered_task_is_published_in_the_trace_its_stored_request_names(redis_test_db):
+    """A lost attempt's stored request keeps its `traceparent`; publishing it again (recovery)
+    continues that trace instead of the recovering process's own."""
+    from celery.app.task import Context
+    from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+    from controlplane.executions.dispatch import republish
+    from workers.routing import request_fields
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("test")
+    trace_id, parent = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    stored = request_fields(Context({"id": "lost-attempt-1", "task": "flowplane.step", "args": ["e", "n", 0, 1],
+                                     "kwargs": {}, "traceparent": f"00-{trace_id}-{parent}-01"}))
+    assert stored["traceparent"] == f"00-{trace_id}-{parent}-01"
+
+    CeleryInstrumentor().uninstrument()
+    CeleryInstrumentor().instrument(tracer_provider=provider)
+    try:
+        with tracer.start_as_current_span("run/flowplane.sweep"):
+            republish(stored, "tracing-test-redelivery")
+    finally:
+        CeleryInstrumentor().uninstrument()
+    published = [s for s in exporter.get_finished_spans() if s.name == "apply_async/flowplane.step"]
+    assert published, [s.name for s in exporter.get_finished_spans()]
+    assert f"{published[0].context.trace_id:032x}" == trace_id
+    assert f"{published[0].parent.span_id:016x}" == parent
+    redis_test_db.delete("tracing-test-redelivery")

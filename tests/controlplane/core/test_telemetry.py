@@ -101,3 +101,4 @@ def test_gunicorn_sets_tracing_up_in_each_worker_after_the_fork(monkeypatch):
     monkeypatch.setattr(telemetry, "instrument_web", lambda: calls.append("web"))
     gunicorn_conf.post_fork(server=None, worker=None)
     assert calls == ["web"]
+
