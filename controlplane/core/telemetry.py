@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from typing import Any, Iterator, Mapping
 
-from opentelemetry import context, propagate, trace
+# opentelemetry is imported only where tracing is used: settings import this module (through the
+# log configuration), and every process, traced or not, would pay a few hundred ms for it.
 
 _OFF = ("", "off", "0", "false", "no")
 MODES = ("off", "console", "otlp")
@@ -106,6 +108,8 @@ def configure(service_name: str):
         return None
     if _provider is not None:
         return _provider
+    from opentelemetry import trace
+
     _provider = build_provider(service_name, mode)
     trace.set_tracer_provider(_provider)
     return _provider
@@ -148,7 +152,10 @@ def uninstrument_web() -> None:
 def annotate_span(fields: Mapping[str, Any]) -> None:
     """Put a run's ids (execution, node, shard, attempt, company, worker group) on the current span,
     and record them as a `flowplane.attempt` event too: a task that runs several steps keeps each
-    step's ids in its events. Costs one context lookup when tracing is off."""
+    step's ids in its events. Costs a dictionary lookup when tracing is off."""
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:  # never imported: no span can be recording
+        return
     span = trace.get_current_span()
     if not span.is_recording():
         return
@@ -174,6 +181,8 @@ def continued_trace(headers: Mapping[str, Any]) -> Iterator[None]:
     if not carrier:
         yield
         return
+    from opentelemetry import context, propagate
+
     token = context.attach(propagate.extract(carrier))
     try:
         yield
