@@ -127,10 +127,16 @@ def instrument_web(provider=None) -> bool:
     if provider is None:
         return False
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "controlplane.settings")
+    from django.conf import settings
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
     from opentelemetry.instrumentation.django import DjangoInstrumentor
 
-    DjangoInstrumentor().instrument(tracer_provider=provider)
+    # Static files (WhiteNoise, behind the tracing middleware) would be a trace each, unless the
+    # standard variables say which URLs to leave out.
+    excluded = (_env("OTEL_PYTHON_DJANGO_EXCLUDED_URLS", os.environ) or _env("OTEL_PYTHON_EXCLUDED_URLS", os.environ)
+                or "/" + settings.STATIC_URL.strip("/") + "/")
+
+    DjangoInstrumentor().instrument(tracer_provider=provider, excluded_urls=excluded)
     CeleryInstrumentor().instrument(tracer_provider=provider)
     _web_instrumented = True
     return True

@@ -102,3 +102,22 @@ def test_gunicorn_sets_tracing_up_in_each_worker_after_the_fork(monkeypatch):
     gunicorn_conf.post_fork(server=None, worker=None)
     assert calls == ["web"]
 
+
+
+def test_the_web_traces_requests_but_not_static_files(monkeypatch):
+    from django.test import Client
+
+    monkeypatch.delenv("OTEL_PYTHON_DJANGO_EXCLUDED_URLS", raising=False)
+    monkeypatch.delenv("OTEL_PYTHON_EXCLUDED_URLS", raising=False)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    telemetry.uninstrument_web()
+    assert telemetry.instrument_web(provider=provider)
+    try:
+        client = Client()  # built after the instrumentor added its middleware
+        assert client.get("/static/missing.css").status_code == 404
+        assert client.get("/api/v1/companies").status_code == 401
+    finally:
+        telemetry.uninstrument_web()
+    assert [s.name for s in exporter.get_finished_spans()] == ["GET api/v1/companies"]
