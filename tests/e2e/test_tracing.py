@@ -91,7 +91,7 @@ def assert_one_connected_trace(request, web, worker_spans, everything):
 def the_request(web):
     requests = [s for s in web if s.kind == "server"]
     assert len(requests) == 1, [s.name for s in web]
-    assert requests[0].attr("http.method") or requests[0].attr("http.request.method") == "POST"
+    assert (requests[0].attr("http.method") or requests[0].attr("http.request.method")) == "POST"
     return requests[0]
 
 
