@@ -64,3 +64,11 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 accesslog = os.environ.get("WEB_ACCESS_LOG") or None
 errorlog = "-"
 loglevel = os.environ.get("WEB_LOG_LEVEL") or "info"
+
+
+def post_fork(server, worker):
+    """Tracing is set up in each worker process, after the fork: the span exporter's thread does not
+    survive one (the OpenTelemetry docs for gunicorn); nothing happens when tracing is off."""
+    from controlplane.core import telemetry
+
+    telemetry.instrument_web()

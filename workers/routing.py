@@ -17,6 +17,7 @@ REQUEST_FIELDS = (
     "id", "task", "args", "kwargs", "root_id", "parent_id", "group", "group_index", "chord", "chain",
     "callbacks", "errbacks", "timelimit", "retries", "reply_to", "shadow", "origin", "delivery_info",
     "replaced_task_nesting", "ignore_result",
+    "traceparent", "tracestate",  # the run's trace, continued by a redelivery (controlplane.core.telemetry)
 )
 
 

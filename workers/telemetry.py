@@ -1,44 +1,86 @@
-"""OpenTelemetry for workers: Celery task spans when `FLOWPLANE_OTEL` asks for them.
+"""OpenTelemetry for workers and beat: a span per Celery task, continuing the publisher's trace.
 
-`FLOWPLANE_OTEL=console` prints spans to stdout (useful on the embedded default); unset or `off`
-leaves tracing out entirely. The instrumentor must run in every pool process, after the fork, so
-it hangs off `worker_process_init` (as the opentelemetry-instrumentation-celery docs require).
+What is exported (OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, stdout with
+`FLOWPLANE_OTEL=console`, nothing otherwise) is decided by `controlplane.core.telemetry`, as in
+the web process. The instrumentor must run in every process that runs tasks, after the fork, so it
+hangs off `worker_process_init` for the prefork pool (as the opentelemetry-instrumentation-celery
+docs require), off `worker_init` for pools that run tasks in the worker's own process (solo,
+threads), and off `beat_init` for beat, whose published tasks then start traces of their own.
+
+Each `flowplane.*` task's span carries the ids its arguments name (execution, node, shard, step
+run); the step's claim adds attempt, company and worker group (`controlplane.core.logs.
+bind_attempt_context` -> `telemetry.annotate_span`).
 """
 from __future__ import annotations
 
-import os
+import inspect
 
-from celery.signals import worker_process_init
+from celery.signals import beat_init, task_prerun, worker_init, worker_process_init
+
+from controlplane.core.telemetry import annotate_span, configure, telemetry_mode
 
 _instrumented = False
+# task argument name -> annotate_span field
+_ARGUMENTS = {"execution_id": "execution_id", "node_id": "node", "shard": "shard", "step_run_id": "step_run_id",
+              "label": "label"}
+_parameters: dict[str, inspect.Signature] = {}
+
+__all__ = ["instrument_celery", "telemetry_mode"]
 
 
-def telemetry_mode() -> str:
-    return os.environ.get("FLOWPLANE_OTEL", "off").strip().lower()
-
-
-def instrument_celery() -> bool:
-    """Install a tracer provider and the Celery instrumentor once per process; True if it did."""
+def instrument_celery(service_name: str = "flowplane-worker") -> bool:
+    """Install the tracer provider and the Celery instrumentor once per process; True if it did."""
     global _instrumented
-    mode = telemetry_mode()
-    if _instrumented or mode in ("", "off", "0", "false"):
+    if _instrumented:
         return False
-    if mode != "console":
-        raise ValueError(f"FLOWPLANE_OTEL={mode!r} is not supported; use 'console' or 'off'")
-    from opentelemetry import trace
+    provider = configure(service_name)
+    if provider is None:
+        return False
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 
-    provider = TracerProvider(resource=Resource.create({"service.name": "flowplane-worker"}))
-    provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
-    trace.set_tracer_provider(provider)
-    CeleryInstrumentor().instrument()
+    CeleryInstrumentor().instrument(tracer_provider=provider)
+    # Connected after the instrumentor's own task_prerun handler, so its span is the current one.
+    task_prerun.connect(_annotate_task, weak=False)
     _instrumented = True
     return True
+
+
+def _annotate_task(sender=None, task=None, args=(), kwargs=None, **_) -> None:
+    task = task or sender
+    name = getattr(task, "name", "") or ""
+    if not name.startswith("flowplane."):
+        return
+    signature = _parameters.get(name)
+    if signature is None:
+        signature = _parameters[name] = inspect.signature(task.run)
+    try:
+        bound = signature.bind_partial(*(args or ()), **(kwargs or {})).arguments
+    except TypeError:  # a message whose arguments do not fit: the task itself will say so
+        return
+    annotate_span({field: bound[arg] for arg, field in _ARGUMENTS.items() if arg in bound})
+
+
+def _runs_tasks_in_own_process(worker) -> bool:
+    from celery import concurrency
+    from celery.concurrency.prefork import TaskPool
+
+    pool = worker.pool_cls
+    if isinstance(pool, str):
+        pool = concurrency.get_implementation(pool)
+    return not (isinstance(pool, type) and issubclass(pool, TaskPool))
 
 
 @worker_process_init.connect(weak=False)
 def _instrument_pool_process(**kwargs) -> None:
     instrument_celery()
+
+
+@worker_init.connect(weak=False)
+def _instrument_solo_worker(sender=None, **kwargs) -> None:
+    if sender is not None and _runs_tasks_in_own_process(sender):
+        instrument_celery()
+
+
+@beat_init.connect(weak=False)
+def _instrument_beat(**kwargs) -> None:
+    instrument_celery("flowplane-beat")

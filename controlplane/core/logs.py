@@ -20,6 +20,8 @@ from typing import Any
 import structlog
 from structlog.contextvars import bind_contextvars, clear_contextvars
 
+from controlplane.core.telemetry import annotate_span
+
 FORMATS = ("auto", "json", "console")
 
 
@@ -101,8 +103,10 @@ def bind_task_context(**fields: Any) -> None:
 
 
 def bind_attempt_context(**fields: Any) -> None:
-    """Add what a claim learnt (company, group, attempt) to the running task's log context."""
+    """Add what a claim learnt (company, group, attempt) to the running task's log context, and to
+    its OpenTelemetry span when it has one."""
     bind_contextvars(**{k: v for k, v in fields.items() if v is not None})
+    annotate_span(fields)
 
 
 def clear_task_context() -> None:

@@ -19,6 +19,7 @@ from celery import chain, chord
 from celery.app.task import Context
 
 from controlplane.core.celery_app import app
+from controlplane.core.telemetry import continued_trace
 from controlplane.executions.services.attempts import hard_time_limit
 from pipelines.canvas import Barrier, Chain, Chord, MergeTask, StepTask, iter_tasks, plan_from_dict
 
@@ -109,4 +110,5 @@ def republish(request: dict[str, Any], queue: str):
     priority = (context.delivery_info or {}).get("priority")
     if priority is not None:
         options["priority"] = priority
-    return app.signature(request["task"], args=context.args, kwargs=context.kwargs, options=options).apply_async()
+    with continued_trace(fields):  # the redelivery stays in the run's trace
+        return app.signature(request["task"], args=context.args, kwargs=context.kwargs, options=options).apply_async()
