@@ -1,0 +1,199 @@
+"""Step config schemas as JSON Schema (draft 2020-12), checked with ``jsonschema``.
+
+A step type's schema describes its config as ``run`` receives it. Two kinds of value in a graph
+stand for something filled in later and are judged by what they will become:
+
+- a string holding a ``{{ jq }}`` template passes anywhere: the engine checks the rendered
+  config again before ``run``;
+- a secret reference ``{"$secret": name}`` passes wherever text is accepted (a string without
+  an ``enum``, or any value) and is refused elsewhere; a malformed one (``{"$secret": 1}``,
+  or one with other keys) is refused inside free-form values too.
+
+``config_issues`` turns ``jsonschema``'s errors into the ``Issue`` list the API returns: the
+path of the offending value (``config.headers.X``), ``missing_config`` for an absent required
+key and ``invalid_config`` for everything else. Validators are compiled once per step type
+(``StepType._compiled``): the engine checks a step's config on every run.
+
+A config nested deeper (or holding more values) than ``CONFIG_LIMITS`` is refused before the
+schema sees it, with the limit's own code: the checks walk it, and so would the step.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from jsonschema import Draft202012Validator, validators
+
+from pipelines import errors as E
+from pipelines.document_limits import DEFAULT_LIMITS, DocumentLimits, check_value
+from pipelines.errors import DocumentLimitError, Issue
+from pipelines.secrets import is_secret_ref, malformed_ref_issue, malformed_secret_refs
+from pipelines.templating import has_template
+from pipelines.value_types import TYPE_CHECKER, article, json_type
+
+DIALECT = "https://json-schema.org/draft/2020-12/schema"
+CONFIG_LIMITS: DocumentLimits = DEFAULT_LIMITS
+TEMPLATES_NOTE = ("Any value may instead be a string holding a {{ jq }} template (checked again once "
+                  'rendered), and any text a secret reference {"$secret": "<name>"}.')
+_SHORT = 120
+
+ConfigValidator = validators.extend(Draft202012Validator, type_checker=TYPE_CHECKER)
+
+
+def config_schema(type_name: str, description: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON Schema of a config written as a ``Field`` table."""
+    return {
+        "$schema": DIALECT,
+        "title": f"config of step type {type_name!r}",
+        "description": f"{description} {TEMPLATES_NOTE}".strip(),
+        "type": "object",
+        "properties": {key: spec.json_schema() for key, spec in fields.items()},
+        "required": [key for key, spec in fields.items() if spec.required],
+        "additionalProperties": False,
+    }
+
+
+def compile_schema(schema: Mapping[str, Any]) -> Draft202012Validator:
+    """A validator for ``schema``; raises ``jsonschema.SchemaError`` if it is no valid schema."""
+    ConfigValidator.check_schema(schema)
+    return ConfigValidator(schema)
+
+
+def config_issues(validator: Draft202012Validator, config: dict, path: str, type_name: str) -> list[Issue]:
+    """Every problem of ``config`` (a dict) under ``validator``: unknown keys first (sorted),
+    then each declared key's problems in declaration order."""
+    try:
+        check_value(config, CONFIG_LIMITS, path=path)
+    except DocumentLimitError as exc:
+        return list(exc.issues)
+    schema = validator.schema
+    properties = schema.get("properties") or {}
+    issues: list[Issue] = []
+    checked: dict[str, Any] = {}
+    for key, value in config.items():
+        prop = properties.get(key)
+        if prop is None:
+            checked[key] = value  # unknown: the schema reports it
+        elif has_template(value):
+            continue
+        elif is_secret_ref(value):
+            if not _accepts_text(prop):
+                issues.append(_secret_issue(f"{path}.{key}", repr(key), prop))
+        elif _free_form(prop) and (malformed := malformed_secret_refs(value, f"{path}.{key}")):
+            issues.extend(malformed_ref_issue(p) for p in malformed)
+        else:
+            checked[key] = value
+    seen_missing: set[str] = set()
+    for error in validator.iter_errors(checked):
+        issues.extend(_translate(error, config, path, type_name, seen_missing))
+    order = {key: i for i, key in enumerate(properties)}
+    return sorted(issues, key=lambda issue: _rank(issue.path, path, order))
+
+
+def _translate(error, config: dict, path: str, type_name: str, seen_missing: set[str]) -> list[Issue]:
+    rel = list(error.absolute_path)
+    where = path + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rel)
+    label = repr(".".join(str(p) for p in rel))
+    instance, keyword, expected = error.instance, error.validator, error.validator_value
+    if rel and has_template(instance):
+        return []  # rendered at run time, and checked again then
+    if rel and is_secret_ref(instance) and keyword in ("type", "enum", "const"):
+        return [] if _accepts_text(error.schema) else [_secret_issue(where, label, error.schema)]
+    if keyword == "required":
+        out = []
+        for key in expected:
+            key_path = f"{where}.{key}"
+            if key in instance or key_path in seen_missing or (not rel and key in config):
+                continue
+            seen_missing.add(key_path)
+            prop = (error.schema.get("properties") or {}).get(key, {})
+            owner = f"step type {type_name!r}" if not rel else f"config {label}"
+            out.append(Issue(key_path, f"{owner} requires config {key!r} ({_type_name(prop)})",
+                             E.MISSING_CONFIG))
+        return out
+    if keyword == "additionalProperties" and expected is False:
+        known_keys = error.schema.get("properties") or {}
+        patterns = error.schema.get("patternProperties") or {}
+        known = ", ".join(sorted(known_keys)) or "none"
+        extras = sorted(k for k in instance if k not in known_keys
+                        and not any(re.search(p, k) for p in patterns))
+        where_unknown = f"for step type {type_name!r}" if not rel else f"in config {label}"
+        return [Issue(f"{where}.{key}", f"unknown config {key!r} {where_unknown}; known keys: {known}",
+                      E.INVALID_CONFIG) for key in extras]
+    return [Issue(where, _message(keyword, expected, instance, label, error.message), E.INVALID_CONFIG)]
+
+
+def _message(keyword: str, expected: Any, instance: Any, label: str, fallback: str) -> str:
+    if keyword == "type":
+        return f"config {label} must be {_type_words({'type': expected})}, got {json_type(instance)}"
+    if keyword == "enum":
+        allowed = ", ".join(repr(c) for c in expected if c is not None)
+        return f"config {label} is {_short(instance)}; choose one of {allowed}"
+    if keyword == "minimum":
+        return f"config {label} is {instance}; it must be >= {expected:g}"
+    if keyword == "maximum":
+        return f"config {label} is {instance}; it must be <= {expected:g}"
+    return f"config {label}: {_clip(fallback)}"
+
+
+def _type_words(schema: Any) -> str:
+    """``"an integer"``, ``"a string or an array"``, ``"any value"``: what ``schema`` admits."""
+    names = schema.get("type") if isinstance(schema, Mapping) else None
+    if names is None:
+        return "any value"
+    names = [names] if isinstance(names, str) else [n for n in names if n != "null"]
+    return " or ".join(article(n) for n in names) or "null"
+
+
+def _type_name(schema: Any) -> str:
+    """The declared type of a property, as a ``Field`` names it (``string``, ``any``)."""
+    names = schema.get("type") if isinstance(schema, Mapping) else None
+    names = [names] if isinstance(names, str) else [n for n in names or () if n != "null"]
+    return "/".join(names) or "any"
+
+
+def _accepts_text(schema: Any) -> bool:
+    """Whether a secret reference (text at run time) may stand where ``schema`` applies."""
+    if not isinstance(schema, Mapping):
+        return schema is True
+    if "enum" in schema or "const" in schema:
+        return False
+    names = schema.get("type")
+    return names is None or names == "string" or (isinstance(names, list) and "string" in names)
+
+
+def _free_form(schema: Mapping[str, Any]) -> bool:
+    """Whether values under ``schema`` may hold mappings, where references can hide."""
+    names = schema.get("type")
+    names = [names] if isinstance(names, str) else names
+    return names is None or "object" in names or "array" in names
+
+
+def _secret_issue(where: str, label: str, schema: Any) -> Issue:
+    if isinstance(schema, Mapping) and "enum" in schema:
+        allowed = ", ".join(repr(c) for c in schema["enum"] if c is not None)
+        return Issue(where, f"config {label} must be one of {allowed}; a secret cannot be checked "
+                            "against them, write the value itself", E.INVALID_CONFIG)
+    return Issue(where, f"config {label} must be {_type_words(schema)}; a secret reference stands "
+                        "for text, write the value itself", E.INVALID_CONFIG)
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    if not isinstance(value, str):
+        return text if len(text) <= _SHORT else text[:_SHORT] + "..."
+    return repr(text) if len(text) <= _SHORT else repr(text[:_SHORT]) + f"... ({len(text)} chars)"
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= 2 * _SHORT else text[: 2 * _SHORT] + "..."
+
+
+def _rank(issue_path: str, root: str, order: Mapping[str, int]) -> tuple:
+    rest = issue_path[len(root) + 1:] if issue_path.startswith(root + ".") else ""
+    key = re.split(r"[.\[]", rest, maxsplit=1)[0] if rest else ""
+    if key in order:
+        return (1, order[key])
+    return (0, key) if key else (2, "")
