@@ -38,6 +38,11 @@ CONFIG_LIMITS: DocumentLimits = DEFAULT_LIMITS
 TEMPLATES_NOTE = ("Any value may instead be a string holding a {{ jq }} template (checked again once "
                   'rendered), and any text a secret reference {"$secret": "<name>"}.')
 _SHORT = 120
+_VERDICT_KEY_CHARS = 4096
+_VERDICTS_MAX = 4096
+# (id(validator), path, repr(config)) -> (validator, issues); the validator is kept so its id
+# cannot be reused by another while the entry lives.
+_VERDICTS: dict[tuple[int, str, str], tuple[Any, tuple[Issue, ...]]] = {}
 
 ConfigValidator = validators.extend(Draft202012Validator, type_checker=TYPE_CHECKER)
 
@@ -63,11 +68,54 @@ def compile_schema(schema: Mapping[str, Any]) -> Draft202012Validator:
 
 def config_issues(validator: Draft202012Validator, config: dict, path: str, type_name: str) -> list[Issue]:
     """Every problem of ``config`` (a dict) under ``validator``: unknown keys first (sorted),
-    then each declared key's problems in declaration order."""
+    then each declared key's problems in declaration order.
+
+    The verdict on a small config is remembered (``_VERDICTS``): the engine checks the same
+    configs run after run, and ``jsonschema`` costs tens of microseconds per config where a
+    dictionary look-up costs one. ``repr`` is the key because it tells ``1`` from ``1.0`` and
+    ``True``, and a list from a tuple, as the type checks do; it runs after the limits check,
+    which bounds the depth it recurses to.
+    """
     try:
         check_value(config, CONFIG_LIMITS, path=path)
     except DocumentLimitError as exc:
         return list(exc.issues)
+    if not _within(config, _VERDICT_KEY_CHARS):
+        return _config_issues(validator, config, path, type_name)
+    text = repr(config)
+    key = (id(validator), path, text)
+    verdict = _VERDICTS.get(key)
+    if verdict is None or verdict[0] is not validator:
+        if len(_VERDICTS) >= _VERDICTS_MAX:
+            _VERDICTS.clear()  # cheaper than LRU bookkeeping; refilled by the next few runs
+        verdict = (validator, tuple(_config_issues(validator, config, path, type_name)))
+        _VERDICTS[key] = verdict
+    return list(verdict[1])
+
+
+def _within(value: Any, budget: int) -> bool:
+    """Whether ``value``'s strings and values add up to at most ``budget`` characters, found
+    without reading more than ``budget`` of them (a huge config is not worth a cache key)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            budget -= len(item)
+        elif isinstance(item, dict):
+            budget -= len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            budget -= len(item)
+            stack.extend(item)
+        else:
+            budget -= 8
+        if budget < 0:
+            return False
+    return True
+
+
+def _config_issues(validator: Draft202012Validator, config: dict, path: str, type_name: str) -> list[Issue]:
     schema = validator.schema
     properties = schema.get("properties") or {}
     issues: list[Issue] = []
@@ -131,6 +179,8 @@ def _message(keyword: str, expected: Any, instance: Any, label: str, fallback: s
     if keyword == "enum":
         allowed = ", ".join(repr(c) for c in expected if c is not None)
         return f"config {label} is {_short(instance)}; choose one of {allowed}"
+    if keyword == "maxLength":
+        return f"config {label} is {len(instance)} characters long; the limit is {expected}"
     if keyword == "minimum":
         return f"config {label} is {instance}; it must be >= {expected:g}"
     if keyword == "maximum":
