@@ -119,7 +119,7 @@ class StepType:
 
     @classmethod
     def _compiled(cls) -> tuple[dict[str, Any], Any]:
-        """``(JSON Schema, validator)`` of this class's config, built on first use and kept on
+        """``(JSON Schema, checker)`` of this class's config, built on first use and kept on
         the class itself (not inherited: a subclass has its own fields)."""
         compiled = cls.__dict__.get("_compiled_config_schema")
         if compiled is None:

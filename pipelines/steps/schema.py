@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from jsonschema import Draft202012Validator, validators
@@ -40,7 +41,7 @@ TEMPLATES_NOTE = ("Any value may instead be a string holding a {{ jq }} template
 _SHORT = 120
 _VERDICT_KEY_CHARS = 4096
 _VERDICTS_MAX = 4096
-# (id(validator), path, repr(config)) -> (validator, issues); the validator is kept so its id
+# (id(checker or field validator), path, repr(value)) -> (it, issues); it is kept so its id
 # cannot be reused by another while the entry lives.
 _VERDICTS: dict[tuple[int, str, str], tuple[Any, tuple[Issue, ...]]] = {}
 
@@ -60,19 +61,49 @@ def config_schema(type_name: str, description: str, fields: Mapping[str, Any]) -
     }
 
 
-def compile_schema(schema: Mapping[str, Any]) -> Draft202012Validator:
-    """A validator for ``schema``; raises ``jsonschema.SchemaError`` if it is no valid schema."""
+@dataclass(frozen=True, eq=False)
+class ConfigChecker:
+    """A config schema compiled for checking: ``shell`` checks the object itself (required and
+    unknown keys), ``fields`` each declared key's value; both share the root's resolver."""
+
+    schema: Mapping[str, Any]
+    shell: Draft202012Validator
+    fields: Mapping[str, Draft202012Validator]
+    shell_sees_keys_only: bool  # the shell's verdict depends on the set of keys alone
+    order: Mapping[str, int]  # declared key -> its position, the order issues are listed in
+    free_form: frozenset[str]  # declared keys whose values may hold mappings (and references)
+
+
+def compile_schema(schema: Mapping[str, Any]) -> ConfigChecker:
+    """A checker for ``schema``; raises ``jsonschema.SchemaError`` if it is no valid schema.
+
+    Checking field by field lets a config whose one templated value changed from run to run
+    reuse the remembered verdicts of its other values.
+    """
     ConfigValidator.check_schema(schema)
-    return ConfigValidator(schema)
+    root = ConfigValidator(schema)
+    properties = schema.get("properties") or {}
+    shell = root.evolve(schema={**schema, "properties": {key: True for key in properties}})
+    fields = {key: root.evolve(schema=prop) for key, prop in properties.items()}
+    keys_only = set(schema) <= _KEYS_ONLY_KEYWORDS and isinstance(schema.get("additionalProperties", False), bool)
+    return ConfigChecker(schema=schema, shell=shell, fields=fields, shell_sees_keys_only=keys_only,
+                         order={key: i for i, key in enumerate(properties)},
+                         free_form=frozenset(k for k, prop in properties.items() if _free_form(prop)))
 
 
-def config_issues(validator: Draft202012Validator, config: dict, path: str, type_name: str) -> list[Issue]:
+# Root keywords of a schema whose shell checks only which keys a config has (and that it is an
+# object, which the caller made sure of): its verdict can be remembered by the key set.
+_KEYS_ONLY_KEYWORDS = frozenset({"$schema", "title", "description", "type", "properties", "required",
+                                 "additionalProperties"})
+
+
+def config_issues(checker: ConfigChecker, config: dict, path: str, type_name: str) -> list[Issue]:
     """Every problem of ``config`` (a dict) under ``validator``: unknown keys first (sorted),
     then each declared key's problems in declaration order.
 
-    The verdict on a small config is remembered (``_VERDICTS``): the engine checks the same
-    configs run after run, and ``jsonschema`` costs tens of microseconds per config where a
-    dictionary look-up costs one. ``repr`` is the key because it tells ``1`` from ``1.0`` and
+    The verdict on a small config, and on each of its values, is remembered (``_VERDICTS``):
+    the engine checks the same configs run after run, and ``jsonschema`` costs tens of
+    microseconds per config where a dictionary look-up costs one. ``repr`` is the key because it tells ``1`` from ``1.0`` and
     ``True``, and a list from a tuple, as the type checks do; it runs after the limits check,
     which bounds the depth it recurses to.
     """
@@ -81,16 +112,23 @@ def config_issues(validator: Draft202012Validator, config: dict, path: str, type
     except DocumentLimitError as exc:
         return list(exc.issues)
     if not _within(config, _VERDICT_KEY_CHARS):
-        return _config_issues(validator, config, path, type_name)
-    text = repr(config)
-    key = (id(validator), path, text)
+        return _config_issues(checker, config, path, type_name, remember=False)
+    return list(_remembered(checker, path, config, lambda: _config_issues(checker, config, path, type_name)))
+
+
+def _remembered(owner: Any, path: str, value: Any, compute, remember: bool = True) -> tuple[Issue, ...]:
+    """``compute()``'s issues for ``value`` (a small value: see ``_within``) checked by
+    ``owner`` at ``path``, remembered unless ``remember`` is false."""
+    if not remember:
+        return tuple(compute())
+    key = (id(owner), path, repr(value))
     verdict = _VERDICTS.get(key)
-    if verdict is None or verdict[0] is not validator:
+    if verdict is None or verdict[0] is not owner:
         if len(_VERDICTS) >= _VERDICTS_MAX:
             _VERDICTS.clear()  # cheaper than LRU bookkeeping; refilled by the next few runs
-        verdict = (validator, tuple(_config_issues(validator, config, path, type_name)))
+        verdict = (owner, tuple(compute()))
         _VERDICTS[key] = verdict
-    return list(verdict[1])
+    return verdict[1]
 
 
 def _within(value: Any, budget: int) -> bool:
@@ -115,9 +153,9 @@ def _within(value: Any, budget: int) -> bool:
     return True
 
 
-def _config_issues(validator: Draft202012Validator, config: dict, path: str, type_name: str) -> list[Issue]:
-    schema = validator.schema
-    properties = schema.get("properties") or {}
+def _config_issues(checker: ConfigChecker, config: dict, path: str, type_name: str, *,
+                   remember: bool = True) -> list[Issue]:
+    properties = checker.schema.get("properties") or {}
     issues: list[Issue] = []
     checked: dict[str, Any] = {}
     for key, value in config.items():
@@ -129,19 +167,38 @@ def _config_issues(validator: Draft202012Validator, config: dict, path: str, typ
         elif is_secret_ref(value):
             if not _accepts_text(prop):
                 issues.append(_secret_issue(f"{path}.{key}", repr(key), prop))
-        elif _free_form(prop) and (malformed := malformed_secret_refs(value, f"{path}.{key}")):
+        elif key in checker.free_form and (malformed := malformed_secret_refs(value, f"{path}.{key}")):
             issues.extend(malformed_ref_issue(p) for p in malformed)
         else:
             checked[key] = value
     seen_missing: set[str] = set()
-    for error in validator.iter_errors(checked):
-        issues.extend(_translate(error, config, path, type_name, seen_missing))
-    order = {key: i for i, key in enumerate(properties)}
-    return sorted(issues, key=lambda issue: _rank(issue.path, path, order))
+
+    def shell_issues() -> list[Issue]:
+        return [issue for error in checker.shell.iter_errors(checked)
+                for issue in _translate(error, [], config, path, type_name, seen_missing, properties)]
+
+    if checker.shell_sees_keys_only:
+        # Keyed by the config's keys and which of them the schema looks at (an exempt value,
+        # a template say, still counts as present for `required`).
+        shape = (tuple(sorted(config)), tuple(sorted(checked)))
+        issues.extend(_remembered(checker.shell, path, shape, shell_issues, remember))
+    else:
+        issues.extend(shell_issues())
+    for key, value in checked.items():
+        field = checker.fields.get(key)
+        if field is not None:
+            issues.extend(_remembered(field, path, value, lambda: [
+                issue for error in field.iter_errors(value)
+                for issue in _translate(error, [key], config, path, type_name, seen_missing, properties)],
+                remember))
+    if len(issues) < 2:
+        return issues
+    return sorted(issues, key=lambda issue: _rank(issue.path, path, checker.order))
 
 
-def _translate(error, config: dict, path: str, type_name: str, seen_missing: set[str]) -> list[Issue]:
-    rel = list(error.absolute_path)
+def _translate(error, prefix: list, config: dict, path: str, type_name: str, seen_missing: set[str],
+               properties: Mapping[str, Any]) -> list[Issue]:
+    rel = prefix + list(error.absolute_path)
     where = path + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in rel)
     label = repr(".".join(str(p) for p in rel))
     instance, keyword, expected = error.instance, error.validator, error.validator_value
@@ -156,7 +213,7 @@ def _translate(error, config: dict, path: str, type_name: str, seen_missing: set
             if key in instance or key_path in seen_missing or (not rel and key in config):
                 continue
             seen_missing.add(key_path)
-            prop = (error.schema.get("properties") or {}).get(key, {})
+            prop = (properties if not rel else error.schema.get("properties") or {}).get(key, {})
             owner = f"step type {type_name!r}" if not rel else f"config {label}"
             out.append(Issue(key_path, f"{owner} requires config {key!r} ({_type_name(prop)})",
                              E.MISSING_CONFIG))
