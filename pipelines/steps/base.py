@@ -22,9 +22,6 @@ from pipelines.errors import Issue, StepConfigError
 from pipelines.steps import schema as S
 from pipelines.value_types import VALUE_TYPES, json_type, type_schema
 
-# Kept under its old name: the types a Field may declare are the shared value types.
-FIELD_TYPES = VALUE_TYPES
-
 
 @dataclass(frozen=True)
 class Field:

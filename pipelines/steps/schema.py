@@ -39,8 +39,8 @@ CONFIG_LIMITS: DocumentLimits = DEFAULT_LIMITS
 TEMPLATES_NOTE = ("Any value may instead be a string holding a {{ jq }} template (checked again once "
                   'rendered), and any text a secret reference {"$secret": "<name>"}.')
 _SHORT = 120
-_VERDICT_KEY_CHARS = 4096
-_VERDICTS_MAX = 4096
+_VERDICT_KEY_CHARS = 2048  # with _VERDICTS_MAX, bounds what is kept to some megabytes
+_VERDICTS_MAX = 2048
 # (id(checker or field validator), path, repr(value)) -> (it, issues); it is kept so its id
 # cannot be reused by another while the entry lives.
 _VERDICTS: dict[tuple[int, str, str], tuple[Any, tuple[Issue, ...]]] = {}
@@ -98,14 +98,14 @@ _KEYS_ONLY_KEYWORDS = frozenset({"$schema", "title", "description", "type", "pro
 
 
 def config_issues(checker: ConfigChecker, config: dict, path: str, type_name: str) -> list[Issue]:
-    """Every problem of ``config`` (a dict) under ``validator``: unknown keys first (sorted),
+    """Every problem of ``config`` (a dict) under ``checker``: unknown keys first (sorted),
     then each declared key's problems in declaration order.
 
     The verdict on a small config, and on each of its values, is remembered (``_VERDICTS``):
     the engine checks the same configs run after run, and ``jsonschema`` costs tens of
-    microseconds per config where a dictionary look-up costs one. ``repr`` is the key because it tells ``1`` from ``1.0`` and
-    ``True``, and a list from a tuple, as the type checks do; it runs after the limits check,
-    which bounds the depth it recurses to.
+    microseconds per config where a dictionary look-up costs one. ``repr`` is the key because
+    it tells ``1`` from ``1.0`` and ``True``, and a list from a tuple, as the type checks do;
+    it runs after the limits check, which bounds the depth it recurses to.
     """
     try:
         check_value(config, CONFIG_LIMITS, path=path)
