@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("controlplane.deployments.urls")),
     path("", include("controlplane.egress.urls")),
     path("", include("controlplane.triggers.urls")),
+    path("", include("controlplane.steptypes.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # Swagger UI and Redoc load their scripts from drf-spectacular-sidecar's static files, and
     # nothing from the internet (core/redoc.html drops Redoc's web fonts).

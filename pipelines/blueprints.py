@@ -48,6 +48,7 @@ from typing import Any
 from pipelines.errors import DANGLING_EDGE, DUPLICATE_ID, UNKNOWN_PORT, Issue, TemplateError
 from pipelines.graph import BLUEPRINT_REF_RE, _copy
 from pipelines.templating import split_template
+from pipelines.value_types import VALUE_TYPES, fits, json_type
 
 BlueprintRef = tuple[str, int]
 
@@ -302,10 +303,11 @@ class _Expander:
             if name in given:
                 params[name] = given[name]
                 expected = spec.get("type")
-                if expected in _PARAM_TYPES and not param_fits(expected, given[name], secret_ok=True) \
+                # A runtime template always fits: it is checked once rendered.
+                if expected in VALUE_TYPES and not param_fits(expected, given[name], secret_ok=True) \
                         and not (isinstance(given[name], str) and "{{" in given[name]):
                     self.issue(f"{path}.params.{name}", f"param {name!r} must be {expected}, "
-                               f"got {type(given[name]).__name__}", "invalid_param")
+                               f"got {json_type(given[name])}", "invalid_param")
             elif "default" in spec:
                 params[name] = spec["default"]
             else:
@@ -460,24 +462,15 @@ class _Expander:
 
 
 _NO_PARAM = object()
-# Param specs may declare a type (the step config field types); a runtime template always fits.
-_PARAM_TYPES = {
-    "string": lambda v: isinstance(v, str),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "object": lambda v: isinstance(v, Mapping),
-    "array": lambda v: isinstance(v, list),
-    "any": lambda v: True,
-}
 
 
 def param_fits(type_name: str, value, *, secret_ok: bool = False) -> bool:
-    """Whether `value` is of a declared param type; `secret_ok`: a secret reference passes for a
-    string (it resolves to text at run time)."""
+    """Whether `value` is of a declared param type (``pipelines.value_types``, the step config
+    field types); `secret_ok`: a secret reference passes for a string (it resolves to text at
+    run time)."""
     if secret_ok and type_name == "string" and _is_secret(value):
         return True
-    return _PARAM_TYPES[type_name](value)
+    return fits(type_name, value)
 
 
 def _is_secret(value) -> bool:
@@ -503,7 +496,7 @@ def _aliases(prefix: str) -> tuple[str, ...]:
 
 
 def _param_schema(schema) -> dict:
-    """Normalise ``{name: {default, required}}`` or a JSON-Schema object to the first form."""
+    """Normalise ``{name: {default, required, type}}`` or a JSON-Schema object to the first form."""
     if not isinstance(schema, Mapping):
         return {}
     if "properties" in schema or schema.get("type") == "object":
@@ -513,6 +506,8 @@ def _param_schema(schema) -> dict:
             spec = {"required": name in required}
             if isinstance(prop, Mapping) and "default" in prop:
                 spec["default"] = prop["default"]
+            if isinstance(prop, Mapping) and prop.get("type") in VALUE_TYPES:
+                spec["type"] = prop["type"]
             out[name] = spec
         return out
     return {name: (spec if isinstance(spec, Mapping) else {"default": spec}) for name, spec in schema.items()}

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from pipelines import errors as E
 from pipelines.document_limits import DEFAULT_LIMITS, DocumentLimits, check_value, load_yaml
 from pipelines.errors import GraphError, Issue
+from pipelines.value_types import fits
 
 
 def load_document(text: str | bytes, *, limits: DocumentLimits = DEFAULT_LIMITS) -> dict:
@@ -180,8 +181,10 @@ def json_type(value: Any) -> str:
 
 
 def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite number, not a boolean (``pipelines.value_types``' ``number``)."""
+    return fits("number", value)
 
 
 def is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    """An ``int``, not a boolean (``pipelines.value_types``' ``integer``)."""
+    return fits("integer", value)

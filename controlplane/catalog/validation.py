@@ -15,9 +15,8 @@ from pipelines.blueprints import expand_graph, param_fits
 from pipelines.documents import json_type
 from pipelines.validation import validate_graph
 from pipelines.graph import BLUEPRINT_REF_RE
+from pipelines.value_types import VALUE_TYPES
 
-# Same kinds as pipelines.steps.base.FIELD_TYPES: a param schema is checked with those types.
-PARAM_TYPES = ("string", "number", "integer", "boolean", "object", "array", "any")
 BLUEPRINT_KEYS = frozenset({"params", "inputs", "outputs", "nodes", "edges", "description"})
 PARAM_SPEC_KEYS = frozenset({"default", "required", "type", "description"})
 PORT_KEYS = {"inputs": frozenset({"name", "to", "description"}), "outputs": frozenset({"name", "from", "description"})}
@@ -58,8 +57,9 @@ def param_schema_errors(schema: Any, path: str) -> Errors:
         if "required" in spec and not isinstance(spec["required"], bool):
             errors.append(_err(f"{where}.required", f"required must be true or false, got {json_type(spec['required'])}", "invalid_field"))
         type_name = spec.get("type")
-        if type_name is not None and type_name not in PARAM_TYPES:
-            errors.append(_err(f"{where}.type", f"unknown param type {type_name!r}; use one of {', '.join(PARAM_TYPES)}", "invalid_field"))
+        # The step config field types: a param's value lands in a step's config.
+        if type_name is not None and type_name not in VALUE_TYPES:
+            errors.append(_err(f"{where}.type", f"unknown param type {type_name!r}; use one of {', '.join(VALUE_TYPES)}", "invalid_field"))
         elif type_name is not None and spec.get("default") is not None and not param_fits(type_name, spec["default"]):
             errors.append(_err(f"{where}.default", f"default of param {name!r} must be {type_name}, got {json_type(spec['default'])}", "invalid_field"))
     return errors

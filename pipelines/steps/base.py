@@ -1,44 +1,36 @@
-"""What a step type is: a config schema of ``Field``s and a ``run(config, ctx)``.
+"""What a step type is: a config JSON Schema and a ``run(config, ctx)``.
 
-Step types are stateless; the registry keeps one instance of each. The engine renders the
-``{{ jq }}`` templates of a config first, then calls ``run`` with the rendered config and a
-``StepContext``. ``run`` returns JSON-safe output or raises ``StepFailed``.
+A step type declares its config as a table of ``Field``s (a compact way to write one JSON
+Schema property each); ``StepType.config_json_schema()`` turns the table into a draft 2020-12
+JSON Schema, which the API publishes and ``validate_config`` checks with ``jsonschema``
+(``pipelines.steps.schema``). Step types are stateless; the registry keeps one instance of
+each. The engine renders the ``{{ jq }}`` templates of a config first, then calls ``run`` with
+the rendered config and a ``StepContext``. ``run`` returns JSON-safe output or raises
+``StepFailed``.
 """
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pipelines import errors as E
 from pipelines.egress import EgressPolicy
 from pipelines.errors import Issue, StepConfigError
-from pipelines.secrets import is_secret_ref, malformed_ref_issue, malformed_secret_refs
-from pipelines.templating import has_template
-
-FIELD_TYPES = ("string", "number", "integer", "boolean", "object", "array", "any")
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-_TYPE_CHECKS = {
-    "string": lambda v: isinstance(v, str),
-    "number": _is_number,
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "any": lambda v: True,
-}
+from pipelines.steps import schema as S
+from pipelines.value_types import VALUE_TYPES, json_type, type_schema
 
 
 @dataclass(frozen=True)
 class Field:
-    """One config key of a step type. ``minimum``/``maximum`` bound numbers (inclusive)."""
+    """One config key of a step type: a JSON Schema property written short.
+
+    ``minimum``/``maximum`` bound numbers (inclusive); ``schema`` adds further JSON Schema
+    keywords (``{"additionalProperties": {"type": "string"}}`` for an object of strings).
+    An optional field also accepts null, which means "use the default".
+    """
 
     type: str
     required: bool = False
@@ -47,87 +39,31 @@ class Field:
     description: str = ""
     minimum: float | None = None
     maximum: float | None = None
+    schema: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.type not in FIELD_TYPES:
-            raise ValueError(f"Field type {self.type!r} is not one of {', '.join(FIELD_TYPES)}")
+        if self.type not in VALUE_TYPES:
+            raise ValueError(f"Field type {self.type!r} is not one of {', '.join(VALUE_TYPES)}")
         if self.choices is not None:
             object.__setattr__(self, "choices", tuple(self.choices))
 
-    def check(self, value: Any, path: str, key: str) -> list[Issue]:
-        """Issues for one present value; a templated string passes, it is rendered at run time.
-
-        A secret reference ``{"$secret": name}`` passes where text is accepted (a string
-        without choices, or any value): it is resolved to text right before ``run``.
-        """
-        if has_template(value):
-            return []
-        if is_secret_ref(value):
-            return self._check_secret_ref(path, key)
-        if self.type in ("object", "array", "any"):
-            # Free-form values may hold references anywhere; only malformed ones are wrong.
-            malformed = [malformed_ref_issue(p) for p in malformed_secret_refs(value, path)]
-            if malformed:
-                return malformed
-        if not _TYPE_CHECKS[self.type](value):
-            return [Issue(path, f"config {key!r} must be {_article(self.type)}, "
-                                f"got {_json_type(value)}", E.INVALID_CONFIG)]
-        if self.choices is not None and value not in self.choices:
-            allowed = ", ".join(repr(c) for c in self.choices)
-            return [Issue(path, f"config {key!r} is {value!r}; choose one of {allowed}",
-                          E.INVALID_CONFIG)]
-        if self.type in ("number", "integer"):
-            if self.minimum is not None and value < self.minimum:
-                return [Issue(path, f"config {key!r} is {value}; it must be >= {self.minimum:g}",
-                              E.INVALID_CONFIG)]
-            if self.maximum is not None and value > self.maximum:
-                return [Issue(path, f"config {key!r} is {value}; it must be <= {self.maximum:g}",
-                              E.INVALID_CONFIG)]
-        return []
-
-    def _check_secret_ref(self, path: str, key: str) -> list[Issue]:
-        if self.type == "any" or (self.type == "string" and self.choices is None):
-            return []
-        if self.type == "string":
-            allowed = ", ".join(repr(c) for c in self.choices or ())
-            return [Issue(path, f"config {key!r} must be one of {allowed}; a secret cannot be "
-                                "checked against them, write the value itself", E.INVALID_CONFIG)]
-        return [Issue(path, f"config {key!r} must be {_article(self.type)}; a secret reference "
-                            "stands for text, write the value itself", E.INVALID_CONFIG)]
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": self.type, "required": self.required,
-                               "default": self.default, "description": self.description}
+    def json_schema(self) -> dict[str, Any]:
+        """This field as a JSON Schema property."""
+        out = type_schema(self.type)
+        if "type" in out and not self.required:
+            out["type"] = [out["type"], "null"]
         if self.choices is not None:
-            out["choices"] = list(self.choices)
+            out["enum"] = list(self.choices) + ([] if self.required else [None])
         if self.minimum is not None:
             out["minimum"] = self.minimum
         if self.maximum is not None:
             out["maximum"] = self.maximum
+        if self.default is not None:
+            out["default"] = _copy_default(self.default)
+        if self.description:
+            out["description"] = self.description
+        out.update(self.schema or {})
         return out
-
-
-def _article(type_name: str) -> str:
-    return {"any": "any value", "integer": "an integer", "object": "an object",
-            "array": "an array"}.get(type_name, f"a {type_name}")
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
 
 
 @dataclass(frozen=True)
@@ -178,28 +114,30 @@ class StepType:
     # run and record it in one transaction, since a rollback leaves nothing behind to undo.
     side_effect_free: ClassVar[bool] = False
 
+    @classmethod
+    def _compiled(cls) -> tuple[dict[str, Any], Any]:
+        """``(JSON Schema, checker)`` of this class's config, built on first use and kept on
+        the class itself (not inherited: a subclass has its own fields)."""
+        compiled = cls.__dict__.get("_compiled_config_schema")
+        if compiled is None:
+            schema = S.config_schema(cls.name, cls.description, cls.config_schema)
+            compiled = (schema, S.compile_schema(schema))
+            cls._compiled_config_schema = compiled
+        return compiled
+
+    @classmethod
+    def config_json_schema(cls) -> dict[str, Any]:
+        """The config's JSON Schema (draft 2020-12), a fresh copy."""
+        return _copy_default(cls._compiled()[0])
+
     def validate_config(self, config: Any, path: str = "config") -> list[Issue]:
         """Every schema problem of ``config``: missing_config or invalid_config issues."""
         if config is None:
             config = {}
         if not isinstance(config, dict):
             return [Issue(path, f"config of step type {self.name!r} must be an object, "
-                                f"got {_json_type(config)}", E.INVALID_CONFIG)]
-        issues: list[Issue] = []
-        for key in sorted(set(config) - set(self.config_schema)):
-            known = ", ".join(sorted(self.config_schema)) or "none"
-            issues.append(Issue(f"{path}.{key}", f"unknown config {key!r} for step type "
-                                f"{self.name!r}; known keys: {known}", E.INVALID_CONFIG))
-        for key, spec in self.config_schema.items():
-            if key not in config:
-                if spec.required:
-                    issues.append(Issue(f"{path}.{key}", f"step type {self.name!r} requires "
-                                        f"config {key!r} ({spec.type})", E.MISSING_CONFIG))
-                continue
-            if config[key] is None and not spec.required:
-                continue  # an explicit null means "use the default"
-            issues.extend(spec.check(config[key], f"{path}.{key}", key))
-        return issues
+                                f"got {json_type(config)}", E.INVALID_CONFIG)]
+        return S.config_issues(self._compiled()[1], config, path, self.name)
 
     def with_defaults(self, config: dict | None) -> dict:
         """A copy of ``config`` with absent (or null) optional keys set to their defaults.
@@ -225,9 +163,11 @@ class StepType:
 
     @classmethod
     def describe(cls) -> dict[str, Any]:
-        """JSON-safe description for catalogs and the API."""
+        """JSON-safe description for catalogs and the API: name, description, whether it has
+        side effects, and the config's JSON Schema."""
         return {"name": cls.name, "description": cls.description,
-                "config_schema": {k: f.to_dict() for k, f in cls.config_schema.items()}}
+                "side_effect_free": cls.side_effect_free,
+                "config_schema": cls.config_json_schema()}
 
 
 def _copy_default(value: Any) -> Any:

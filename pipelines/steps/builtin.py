@@ -20,10 +20,15 @@ logger = logging.getLogger("pipelines.steps")
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MAX_DELAY_S = 3600
+# jq's own compiler takes time quadratic in a program's length (8 KB of `1 + 1 + ...` take
+# seconds), and compiling runs in the request that publishes a graph: longer programs are refused.
+MAX_PROGRAM_CHARS = 8192
+_PROGRAM = {"maxLength": MAX_PROGRAM_CHARS}
 
 
 def _jq_issues(program: Any, path: str) -> list[Issue]:
-    if not isinstance(program, str) or has_template(program):
+    # Too long a program the schema already refused; it is not worth compiling.
+    if not isinstance(program, str) or has_template(program) or len(program) > MAX_PROGRAM_CHARS:
         return []
     try:
         compile_expression(program)
@@ -74,7 +79,7 @@ class JqStep(StepType):
     side_effect_free = True
     description = "Transform data with a jq program (sandboxed; compiled once, cached)."
     config_schema = {
-        "program": Field("string", required=True, description="jq program"),
+        "program": Field("string", required=True, description="jq program", schema=_PROGRAM),
         "input": Field("any", description="input value; default: the whole execution context"),
         "multiple": Field("boolean", default=False,
                           description="output every result as a list instead of the first"),
@@ -106,7 +111,8 @@ class ConditionStep(StepType):
     config_schema = {
         # "any": a whole-value template ("{{ .x > 1 }}") arrives already rendered to a value.
         "expression": Field("any", required=True,
-                            description="jq evaluated against the context; null/false is false"),
+                            description="jq evaluated against the context; null/false is false",
+                            schema=_PROGRAM),
     }
 
     def validate_config(self, config: Any, path: str = "config") -> list[Issue]:
