@@ -63,6 +63,8 @@ class EdgePath:
     d: str  # the SVG path
     label: str = ""  # a condition's branch, or a non-local delivery
     state: str = SAME
+    label_x: int = 0  # where the label is written: the curve's middle
+    label_y: int = 0
 
 
 @dataclass(frozen=True)
@@ -249,13 +251,17 @@ def _place(nodes, edges, *, states, edge_states, changed) -> Layout:
             )
     paths = tuple(
         EdgePath(source, target, _curve(boxes[source], boxes[target]), _edge_label(raw),
-                 edge_states.get((source, target), SAME))
+                 edge_states.get((source, target), SAME), *_middle(boxes[source], boxes[target]))
         for (source, target), raw in edges.items()
     )
     width = 2 * MARGIN + len(layers) * NODE_WIDTH + max(len(layers) - 1, 0) * COLUMN_GAP + STACK_OFFSET * 2
     height = 2 * MARGIN + column_height + STACK_OFFSET * 2
     ordered = tuple(boxes[nid] for layer in layers for nid in layer)
     return Layout(width=width, height=height, nodes=ordered, edges=paths, groups=tuple(groups))
+
+
+def _middle(a: NodeBox, b: NodeBox) -> tuple[int, int]:
+    return (a.x + a.width + b.x) // 2, (a.y + b.y + a.height) // 2 - 4
 
 
 def _curve(a: NodeBox, b: NodeBox) -> str:
