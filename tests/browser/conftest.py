@@ -49,6 +49,11 @@ def page(chromium):
     page = context.new_page()
     yield page
     context.close()
+    # The test's ORM calls ran while Playwright's loop was running, on connections of their own
+    # that Django's teardown does not see; closed here, or dropping the test database finds them.
+    from django.db import connections
+
+    connections.close_all()
 
 
 @pytest.fixture
