@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.conftest import landing_dir, redis_test_db, start_worker  # noqa: F401  (fixtures, reused)
+from tests.e2e.engine_support import fleet  # noqa: F401  (real workers for a run)
+
 CHROMIUM = Path(os.environ.get("FLOWPLANE_CHROMIUM", "/usr/bin/chromium"))
 TIMEOUT_MS = 15_000  # every wait of a page is bounded
 
@@ -70,6 +73,3 @@ def sign_in(page, live_server):
 
     return go
 
-
-from tests.e2e.conftest import landing_dir, redis_test_db, start_worker  # noqa: E402,F401  (fixtures, reused)
-from tests.e2e.engine_support import fleet  # noqa: E402,F401
