@@ -47,6 +47,7 @@ def plan_context(plan) -> dict:
         "plan_groups": plan_groups(plan.plan, deployed_groups=pages.deployed_job_groups(plan.workflow, plan.environment)),
         "plan_errors": plan.plan.get("errors", []),
         "plan_warnings": plan.plan.get("warnings", []),
+        "plan_has_changes": any(c["action"] != "noop" for c in plan.plan.get("changes", ())),
     }
 
 

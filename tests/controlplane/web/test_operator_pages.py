@@ -153,6 +153,15 @@ class TestPlanPreview:
         assert 'class="disruptive"' in body and "moves ingest → load (disruptive)" in body
         assert '<span class="old">2</span> → <span class="new">3</span>' in body
 
+    def test_a_plan_without_changes_says_so(self, page_client, owner, workflow, v1):
+        deploy_version(v1, user=owner)
+        plan = plan_create(workflow=workflow, version=v1, environment="prod", user=owner)
+
+        page = page_client(owner).get(reverse("web:plan-detail", args=[plan.pk]))
+
+        assert "No changes. The deployment matches this version." in text(page)
+        assert [b.unchanged for b in page.context["plan_groups"]] == [2, 2]
+
     def test_errors_are_shown_with_their_paths_and_there_is_no_apply(self, page_client, owner, workflow, project):
         broken = make_version(project, [job("a", group="gpu")], user=owner, workflow=workflow)
         self.preview(page_client(owner), workflow, version=broken.number)
