@@ -19,7 +19,7 @@ from controlplane.core.errors import NotFound
 from controlplane.deployments import selectors as deployments
 from controlplane.deployments.services import deployment_drift
 from controlplane.executions import selectors as executions
-from controlplane.executions.models import TERMINAL_EXECUTION_STATUSES, ExecutionEvent
+from controlplane.executions.models import TERMINAL_EXECUTION_STATUSES
 from controlplane.fleet.selectors import worker_group_list
 from controlplane.tenancy.access import role_in
 from controlplane.tenancy.models import Role
@@ -80,7 +80,7 @@ def execution_detail(request: HttpRequest, execution_id) -> HttpResponse:
             "timeline": timeline,
             "waterfall": waterfall(timeline, now=timezone.now()),
             "live": execution.status not in TERMINAL_EXECUTION_STATUSES,
-            "last_seq": _last_seq(execution),
+            "last_seq": pages.execution_last_seq(execution),
             "poll_ms": POLL_MS,
             "events": events[:EVENTS_SHOWN],
             "events_truncated": len(events) > EVENTS_SHOWN,
@@ -88,10 +88,6 @@ def execution_detail(request: HttpRequest, execution_id) -> HttpResponse:
             "actions": allowed(EXECUTION_ACTIONS, role_in(request.user, execution.company_id)),
         },
     )
-
-
-def _last_seq(execution) -> int:
-    return ExecutionEvent.objects.filter(execution=execution).order_by("-seq").values_list("seq", flat=True).first() or 0
 
 
 @require_safe
@@ -103,7 +99,7 @@ def execution_progress(request: HttpRequest, execution_id) -> JsonResponse:
         "execution": str(execution.pk),
         "status": execution.status,
         "finished": execution.status in TERMINAL_EXECUTION_STATUSES,
-        "last_seq": _last_seq(execution),
+        "last_seq": pages.execution_last_seq(execution),
     })
 
 

@@ -1,6 +1,6 @@
 """The operator pages in a real browser: sign in, find a workflow's nodes in its SVG, preview a
-plan and apply it (and see the 409 when the same plan is applied twice), open a finished run
-and check its waterfall's bars. (Approving a waiting run waits for approvals to exist.)"""
+plan and apply it (and see the 409 when the same plan is applied twice), follow a run live until
+it finishes and check its waterfall's bars. (Approving a waiting run waits for approvals to exist.)"""
 from __future__ import annotations
 
 import re
@@ -10,7 +10,6 @@ import pytest
 from controlplane.deployments.models import DeploymentPlan
 from controlplane.executions.models import ExecutionStatus
 from tests.controlplane.executions.builders import (
-    deploy_version,
     edges,
     job,
     make_deployment,
@@ -96,29 +95,36 @@ def _csrf(page) -> str:
 
 
 @pytest.mark.e2e
-def test_a_finished_runs_waterfall_orders_and_sizes_its_bars(sign_in, live_server, owner, project, fleet):
+def test_a_run_is_followed_live_and_its_waterfall_orders_and_sizes_its_bars(
+    sign_in, live_server, owner, project, fleet
+):
+    from controlplane.executions.services import execution_start
+    from tests.e2e.engine_support import wait_for_end
+
     def sleeper(node_id, seconds, **fields):
         return job(node_id, "python", config={"callable": "sleep", "kwargs": {"seconds": seconds}}, **fields)
 
-    deployment = make_deployment(project, [sleeper("short", 0.3), sleeper("long", 1.2), sleeper("tail", 0.3)],
-                                 edges(("short", "long"), ("long", "tail")), user=owner)
-    from tests.e2e.engine_support import run_to_end
-
-    execution = run_to_end(deployment, owner, timeout=60)
-    assert execution.status == ExecutionStatus.SUCCEEDED
+    deployment = make_deployment(
+        project, [sleeper("gate", 4), sleeper("short", 0.3), sleeper("long", 1.2), sleeper("tail", 0.3)],
+        edges(("gate", "short"), ("short", "long"), ("long", "tail")), user=owner)
     page = sign_in(owner)
+    execution, _ = execution_start(deployment=deployment, input={}, user=owner)
 
-    page.goto(f"{live_server.url}/executions/{execution.pk}/")
+    page.goto(f"{live_server.url}/executions/{execution.pk}/")  # while `gate` holds the run
+    assert page.locator("p.live[data-poll-url]").count() == 1
+    page.wait_for_selector("dd .status-succeeded", timeout=60_000)  # the page reloaded itself as the run went
 
-    page.wait_for_selector("#waterfall .wf-bar")
+    assert wait_for_end(execution, timeout=30).status == ExecutionStatus.SUCCEEDED
+    assert page.locator("p.live").count() == 0  # finished: no more polling
     assert [row.get_attribute("data-step") for row in page.locator("#waterfall .wf-row").all()] == [
-        "short", "long", "tail"]
+        "gate", "short", "long", "tail"]
     bars = {row.get_attribute("data-step"): row.locator(".wf-bar").bounding_box()
             for row in page.locator("#waterfall .wf-row").all()}
-    short, long, tail = bars["short"], bars["long"], bars["tail"]
-    assert short["x"] < long["x"] < tail["x"]  # one after the other on the shared axis
+    gate, short, long, tail = bars["gate"], bars["short"], bars["long"], bars["tail"]
+    assert gate["x"] < short["x"] < long["x"] < tail["x"]  # one after the other on the shared axis
     assert short["x"] + short["width"] <= long["x"] + 2 and long["x"] + long["width"] <= tail["x"] + 2
     assert 2.5 < long["width"] / short["width"] < 5.5  # 1.2 s against 0.3 s, plus each step's overhead
+    assert 2.0 < gate["width"] / long["width"] < 4.5  # 4 s against 1.2 s
     page.locator("#waterfall .wf-row[data-step=long] summary").click()
     assert '"seconds": 1.2' in page.locator("#waterfall .wf-row[data-step=long] pre.step-input").inner_text()
     assert page.locator("#waterfall .wf-row[data-step=long]").get_attribute("data-shard") == "0"
