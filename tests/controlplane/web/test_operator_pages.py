@@ -112,6 +112,17 @@ class TestWorkflowPages:
         nodes = svg_nodes(text(response))
         assert "state-removed" in nodes["announce"] and "state-added" in nodes["report"]
 
+    def test_a_workflow_with_only_a_draft_draws_the_draft(self, page_client, owner, project):
+        from tests.factories import make_workflow
+
+        workflow = make_workflow(project, "drafty", user=owner)
+
+        response = page_client(owner).get(reverse("web:workflow-detail", args=[workflow.pk]))
+
+        assert response.status_code == 200 and response.context["shown"] is None
+        assert set(svg_nodes(text(response))) == {n["id"] for n in workflow.draft_graph["nodes"]}
+        assert "Preview a plan" not in text(response)  # nothing published to plan
+
     @pytest.mark.parametrize("url", ["web:workflow-detail", "web:workflow-diff", "web:plan-new"])
     def test_another_companys_workflow_is_not_found(self, page_client, owner, workflow, theirs, url):
         assert page_client(owner).get(reverse(url, args=[theirs["workflow"].pk])).status_code == 404
