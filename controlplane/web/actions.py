@@ -99,3 +99,53 @@ def execution_action(request: HttpRequest, execution_id, action: str) -> HttpRes
         return redirect("web:execution-detail", execution_id=execution.pk)
     messages.success(request, f"Execution {execution.pk} {chosen.done}.")
     return redirect("web:execution-detail", execution_id=result.pk)  # a replay lands on the new run
+
+
+def _revert_drift(*, deployment, user):
+    """Revert every drift: the API's `reconcile` with `dry_run: false` (heartbeats and a probe)."""
+    return deployment_services.deployment_reconcile(deployment=deployment, dry_run=False, user=user)
+
+
+DRIFT_ACTIONS = {
+    "accept": Action("Accept", Role.EDITOR, deployment_services.drift_accept, "kept the drift as the desired state"),
+    "revert": Action("Revert all drift", Role.EDITOR, _revert_drift, "reconciled: drift reverted"),
+}
+
+
+@require_POST
+@login_required
+def drift_action(request: HttpRequest, deployment_id: int, action: str) -> HttpResponse:
+    """`accept` one drift (its id in the form's `drift`) or `revert` them all, as the API's
+    `accept-drift` and `reconcile` routes do, with their role (editor)."""
+    if action not in DRIFT_ACTIONS or not is_db_id(deployment_id):
+        raise Http404("no such drift action")
+    try:
+        deployment = deployment_selectors.deployment_get(user=request.user, deployment_id=deployment_id)
+    except NotFound as error:
+        raise Http404(error.detail) from None
+    chosen = DRIFT_ACTIONS[action]
+    target = {"drift": request.POST.get("drift", "")} if action == "accept" else {}
+    try:
+        _perform(request, chosen, deployment.workflow.project.company_id, "deployment", deployment=deployment, **target)
+        messages.success(request, f"Deployment #{deployment.pk}: {chosen.done}.")
+    except ApplicationError as error:
+        messages.error(request, f"{chosen.label} refused: {error.detail}")
+    return redirect("web:deployment-detail", deployment_id=deployment.pk)
+
+
+@require_POST
+@login_required
+def dead_letter_replay(request: HttpRequest, dead_letter_id: int) -> HttpResponse:
+    """The API's `POST /dead-letters/{id}/replay`: a new run with the failed run's input (editor)."""
+    try:
+        letter = execution_selectors.dead_letter_get(user=request.user, dead_letter_id=dead_letter_id)
+    except NotFound as error:
+        raise Http404(error.detail) from None
+    chosen = Action("Replay", Role.EDITOR, execution_services.dead_letter_replay, "replayed as a new execution")
+    try:
+        execution = _perform(request, chosen, letter.execution.company_id, "dead letter", dead_letter=letter)
+    except ApplicationError as error:
+        messages.error(request, f"Replay refused: {error.detail}")
+        return redirect("web:dead-letter-list")
+    messages.success(request, f"Dead letter {letter.pk} {chosen.done}.")
+    return redirect("web:execution-detail", execution_id=execution.pk)

@@ -10,16 +10,17 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import Any
 
-from django.db.models import Count, OuterRef, Subquery
+from django.db.models import Count, Max, OuterRef, Subquery, Sum
 from django.utils import timezone
 
-from controlplane.deployments.models import LIVE_STATUSES, DeploymentEvent
-from controlplane.deployments.selectors import deployment_list
-from controlplane.executions.models import ExecutionStatus
+from controlplane.deployments.models import LIVE_STATUSES, DeploymentEvent, JobDeployment
+from controlplane.deployments.selectors import current_deployment, deployment_jobs, deployment_list
+from controlplane.executions.models import ExecutionEvent, ExecutionStatus
 from controlplane.executions.selectors import execution_list
 from controlplane.fleet.selectors import worker_group_list, worker_list
 from controlplane.fleet.serializers import WorkerOutSerializer
 from controlplane.tenancy.selectors import company_list
+from controlplane.workflows.selectors import workflow_list
 
 RECENT_WINDOW = timedelta(hours=24)
 
@@ -88,6 +89,47 @@ def fleet_workers(*, user, now=None) -> list[dict[str, Any]]:
     rows = []
     for worker in worker_list(user=user):
         row = dict(WorkerOutSerializer(worker, context=context).data)
-        row["loaded_artifacts_count"] = len(row.pop("loaded_artifacts") or {})  # already the caller's own only
+        loaded = row.pop("loaded_artifacts") or {}  # already the caller's own only
+        row["loaded_artifacts_count"] = len(loaded)
+        row["loaded_artifact_keys"] = sorted(loaded)
         rows.append(row)
     return rows
+
+
+def workflow_rows(*, user) -> list[dict[str, Any]]:
+    """The caller's workflows (company, project, latest version) with their deployments."""
+    workflows = list(workflow_list(user=user).select_related("project__company").order_by(
+        "project__company__slug", "project__slug", "slug"))
+    by_workflow: dict[int, list] = defaultdict(list)
+    for deployment in deployment_list(user=user).filter(workflow__in=[w.pk for w in workflows]).order_by("environment"):
+        by_workflow[deployment.workflow_id].append(deployment)
+    return [{"workflow": w, "deployments": by_workflow.get(w.pk, [])} for w in workflows]
+
+
+def workflow_deployments(*, user, workflow) -> list:
+    """Deployments of one workflow the caller sees, by environment."""
+    return list(deployment_list(user=user, workflow_id=workflow.pk).order_by("environment"))
+
+
+def deployed_job_groups(workflow, environment: str) -> dict[str, str]:
+    """Job id -> group slug of what (workflow, environment) runs now: where a planned delete ran."""
+    current = current_deployment(workflow, environment)
+    if current is None:
+        return {}
+    return dict(deployment_jobs(current).values_list("job_id", "group__slug"))
+
+
+def group_capacity(groups) -> dict[int, dict[str, int]]:
+    """Per group id: the replicas its widest deployed job needs at once, and the sum over its jobs."""
+    rows = (
+        JobDeployment.objects.filter(group__in=[g.pk for g in groups], deployment__status__in=LIVE_STATUSES)
+        .values("group_id")
+        .annotate(widest=Max("replicas"), total=Sum("replicas"), jobs=Count("id"))
+    )
+    return {row["group_id"]: {"widest": row["widest"], "total": row["total"], "jobs": row["jobs"]} for row in rows}
+
+
+def execution_last_seq(execution) -> int:
+    """The seq of the run's newest event (0 before the first): what a live page compares to move on."""
+    newest = ExecutionEvent.objects.filter(execution=execution).order_by("-seq").values_list("seq", flat=True)
+    return newest.first() or 0

@@ -7,7 +7,7 @@ password, and every page then shows only the companies they belong to.
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from controlplane.web import actions, views
+from controlplane.web import actions, plan_pages, views, workflow_pages
 
 app_name = "web"
 
@@ -22,4 +22,14 @@ urlpatterns = [
     path("deployments/<int:deployment_id>/<slug:action>/", actions.deployment_action, name="deployment-action"),
     path("executions/<uuid:execution_id>/<slug:action>/", actions.execution_action, name="execution-action"),
     path("fleet/", views.fleet, name="fleet"),
+    path("executions/<uuid:execution_id>/progress.json", views.execution_progress, name="execution-progress"),
+    path("deployments/<int:deployment_id>/drift/<slug:action>/", actions.drift_action, name="drift-action"),
+    path("workflows/", workflow_pages.workflow_list, name="workflow-list"),
+    path("workflows/<int:workflow_id>/", workflow_pages.workflow_detail, name="workflow-detail"),
+    path("workflows/<int:workflow_id>/diff/", workflow_pages.workflow_diff, name="workflow-diff"),
+    path("workflows/<int:workflow_id>/plan/", plan_pages.plan_new, name="plan-new"),
+    path("plans/<uuid:plan_id>/", plan_pages.plan_detail, name="plan-detail"),
+    path("plans/<uuid:plan_id>/apply/", plan_pages.plan_apply, name="plan-apply"),
+    path("dead-letters/", views.dead_letter_list, name="dead-letter-list"),
+    path("dead-letters/<int:dead_letter_id>/replay/", actions.dead_letter_replay, name="dead-letter-replay"),
 ]

@@ -10,25 +10,33 @@ from typing import Any, Callable, TypeVar
 
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
 from controlplane.core.errors import NotFound
 from controlplane.deployments import selectors as deployments
+from controlplane.deployments.services import deployment_drift
 from controlplane.executions import selectors as executions
+from controlplane.executions.models import TERMINAL_EXECUTION_STATUSES
 from controlplane.fleet.selectors import worker_group_list
 from controlplane.tenancy.access import role_in
+from controlplane.tenancy.models import Role
 from controlplane.tenancy.selectors import is_db_id
 from controlplane.web import selectors as pages
 from controlplane.web.actions import DEPLOYMENT_ACTIONS, EXECUTION_ACTIONS, allowed
 from controlplane.web.forms import ExecutionFilterForm
+from controlplane.web.plan_pages import plan_context
+from controlplane.web.waterfall import waterfall
 
 T = TypeVar("T")
 
 EXECUTIONS_PER_PAGE = 50
 EVENTS_SHOWN = 500
+DEPLOYMENT_EVENTS_PER_PAGE = 25
+DEAD_LETTERS_PER_PAGE = 50
+POLL_MS = 1500  # how often a running execution's page asks whether it moved on
 
 
 def _or_404(select: Callable[..., T], **kwargs: Any) -> T:
@@ -63,12 +71,17 @@ def execution_list(request: HttpRequest) -> HttpResponse:
 def execution_detail(request: HttpRequest, execution_id) -> HttpResponse:
     execution = _or_404(executions.execution_get, user=request.user, execution_id=execution_id)
     events = list(executions.execution_events(execution=execution, limit=EVENTS_SHOWN + 1))
+    timeline = executions.execution_timeline(execution=execution)
     return render(
         request,
         "web/execution_detail.html",
         {
             "execution": execution,
-            "timeline": executions.execution_timeline(execution=execution),
+            "timeline": timeline,
+            "waterfall": waterfall(timeline, now=timezone.now()),
+            "live": execution.status not in TERMINAL_EXECUTION_STATUSES,
+            "last_seq": pages.execution_last_seq(execution),
+            "poll_ms": POLL_MS,
             "events": events[:EVENTS_SHOWN],
             "events_truncated": len(events) > EVENTS_SHOWN,
             "events_shown": EVENTS_SHOWN,
@@ -79,11 +92,27 @@ def execution_detail(request: HttpRequest, execution_id) -> HttpResponse:
 
 @require_safe
 @login_required
+def execution_progress(request: HttpRequest, execution_id) -> JsonResponse:
+    """What the execution page polls while the run goes: its status and newest event's seq."""
+    execution = _or_404(executions.execution_get, user=request.user, execution_id=execution_id)
+    return JsonResponse({
+        "execution": str(execution.pk),
+        "status": execution.status,
+        "finished": execution.status in TERMINAL_EXECUTION_STATUSES,
+        "last_seq": pages.execution_last_seq(execution),
+    })
+
+
+@require_safe
+@login_required
 def deployment_detail(request: HttpRequest, deployment_id: int) -> HttpResponse:
     if not is_db_id(deployment_id):  # digits no bigint holds name nothing (and must not reach SQL)
         raise Http404("deployment not found")
     deployment = _or_404(deployments.deployment_get, user=request.user, deployment_id=deployment_id)
-    events = deployments.deployment_events(deployment=deployment)
+    events = deployments.deployment_events(deployment=deployment).reverse()  # newest first
+    page = Paginator(events, DEPLOYMENT_EVENTS_PER_PAGE).get_page(request.GET.get("page"))
+    plan = deployments.last_applied_plan(deployment)
+    role = role_in(request.user, deployment.workflow.project.company_id)
     return render(
         request,
         "web/deployment_detail.html",
@@ -91,11 +120,13 @@ def deployment_detail(request: HttpRequest, deployment_id: int) -> HttpResponse:
             "deployment": deployment,
             "accepts_executions": deployments.deployment_accepts_executions(deployment),
             "jobs": deployments.deployment_jobs(deployment),
-            "events": events.reverse()[:EVENTS_SHOWN],  # newest first
-            "events_total": events.count(),
+            "events": page,
+            "events_total": page.paginator.count,
             "events_shown": EVENTS_SHOWN,
-            "plan": deployments.last_applied_plan(deployment),
-            "actions": allowed(DEPLOYMENT_ACTIONS, role_in(request.user, deployment.workflow.project.company_id)),
+            **(plan_context(plan) if plan else {"plan": None}),
+            "drift": deployment_drift(deployment, probe=False),  # heartbeats only: a page load sends no broadcast
+            "actions": allowed(DEPLOYMENT_ACTIONS, role),
+            "can_edit": bool(role and role.at_least(Role.EDITOR)),
         },
     )
 
@@ -104,8 +135,25 @@ def deployment_detail(request: HttpRequest, deployment_id: int) -> HttpResponse:
 @login_required
 def fleet(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
+    groups = list(worker_group_list(user=request.user))
+    capacity = pages.group_capacity(groups)
+    rows = [{"group": g, **capacity.get(g.pk, {"widest": 0, "total": 0, "jobs": 0})} for g in groups]
     return render(
         request,
         "web/fleet.html",
-        {"groups": worker_group_list(user=request.user), "workers": pages.fleet_workers(user=request.user, now=now)},
+        {"groups": groups, "group_rows": rows, "workers": pages.fleet_workers(user=request.user, now=now)},
     )
+
+
+@require_safe
+@login_required
+def dead_letter_list(request: HttpRequest) -> HttpResponse:
+    status = request.GET.get("status") if request.GET.get("status") in ("pending", "replayed") else None
+    letters = executions.dead_letter_list(user=request.user, status=status).select_related(
+        "execution__company", "execution__version__workflow", "replay_execution")
+    page = Paginator(letters, DEAD_LETTERS_PER_PAGE).get_page(request.GET.get("page"))
+    editor_of = {
+        company_id for company_id in {letter.execution.company_id for letter in page}
+        if (role := role_in(request.user, company_id)) and role.at_least(Role.EDITOR)
+    }
+    return render(request, "web/dead_letters.html", {"page": page, "status": status or "", "editor_of": editor_of})

@@ -62,3 +62,17 @@ def elapsed_ms(start, end):
     if not start or not end:
         return None
     return int((end - start).total_seconds() * 1000)
+
+
+@register.filter
+def pretty_json(value) -> str:
+    """A JSON value indented for a <pre> (plain text: autoescaping still applies); `-` when empty."""
+    if value is None:
+        return "-"
+    return json.dumps(value, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+
+
+@register.filter
+def css_pct(value) -> str:
+    """A percentage for a style attribute, with a dot whatever the locale (`12.5`)."""
+    return f"{float(value or 0):.3f}".rstrip("0").rstrip(".")

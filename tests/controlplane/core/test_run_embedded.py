@@ -141,9 +141,9 @@ def test_a_second_run_reuses_the_demo_objects(var_dir):
             run.wait_for_line(TOKEN_LINE, timeout=1)
         finally:
             run.kill()
-    assert counts(var_dir) == {
-        "tenancy_company": 1, "tenancy_project": 1, "workflows_workflow": 1, "deployments_deployment": 1,
-        "executions_execution": 2,
+    assert counts(var_dir) == {  # the demo and the two seeds (harvest, booking), each run once a round
+        "tenancy_company": 1, "tenancy_project": 1, "workflows_workflow": 3, "deployments_deployment": 3,
+        "executions_execution": 6,
     }
 
 

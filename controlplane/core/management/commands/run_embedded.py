@@ -28,6 +28,11 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 DEMO_GRAPH = Path(settings.BASE_DIR) / "examples" / "demo-graph.yaml"
+# The README's seeds beside the demo: (slug, name, graph, the status their run must end in).
+SEEDS = (
+    ("harvest", "API harvest", Path(settings.BASE_DIR) / "examples" / "demo-harvest.yaml", "succeeded"),
+    ("booking", "Booking saga", Path(settings.BASE_DIR) / "examples" / "demo-booking.yaml", "compensated"),
+)
 
 
 class Api:
@@ -180,6 +185,14 @@ class Command(BaseCommand):
         if execution["status"] != "succeeded":
             raise CommandError(f"demo execution ended {execution['status']}: {json.dumps(execution)[:2000]}")
         self.say("demo workflow succeeded end to end", self.style.SUCCESS)
+        pages = f"http://127.0.0.1:{port}"
+        self.say(f"  pages: {pages}/workflows/{execution['workflow']}/ and {pages}/executions/{execution['id']}/")
+        for slug, name, graph, expected in SEEDS:
+            seeded = self._run_workflow(api, company, slug, name, graph, timeout=timeout)
+            if seeded["status"] != expected:
+                raise CommandError(f"seed {slug} ended {seeded['status']}, not {expected}: {json.dumps(seeded)[:2000]}")
+            self.say(f"seed {slug} ended {expected} as it should; pages: {pages}/workflows/{seeded['workflow']}/ "
+                     f"and {pages}/executions/{seeded['id']}/")
         self.say(f"API token for user '{DEMO_USER}' (password '{DEMO_PASSWORD}'): {token}")
         self.say(f"operator pages: http://127.0.0.1:{port}/login/ (sign in as {DEMO_USER} / {DEMO_PASSWORD})")
         if exit_after_demo:
@@ -305,18 +318,22 @@ class Command(BaseCommand):
         return next((item for item in page["results"] if item["slug"] == slug), None)
 
     def _run_demo(self, api: Api, company, *, timeout: float) -> dict:
+        return self._run_workflow(api, company, DEMO_WORKFLOW, "Orders demo", DEMO_GRAPH, timeout=timeout)
+
+    def _run_workflow(self, api: Api, company, slug: str, name: str, graph: Path, *, timeout: float) -> dict:
+        """Publish `graph` as workflow `slug` of the demo project, plan, apply, run it; its final state."""
         # A second run finds the project and workflow of the first: publish returns the same
         # version, and apply updates the same deployment.
         project = self._find(api, f"/projects?company={company.id}", DEMO_PROJECT) or api.call(
             "POST", "/projects", {"company": company.id, "slug": DEMO_PROJECT, "name": "Demo"}
         )[2]
-        workflow = self._find(api, f"/workflows?project={project['id']}", DEMO_WORKFLOW) or api.call(
-            "POST", "/workflows", {"project": project["id"], "slug": DEMO_WORKFLOW, "name": "Orders demo"}
+        workflow = self._find(api, f"/workflows?project={project['id']}", slug) or api.call(
+            "POST", "/workflows", {"project": project["id"], "slug": slug, "name": name}
         )[2]
         _, headers, _ = api.call("GET", f"/workflows/{workflow['id']}")
         etag = headers.get("ETag") or headers.get("Etag")
         # The graph is YAML; the API takes it as a document or as YAML text in `graph`.
-        api.call("PATCH", f"/workflows/{workflow['id']}", {"graph": DEMO_GRAPH.read_text()}, headers={"If-Match": etag})
+        api.call("PATCH", f"/workflows/{workflow['id']}", {"graph": graph.read_text()}, headers={"If-Match": etag})
         _, _, version = api.call("POST", f"/workflows/{workflow['id']}/publish")
         self.say(f"published {workflow['slug']} v{version['number']} ({version['digest'][:19]}…)")
         _, _, plan = api.call("POST", "/plans", {
@@ -332,7 +349,7 @@ class Command(BaseCommand):
 
         def finished():
             _, _, current = api.call("GET", f"/executions/{execution['id']}")
-            return current if current["status"] not in ("pending", "running") else None
+            return current if current["status"] not in ("pending", "running", "compensating") else None
 
         result = wait_for(finished, timeout=timeout, what="the demo execution")
         _, _, timeline = api.call("GET", f"/executions/{execution['id']}/timeline")
@@ -341,4 +358,4 @@ class Command(BaseCommand):
                 f"  {step.get('node_id', step.get('node')):<10} shard {step.get('shard', 0)} "
                 f"{step['status']:<10} on {step.get('worker') or '-'}  output={json.dumps(step.get('output'))[:80]}"
             )
-        return result
+        return {**result, "workflow": workflow["id"]}
