@@ -8,6 +8,7 @@ app.autodiscover_tasks(["workers"], related_name="tasks")
 # policy per task, the secret-masking log filter, and tracing hooks.
 from workers.bootsteps import install_bootsteps  # noqa: E402
 from workers import connections, logmask, telemetry  # noqa: E402,F401  (connect their signal handlers)
+from workers import replay_tasks  # noqa: E402,F401  (registers flowplane.dead_letter_rerun)
 
 install_bootsteps(app)
 

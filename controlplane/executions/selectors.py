@@ -112,17 +112,40 @@ def execution_timeline(*, execution: Execution) -> dict[str, Any]:
     }
 
 
-def dead_letter_list(*, user, execution_id=None, status: str | None = None) -> QuerySet:
-    """Dead letters of the caller's companies, newest first; `status` is pending (not replayed) or replayed."""
+def dead_letter_list(
+    *,
+    user,
+    execution_id=None,
+    status: str | None = None,
+    workflow_id: int | None = None,
+    deployment_id: int | None = None,
+    node_id: str | None = None,
+    created_after=None,
+    created_before=None,
+) -> QuerySet:
+    """Dead letters of the caller's companies, newest first, filtered; `status` is pending (alias
+    open: neither replayed nor discarded), replayed or discarded."""
     qs = DeadLetter.objects.filter(execution__company_id__in=member_company_ids(user)).select_related(
-        "execution__version"
+        "execution__version", "resolved_by"
     )
     if execution_id is not None:
         qs = qs.filter(execution_id=execution_id)
-    if status == "pending":
-        qs = qs.filter(replayed_at__isnull=True)
+    if workflow_id is not None:
+        qs = qs.filter(execution__version__workflow_id=workflow_id)
+    if deployment_id is not None:
+        qs = qs.filter(execution__deployment_id=deployment_id)
+    if node_id:
+        qs = qs.filter(node_id=node_id)
+    if status in ("pending", "open"):
+        qs = qs.filter(replayed_at__isnull=True, discarded_at__isnull=True)
     elif status == "replayed":
-        qs = qs.filter(replayed_at__isnull=False)
+        qs = qs.filter(replayed_at__isnull=False, discarded_at__isnull=True)
+    elif status == "discarded":
+        qs = qs.filter(discarded_at__isnull=False)
+    if created_after is not None:
+        qs = qs.filter(created_at__gte=created_after)
+    if created_before is not None:
+        qs = qs.filter(created_at__lt=created_before)
     return qs.order_by("-created_at", "-id")
 
 
