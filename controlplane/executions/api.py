@@ -41,6 +41,7 @@ from controlplane.executions.serializers import (
     ExecutionDiffQuerySerializer,
     ExecutionDiffSerializer,
     ExecutionReplaySerializer,
+    ExecutionSummarySerializer,
     EventsQuerySerializer,
     ExecutionCreateSerializer,
     ExecutionDetailSerializer,
@@ -51,22 +52,29 @@ from controlplane.executions.serializers import (
 )
 
 
+def _execution_filters(request) -> dict:
+    filters = ExecutionFilterSerializer(data=request.query_params)
+    filters.is_valid(raise_exception=True)
+    data = filters.validated_data
+    return {
+        "status": data.get("status"), "workflow_id": data.get("workflow"), "version_id": data.get("version"),
+        "deployment_id": data.get("deployment"), "environment": data.get("environment"),
+        "created_after": data.get("created_after"), "created_before": data.get("created_before"),
+        "trigger": data.get("trigger"),
+    }
+
+
+class ExecutionSummaryApi(APIView):
+    @extend_schema(parameters=[ExecutionFilterSerializer], responses=ExecutionSummarySerializer)
+    def get(self, request):
+        counts = selectors.execution_status_counts(user=request.user, **_execution_filters(request))
+        return Response({"total": sum(counts.values()), "by_status": counts})
+
+
 class ExecutionListApi(APIView):
     @extend_schema(parameters=[ExecutionFilterSerializer], responses=ExecutionOutSerializer(many=True))
     def get(self, request):
-        filters = ExecutionFilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
-        data = filters.validated_data
-        executions = selectors.execution_list(
-            user=request.user,
-            status=data.get("status"),
-            workflow_id=data.get("workflow"),
-            version_id=data.get("version"),
-            deployment_id=data.get("deployment"),
-            environment=data.get("environment"),
-            created_after=data.get("created_after"),
-            created_before=data.get("created_before"),
-        )
+        executions = selectors.execution_list(user=request.user, **_execution_filters(request))
         paginator = Pagination()
         page = paginator.paginate_queryset(executions, request, view=self)
         return paginator.get_paginated_response(ExecutionOutSerializer(page, many=True).data)

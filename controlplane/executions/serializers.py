@@ -13,6 +13,7 @@ from controlplane.executions.models import (
     ExecutionEvent,
     ExecutionStatus,
     ReplayMode,
+    Trigger,
 )
 from controlplane.executions.services.replay import ACTIVE, PINNED
 from controlplane.tenancy.serializers import id_field
@@ -74,6 +75,15 @@ class ExecutionFilterSerializer(serializers.Serializer):
     environment = serializers.SlugField(required=False, max_length=50)
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
+    trigger = serializers.ChoiceField(choices=Trigger.choices, required=False,
+                                      help_text="What started the runs: manual, schedule, webhook or replay.")
+
+
+class ExecutionSummarySerializer(serializers.Serializer):
+    """Counts per status of the executions the same filters list."""
+
+    total = serializers.IntegerField()
+    by_status = serializers.DictField(child=serializers.IntegerField(), help_text="{status: count}, every status.")
 
 
 class ExecutionOutSerializer(serializers.ModelSerializer):

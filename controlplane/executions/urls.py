@@ -6,6 +6,7 @@ from controlplane.executions import api
 urlpatterns = [
     path("executions", api.ExecutionListApi.as_view(), name="execution-list"),
     path("executions/diff", api.ExecutionDiffApi.as_view(), name="execution-diff"),
+    path("executions/summary", api.ExecutionSummaryApi.as_view(), name="execution-summary"),
     path("executions/<str:execution_id>", api.ExecutionDetailApi.as_view(), name="execution-detail"),
     path("executions/<str:execution_id>/timeline", api.ExecutionTimelineApi.as_view(), name="execution-timeline"),
     path("executions/<str:execution_id>/events", api.ExecutionEventsApi.as_view(), name="execution-events"),

@@ -161,3 +161,19 @@ def test_the_replay_api_answers_the_new_run_with_its_link(original, owner, compa
     assert outputs(Execution.objects.get(pk=data["id"])) == {"a": {"step": "a", "order": 1}, "b": {"m": 1}}
     assert client_for(viewer).post(f"{URL}/{original.pk}/replay", body, format="json").status_code == 403
     assert client_for(outsider).post(f"{URL}/{original.pk}/replay", body, format="json").status_code == 404
+
+
+def test_runs_are_listed_by_trigger_and_counted_per_status(original, owner, outsider, client_for):
+    replay = execution_replay(execution=original, user=owner, mode=ReplayMode.EXACT, version="pinned")
+    api = client_for(owner)
+
+    listed = api.get(f"{URL}?trigger=replay").json()["results"]
+    summary = api.get(f"{URL}/summary").json()
+    replays = api.get(f"{URL}/summary?trigger=replay&status=running").json()
+
+    assert [row["id"] for row in listed] == [str(replay.pk)]
+    assert summary["total"] == 2 and summary["by_status"]["succeeded"] == 1 and summary["by_status"]["running"] == 1
+    assert summary["by_status"]["failed"] == 0  # every status, zeros too
+    assert replays["total"] == 1
+    assert client_for(outsider).get(f"{URL}/summary").json()["total"] == 0
+    assert api.get(f"{URL}/summary?trigger=cron").status_code == 400
