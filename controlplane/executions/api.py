@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from controlplane.core.errors import ApplicationError
+from controlplane.core.schema import ErrorSerializer
 
 from controlplane.core.pagination import Pagination
 from controlplane.tenancy.access import require_role
@@ -42,6 +43,7 @@ from controlplane.executions.serializers import (
     ExecutionDiffSerializer,
     ExecutionReplaySerializer,
     ExecutionSummarySerializer,
+    SseMessageSerializer,
     EventsQuerySerializer,
     ExecutionCreateSerializer,
     ExecutionDetailSerializer,
@@ -125,10 +127,12 @@ class ExecutionEventsApi(APIView):
         parameters=[EventsQuerySerializer, OpenApiParameter(
             "Last-Event-ID", OpenApiTypes.INT, OpenApiParameter.HEADER, required=False,
             description="SSE only: resume after this seq (the `id:` of the last message received).")],
-        responses={200: ExecutionEventsPageSerializer, 204: OpenApiResponse(description="SSE: the run has ended and "
-                   "no event follows Last-Event-ID (EventSource stops)."),
-                   503: OpenApiResponse(description="SSE: this process serves its maximum of streams; retry after "
-                   "Retry-After seconds.")},
+        responses={(200, "application/json"): ExecutionEventsPageSerializer,
+                   (200, "text/event-stream"): SseMessageSerializer,
+                   204: OpenApiResponse(description="SSE: the run has ended and no event follows Last-Event-ID "
+                                        "(EventSource stops)."),
+                   503: OpenApiResponse(ErrorSerializer, description="SSE: this process serves its maximum of "
+                                        "streams (`too_many_streams`); retry after Retry-After seconds.")},
     )
     def get(self, request, execution_id):
         execution = selectors.execution_get(user=request.user, execution_id=execution_id)
@@ -141,6 +145,16 @@ class ExecutionEventsApi(APIView):
             "results": ExecutionEventSerializer(events, many=True).data,
             "last_seq": events[-1].seq if events else query.validated_data["after"],
         })
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        """Errors (and the 503) are JSON whatever was asked for: only events are a stream."""
+        response = super().finalize_response(request, response, *args, **kwargs)
+        renderer = getattr(response, "accepted_renderer", None)
+        if isinstance(response, Response) and response.status_code >= 400 and isinstance(
+            renderer, streams.EventStreamRenderer
+        ):
+            response.accepted_renderer, response.accepted_media_type = JSONRenderer(), JSONRenderer.media_type
+        return response
 
     def _stream(self, request, execution, after: int):
         raw = request.headers.get("Last-Event-ID")

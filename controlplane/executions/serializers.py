@@ -134,6 +134,15 @@ class ExecutionEventsPageSerializer(serializers.Serializer):
     last_seq = serializers.IntegerField(help_text="The seq of the last event returned (else `after`).")
 
 
+class SseMessageSerializer(serializers.Serializer):
+    """One Server-Sent Events message of the live stream: an event (or the final `end`)."""
+
+    id = serializers.CharField(required=False, help_text="The event's seq: send it back as Last-Event-ID.")
+    event = serializers.CharField(required=False, help_text="The event type, or `end` after the run's last event.")
+    data = serializers.CharField(required=False, help_text="JSON: {seq, type, data, created_at}; for `end`, "
+                                 "{status, last_seq}.")
+
+
 class DeadLetterFilterSerializer(serializers.Serializer):
     execution = serializers.UUIDField(required=False)
     workflow = id_field(required=False)

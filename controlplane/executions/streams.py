@@ -6,8 +6,9 @@
 `event: end` message first). The web tier is gunicorn `gthread` (a few threads per process, see
 `controlplane/gunicorn_conf.py`), so a stream must never hold a thread for long:
 
-- a connection lasts at most `EVENTS_STREAM_MAX_S` (55 s): then a comment says to reconnect and
-  the stream ends; EventSource reconnects by itself with `Last-Event-ID`, so nothing is missed;
+- a connection lasts at most `EVENTS_STREAM_MAX_S` (25 s: under gunicorn's `WEB_TIMEOUT_S` of 30 and
+  the usual proxy idle timeouts): then a comment says to reconnect and the stream ends;
+  EventSource reconnects by itself with `Last-Event-ID`, so nothing is missed;
 - at most `EVENTS_STREAM_MAX_PER_PROCESS` streams per process (default 2 of its threads): one
   more is a 503 with `Retry-After`, so streams can never starve the API;
 - a reconnect after the end of a finished run is a 204, which tells EventSource to stop.
@@ -81,7 +82,7 @@ def has_more(execution_id, after: int) -> bool:
 def event_stream(execution_id, *, after: int) -> Iterator[str]:
     """The SSE messages of the run from `after`; holds a slot taken with `stream_slot` and
     releases it however the stream ends (the client going away included)."""
-    max_s, poll_s = setting("EVENTS_STREAM_MAX_S", 55.0), setting("EVENTS_STREAM_POLL_S", 0.5)
+    max_s, poll_s = setting("EVENTS_STREAM_MAX_S", 25.0), setting("EVENTS_STREAM_POLL_S", 0.5)
     started = beat = time.monotonic()
     last = after
     try:
@@ -90,7 +91,8 @@ def event_stream(execution_id, *, after: int) -> Iterator[str]:
             # The status first: every event up to the one that ended the run committed with it,
             # so a read after a terminal status sees all of them.
             status = Execution.objects.filter(pk=execution_id).values_list("status", flat=True).first()
-            events = list(ExecutionEvent.objects.filter(execution_id=execution_id, seq__gt=last).order_by("seq")[:BATCH])
+            events = list(ExecutionEvent.objects.filter(execution_id=execution_id, seq__gt=last)
+                          .order_by("seq")[:BATCH])
             for event in events:
                 yield message(event)
                 last = event.seq

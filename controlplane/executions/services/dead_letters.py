@@ -25,9 +25,30 @@ from django.utils import timezone
 from controlplane.core.errors import ApplicationError, Conflict
 from controlplane.deployments.models import Deployment
 from controlplane.deployments.selectors import deployment_check_accepts
-from controlplane.executions.models import DeadLetter, EventType, Execution, ExecutionStatus, ReplayMode, StepRun, StepStatus
-from controlplane.executions.services.attempts import Delivery, Outcome, hard_time_limit, mark_lost, new_attempt, run_attempt, started_data
-from controlplane.executions.services.events import event_append, events_append, events_append_with_run, locked_execution
+from controlplane.executions.models import (
+    DeadLetter,
+    EventType,
+    Execution,
+    ExecutionStatus,
+    ReplayMode,
+    StepRun,
+    StepStatus,
+)
+from controlplane.executions.services.attempts import (
+    Delivery,
+    Outcome,
+    hard_time_limit,
+    mark_lost,
+    new_attempt,
+    run_attempt,
+    started_data,
+)
+from controlplane.executions.services.events import (
+    event_append,
+    events_append,
+    events_append_with_run,
+    locked_execution,
+)
 from controlplane.executions.services.replay import ACTIVE, VERSIONS, replay_start
 from controlplane.tenancy.access import require_role
 from controlplane.tenancy.models import Role
@@ -113,7 +134,8 @@ def _continue_in_place(execution: Execution, letter: DeadLetter, *, input: Any, 
     event_append(execution=execution, type=EventType.EXECUTION_CONTINUED, data={
         "dead_letter": letter.pk, "node_id": letter.node_id, "shard": letter.shard, "by": by,
     }, update_fields=["status", "error", "finished_at"])
-    letter_id, queue, timeout = letter.pk, letter.payload.get("queue"), (letter.payload.get("job") or {}).get("timeout_s")
+    letter_id, queue = letter.pk, letter.payload.get("queue")
+    timeout = (letter.payload.get("job") or {}).get("timeout_s")
     transaction.on_commit(lambda: _dispatch_rerun(letter_id, queue, timeout))
     return execution
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from controlplane.executions.models import DeadLetter, EventType, Execution, ExecutionStatus, StepRun, StepStatus
-from controlplane.executions.services import Delivery, dead_letter_rerun_execute, execution_start, saga_finish, step_execute
+from controlplane.executions.services import (
+    Delivery,
+    dead_letter_rerun_execute,
+    execution_start,
+    saga_finish,
+    step_execute,
+)
 from controlplane.tenancy.models import Role
 from tests.controlplane.executions.builders import deploy_version, edges, job, make_deployment, make_version
 from tests.factories import add_member

@@ -137,3 +137,12 @@ def test_a_stream_of_a_running_run_is_bounded_and_slots_per_process_are_limited(
     busy = api.get(f"{URL}/{execution.pk}/events", **SSE)
     assert (busy.status_code, busy["Retry-After"]) == (503, "5")
     assert client_for(outsider).get(f"{URL}/{execution.pk}/events", **SSE).status_code == 404
+
+
+def test_errors_of_a_stream_request_are_json(deployment, owner, client_for):
+    execution = run(deployment, owner, {"items": [1]})
+
+    response = client_for(owner).get(f"{URL}/{execution.pk}/events", HTTP_LAST_EVENT_ID="x", **SSE)
+
+    assert response.status_code == 400 and response["Content-Type"].startswith("application/json")
+    assert response.json()["path"] == "Last-Event-ID"
