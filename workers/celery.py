@@ -3,6 +3,7 @@ from Django settings) with the task shims, worker bootsteps and signal handlers 
 from controlplane.core.celery_app import app
 
 app.autodiscover_tasks(["workers"], related_name="tasks")
+app.autodiscover_tasks(["workers"], related_name="replay_tasks")  # flowplane.dead_letter_rerun
 
 # Worker-side steps (heartbeat, artifact cache, remote-control commands), the database connection
 # policy per task, the secret-masking log filter, and tracing hooks.

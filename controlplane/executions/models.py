@@ -80,6 +80,28 @@ class EventType(models.TextChoices):
     STEP_COMPENSATED = "step.compensated"
     SAGA_COMPENSATED = "saga.compensated"
     SAGA_COMPENSATION_FAILED = "saga.compensation_failed"
+    # Replays: on the original and on the new run; pre-recorded steps of a replay; dead letters.
+    EXECUTION_REPLAYED = "execution.replayed"
+    EXECUTION_REPLAY_OF = "execution.replay_of"
+    STEP_REUSED = "step.reused"
+    STEP_MOCKED = "step.mocked"
+    DEAD_LETTER_REPLAYED = "dead_letter.replayed"
+    DEAD_LETTER_DISCARDED = "dead_letter.discarded"
+    EXECUTION_CONTINUED = "execution.continued"
+
+
+class ReplayMode(models.TextChoices):
+    EXACT = "exact", "Exact: the same input"
+    MODIFIED = "modified", "Modified: another input and/or mocked steps"
+    FROM_STEP = "from_step", "From a step: upstream outputs reused"
+
+
+class DeadLetterStatus(models.TextChoices):
+    """Derived from the letter's timestamps (`DeadLetter.status`); `pending` is the open state."""
+
+    PENDING = "pending", "Open: not replayed or discarded"
+    REPLAYED = "replayed", "Replayed"
+    DISCARDED = "discarded", "Discarded"
 
 
 class Execution(models.Model):
@@ -144,6 +166,18 @@ class Execution(models.Model):
         blank=True,
         related_name="+",
         help_text="Who triggered the run (empty for schedules and webhooks).",
+    )
+    replay_of = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="replays",
+        help_text="The run this one replays (trigger=replay); its `execution.replayed` event names this run.",
+    )
+    replay_mode = models.CharField(
+        max_length=10, choices=ReplayMode.choices, blank=True, default="",
+        help_text="How this replay was made (empty for runs that are not replays).",
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True, help_text="When the run was requested.")
     started_at = models.DateTimeField(null=True, blank=True, help_text="When the run was dispatched.")
@@ -286,6 +320,12 @@ class DeadLetter(models.Model):
         default=dict, help_text="Everything needed to replay: job spec, rendered input, context, queue, idempotency key."
     )
     created_at = models.DateTimeField(auto_now_add=True, help_text="When the step was dead-lettered.")
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        help_text="Who replayed or discarded it last.",
+    )
+    discarded_at = models.DateTimeField(null=True, blank=True, help_text="When it was discarded, if it was.")
+    discard_reason = models.TextField(blank=True, default="", help_text="Why it was discarded (required to discard).")
     replayed_at = models.DateTimeField(null=True, blank=True, help_text="When it was replayed, if it was.")
     replay_execution = models.ForeignKey(
         Execution,
@@ -293,7 +333,8 @@ class DeadLetter(models.Model):
         null=True,
         blank=True,
         related_name="replayed_dead_letters",
-        help_text="The new execution (trigger=replay) the last replay started.",
+        help_text="The run that carries on after the last replay: a new execution (trigger=replay), or "
+        "the letter's own run when it continued in place.",
     )
 
     class Meta:
@@ -301,3 +342,9 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"dead letter {self.node_id}#{self.shard} of {self.execution_id}"
+
+    @property
+    def status(self) -> str:
+        if self.discarded_at is not None:
+            return DeadLetterStatus.DISCARDED
+        return DeadLetterStatus.REPLAYED if self.replayed_at is not None else DeadLetterStatus.PENDING

@@ -5,10 +5,10 @@ from collections import defaultdict
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
 
 from controlplane.core.errors import NotFound
-from controlplane.executions.models import DeadLetter, Execution, ExecutionEvent, StepRun
+from controlplane.executions.models import DeadLetter, Execution, ExecutionEvent, ExecutionStatus, StepRun
 from controlplane.tenancy.access import member_company_ids
 
 
@@ -22,6 +22,7 @@ def execution_list(
     environment: str | None = None,
     created_after=None,
     created_before=None,
+    trigger: str | None = None,
 ) -> QuerySet:
     """Executions of the caller's companies, newest first, filtered."""
     qs = Execution.objects.filter(company_id__in=member_company_ids(user)).select_related(
@@ -41,7 +42,19 @@ def execution_list(
         qs = qs.filter(created_at__gte=created_after)
     if created_before is not None:
         qs = qs.filter(created_at__lt=created_before)
+    if trigger:
+        qs = qs.filter(trigger=trigger)
     return qs.order_by("-created_at")
+
+
+def execution_status_counts(*, user, **filters) -> dict[str, int]:
+    """{status: count} of the executions `execution_list` would return (every status, zeros too):
+    one GROUP BY on the status index, for the dashboard."""
+    counts = dict.fromkeys(ExecutionStatus.values, 0)
+    rows = execution_list(user=user, **filters).order_by().values_list("status").annotate(n=Count("id"))
+    for status, n in rows:
+        counts[status] = n
+    return counts
 
 
 def execution_get(*, user, execution_id) -> Execution:
@@ -112,17 +125,40 @@ def execution_timeline(*, execution: Execution) -> dict[str, Any]:
     }
 
 
-def dead_letter_list(*, user, execution_id=None, status: str | None = None) -> QuerySet:
-    """Dead letters of the caller's companies, newest first; `status` is pending (not replayed) or replayed."""
+def dead_letter_list(
+    *,
+    user,
+    execution_id=None,
+    status: str | None = None,
+    workflow_id: int | None = None,
+    deployment_id: int | None = None,
+    node_id: str | None = None,
+    created_after=None,
+    created_before=None,
+) -> QuerySet:
+    """Dead letters of the caller's companies, newest first, filtered; `status` is pending (alias
+    open: neither replayed nor discarded), replayed or discarded."""
     qs = DeadLetter.objects.filter(execution__company_id__in=member_company_ids(user)).select_related(
-        "execution__version"
+        "execution__version", "resolved_by"
     )
     if execution_id is not None:
         qs = qs.filter(execution_id=execution_id)
-    if status == "pending":
-        qs = qs.filter(replayed_at__isnull=True)
+    if workflow_id is not None:
+        qs = qs.filter(execution__version__workflow_id=workflow_id)
+    if deployment_id is not None:
+        qs = qs.filter(execution__deployment_id=deployment_id)
+    if node_id:
+        qs = qs.filter(node_id=node_id)
+    if status in ("pending", "open"):
+        qs = qs.filter(replayed_at__isnull=True, discarded_at__isnull=True)
     elif status == "replayed":
-        qs = qs.filter(replayed_at__isnull=False)
+        qs = qs.filter(replayed_at__isnull=False, discarded_at__isnull=True)
+    elif status == "discarded":
+        qs = qs.filter(discarded_at__isnull=False)
+    if created_after is not None:
+        qs = qs.filter(created_at__gte=created_after)
+    if created_before is not None:
+        qs = qs.filter(created_at__lt=created_before)
     return qs.order_by("-created_at", "-id")
 
 

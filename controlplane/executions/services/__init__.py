@@ -8,7 +8,14 @@ from controlplane.executions.services.recovery import (
     step_runs_recover_orphaned,
     worker_replaced_recover,
 )
-from controlplane.executions.services.replay import dead_letter_replay, execution_replay
+from controlplane.executions.services.dead_letters import (
+    DeadLetterReplay,
+    dead_letter_discard,
+    dead_letter_replay,
+    dead_letter_rerun_execute,
+    dead_letters_replay_bulk,
+)
+from controlplane.executions.services.replay import execution_replay
 from controlplane.executions.services.saga import compensation_execute, saga_finish, saga_start
 from controlplane.executions.services.start import (
     execution_cancel,
@@ -30,7 +37,11 @@ __all__ = [
     "Outcome",
     "barrier_execute",
     "compensation_execute",
+    "DeadLetterReplay",
+    "dead_letter_discard",
     "dead_letter_replay",
+    "dead_letter_rerun_execute",
+    "dead_letters_replay_bulk",
     "execution_replay",
     "event_append",
     "execution_cancel",

@@ -19,7 +19,7 @@ from controlplane.deployments.models import Deployment
 from controlplane.deployments.selectors import deployment_check_accepts
 from controlplane.executions.models import EventType, Execution, ExecutionStatus, TERMINAL_EXECUTION_STATUSES, Trigger
 from controlplane.executions.services.events import event_append, execution_insert_with_event, locked_execution
-from controlplane.executions.services.start_canvas import start_canvas
+from controlplane.executions.services.start_canvas import StartCanvas, start_canvas
 from controlplane.executions.services.start_reads import deployment_for_start
 from controlplane.executions.services.state import remember_run
 from controlplane.fleet.models import queue_name_for
@@ -87,6 +87,7 @@ def execution_start(
     idempotency_key: str | None = None,
     trigger: str = Trigger.MANUAL,
     trigger_details: dict | None = None,
+    pin: tuple[Any, StartCanvas] | None = None,
 ) -> tuple[Execution, bool]:
     """Start a run on `deployment` (an instance or id visible to `user`); returns (execution, created).
 
@@ -95,7 +96,8 @@ def execution_start(
     accept executions is a 409 (`deployment_paused`, `deployment_undeployed`, `not_deployed`). The
     same idempotency key in the same company returns the existing execution; reusing it for a
     different deployment or input is a 409 `idempotency_conflict`. Nothing is dispatched unless
-    the transaction commits.
+    the transaction commits. `pin` (version, canvas): pin those instead of what the deployment
+    runs now (a replay of an earlier run's version; `replay.py`).
     """
     if not isinstance(input, dict):
         raise ApplicationError("input must be a JSON object", code="invalid", path="input")
@@ -117,7 +119,7 @@ def execution_start(
                 if existing is not None:
                     return _idempotent_repeat(existing, deployment, input), False
             deployment_check_accepts(deployment)
-            pinned = start_canvas(deployment, company.slug, target.artifact_stamp)
+            version, pinned = pin or (deployment.version, start_canvas(deployment, company.slug, target.artifact_stamp))
             graph, canvas = pinned.graph, pinned.canvas
             if not graph["jobs"]:
                 raise Conflict(f"deployment {deployment.pk} holds no jobs; plan and apply a version with steps",
@@ -127,7 +129,7 @@ def execution_start(
                 company=company,
                 deployment=deployment,
                 environment=deployment.environment,
-                version=deployment.version,
+                version=version,
                 trigger=trigger,
                 trigger_details=trigger_details or {},
                 input=input,
@@ -142,7 +144,7 @@ def execution_start(
                 execution=execution,
                 type=EventType.EXECUTION_STARTED,
                 data={"deployment": deployment.pk, "environment": deployment.environment,
-                      "version": deployment.version_id, "version_number": deployment.version.number,
+                      "version": version.pk, "version_number": version.number,
                       "trigger": trigger, "strategy": pinned.strategy, "tasks": pinned.task_count,
                       **({"trigger_details": trigger_details} if trigger_details else {})},
             )

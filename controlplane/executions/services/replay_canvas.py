@@ -1,0 +1,59 @@
+"""The graph and canvas a replay pins when it is not what the deployment runs now.
+
+`version: pinned` replays on the original run's own pinned graph (its version, its artifacts as
+they were), and a dead-letter replay may run its failed step with a modified input: both hand
+`execution_start` a `StartCanvas` of their own (`pin=`), compiled here from a graph the way
+`start_canvas` compiles the deployment's.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from controlplane.executions.services.start_canvas import StartCanvas
+from controlplane.fleet.models import queue_name_for
+from pipelines.canvas import CanvasNode, compile_canvas
+
+
+def canvas_for_graph(graph: dict[str, Any], company_slug: str) -> StartCanvas:
+    """A fresh `StartCanvas` of `graph` (copied: the run never shares objects with its source)."""
+    graph = copy.deepcopy(graph)
+    jobs = graph.get("jobs") or []
+    if not jobs:  # the start refuses it (`not_deployed`)
+        return StartCanvas(graph, {}, "", 0, {}, [])
+    plan = compile_canvas(
+        [CanvasNode(job["id"], job["replicas"], job["group"]) for job in jobs],
+        [(edge["from"], edge["to"]) for edge in graph.get("edges", [])],
+    )
+    canvas = {**plan.to_dict(), "timeouts": {job["id"]: job["timeout_s"] for job in jobs if job.get("timeout_s")}}
+    placements: list[tuple[str, str | None]] = []
+    for job in jobs:
+        placements.append((f"jobs.{job['id']}.group", job["group"]))
+        compensate = job.get("compensate") or {}
+        if compensate.get("group"):
+            placements.append((f"jobs.{job['id']}.compensate.group", compensate["group"]))
+    queues = {slug: queue_name_for(company_slug, slug) for _, slug in placements if slug}
+    return StartCanvas(graph, canvas, plan.strategy, plan.task_count, queues, placements)
+
+
+def with_configs(graph: dict[str, Any], configs: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `graph` whose jobs in `configs` run with that config instead (already rendered)."""
+    graph = copy.deepcopy(graph)
+    for job in graph.get("jobs", []):
+        if job["id"] in configs:
+            job["config"] = copy.deepcopy(configs[job["id"]])
+    return graph
+
+
+def downstream_of(graph: dict[str, Any], node_id: str) -> set[str]:
+    """`node_id` and every node reachable from it along the graph's edges."""
+    out: dict[str, list[str]] = {}
+    for edge in graph.get("edges", []):
+        out.setdefault(edge["from"], []).append(edge["to"])
+    seen, stack = {node_id}, [node_id]
+    while stack:
+        for child in out.get(stack.pop(), []):
+            if child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return seen
