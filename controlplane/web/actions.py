@@ -136,16 +136,17 @@ def drift_action(request: HttpRequest, deployment_id: int, action: str) -> HttpR
 @require_POST
 @login_required
 def dead_letter_replay(request: HttpRequest, dead_letter_id: int) -> HttpResponse:
-    """The API's `POST /dead-letters/{id}/replay`: a new run with the failed run's input (editor)."""
+    """The API's `POST /dead-letters/{id}/replay` (editor): the failed run continues, or a from_step replay starts."""
     try:
         letter = execution_selectors.dead_letter_get(user=request.user, dead_letter_id=dead_letter_id)
     except NotFound as error:
         raise Http404(error.detail) from None
-    chosen = Action("Replay", Role.EDITOR, execution_services.dead_letter_replay, "replayed as a new execution")
+    chosen = Action("Replay", Role.EDITOR, execution_services.dead_letter_replay, "replayed")
     try:
-        execution = _perform(request, chosen, letter.execution.company_id, "dead letter", dead_letter=letter)
+        replay = _perform(request, chosen, letter.execution.company_id, "dead letter", dead_letter=letter)
     except ApplicationError as error:
         messages.error(request, f"Replay refused: {error.detail}")
         return redirect("web:dead-letter-list")
-    messages.success(request, f"Dead letter {letter.pk} {chosen.done}.")
-    return redirect("web:execution-detail", execution_id=execution.pk)
+    how = "its run continues" if replay.continued else "as a new execution"
+    messages.success(request, f"Dead letter {letter.pk} {chosen.done}: {how}.")
+    return redirect("web:execution-detail", execution_id=replay.execution.pk)
