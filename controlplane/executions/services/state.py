@@ -1,25 +1,19 @@
-"""What the store says about a run: node states, the skip rule, and the template context.
+"""The engine's view of a run in this process: its pinned graph (typed, parsed once) and snapshots.
 
-Pure functions over rows already loaded, so one query feeds every decision of a claim. The
-pinned graph is written once when a run starts and never changes, so each process keeps its
-parsed form and indexes (`pinned_graph`) instead of decoding the JSON on every step.
+The rules themselves are pure and live in `pipelines.engine`; this module keeps what the Django
+side adds: a per-process cache of each run's `ExecutionGraph` and unchanging fields (the pinned
+graph is written once when a run starts and never changes, so it is parsed once, not on every
+step), and the template context of a loaded execution.
 """
 from __future__ import annotations
 
-from collections import OrderedDict, defaultdict
-from dataclasses import dataclass
-from typing import Any, Iterable
+from collections import OrderedDict
+from typing import Any
 
-from django.utils import timezone
-
-from controlplane.executions.models import EventType, Execution, ExecutionStatus, StepRun, StepStatus
-from controlplane.executions.services.rows import step_run_rows
-
-SUCCEEDED, SKIPPED, PENDING = "succeeded", "skipped", "pending"
-_DONE_STATUSES = frozenset(
-    {StepStatus.SUCCEEDED, StepStatus.COMPENSATING, StepStatus.COMPENSATED, StepStatus.COMPENSATION_FAILED}
-)
-
+from controlplane.executions.models import Execution
+from pipelines.engine import ExecutionGraph, Snapshot
+from pipelines.engine import history
+from pipelines.engine.history import ClaimReads, claim_reads as _claim_reads
 
 # Fields of a run that never change once it started: with the pinned graph, all that running a
 # step needs besides the run's status and its step runs.
@@ -27,19 +21,17 @@ RUN_FACT_FIELDS = ("company_id", "deployment_id", "version_id", "environment", "
 
 
 class PinnedGraph:
-    """A run's execution graph with the lookups claims need: jobs by id, incoming edges by node;
-    and once known, the run's unchanging fields (`facts`, see `remember_run`)."""
+    """A run's pinned graph: the stored dict (`raw`, with `jobs`, the stored job dicts by id, which
+    steps run from), its typed form (`graph`), and once known the run's unchanging fields
+    (`facts`, see `remember_run`)."""
 
-    __slots__ = ("raw", "jobs", "incoming", "facts")
+    __slots__ = ("raw", "graph", "jobs", "facts")
 
     def __init__(self, raw: dict[str, Any]) -> None:
         self.raw = raw
-        self.facts: dict[str, Any] | None = None
+        self.graph = ExecutionGraph.from_dict(raw)
         self.jobs = {job["id"]: job for job in raw.get("jobs", [])}
-        incoming: dict[str, list[dict]] = defaultdict(list)
-        for edge in raw.get("edges", []):
-            incoming[edge["to"]].append(edge)
-        self.incoming = dict(incoming)
+        self.facts: dict[str, Any] | None = None
 
 
 _PINNED_CACHE: OrderedDict[str, PinnedGraph] = OrderedDict()
@@ -67,27 +59,6 @@ def pinned_graph(execution_id, raw: dict[str, Any] | None = None) -> PinnedGraph
     return pinned
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimReads:
-    """What a claim of one node reads: `with_outputs`, every upstream output (for the template
-    context); `with_output`, step outputs at all (also for condition branches); `node_ids`, the
-    nodes whose attempts it reads (None: all)."""
-
-    with_outputs: bool
-    with_output: bool
-    node_ids: list[str] | None
-
-
-def claim_reads(graph: PinnedGraph, node_id: str, *, with_outputs: bool) -> ClaimReads:
-    """The template context needs every upstream output; otherwise the node and its predecessors
-    (statuses, and for condition branches outputs) are all a claim decides on."""
-    incoming = graph.incoming.get(node_id, [])
-    if with_outputs:
-        return ClaimReads(True, True, None)
-    branches = any(edge.get("branch") is not None for edge in incoming)
-    return ClaimReads(False, branches, [node_id, *{edge["from"] for edge in incoming}])
-
-
 def remember_run(execution: Execution) -> PinnedGraph:
     """Cache the run's pinned graph and unchanging fields from a fully loaded `execution`."""
     pinned = pinned_graph(execution.pk, execution.graph)
@@ -96,139 +67,13 @@ def remember_run(execution: Execution) -> PinnedGraph:
     return pinned
 
 
-@dataclass(slots=True)
-class RunRow:
-    """The columns of a step run that claims decide on (not its request, input or error), in
-    `rows.RUN_COLUMNS` order."""
-
-    id: int
-    node_id: str
-    shard: int
-    attempt: int
-    status: str
-    worker: str
-    started_at: Any
-    output: Any = None
-    is_compensation: bool = False
+def claim_reads(pinned: PinnedGraph, node_id: str, *, with_outputs: bool) -> ClaimReads:
+    return _claim_reads(pinned.graph, node_id, with_outputs=with_outputs)
 
 
-def load_runs(execution_id, *, with_output: bool, node_ids: Iterable[str] | None = None) -> dict[tuple[str, int], list[RunRow]]:
-    """The run's step attempts by (node, shard), oldest first, in one query.
-
-    Outputs are read only when the caller needs them (template context, condition branches):
-    they can be large, and most claims only need statuses. `node_ids` narrows the rows to the
-    nodes a decision is about (a claim: the node and its predecessors).
-    """
-    return runs_by_shard(RunRow(*row) for row in step_run_rows(execution_id, with_output=with_output,
-                                                                node_ids=node_ids))
-
-
-def runs_by_shard(runs: Iterable[StepRun | RunRow]) -> dict[tuple[str, int], list]:
-    out: dict[tuple[str, int], list] = defaultdict(list)
-    for run in runs:
-        if not run.is_compensation:
-            out[(run.node_id, run.shard)].append(run)
-    return out
-
-
-def shard_state(runs: list) -> str:
-    statuses = {run.status for run in runs}
-    if statuses & _DONE_STATUSES:
-        return SUCCEEDED
-    if StepStatus.SKIPPED in statuses:
-        return SKIPPED
-    return PENDING
-
-
-def node_state(job: dict[str, Any], by_shard) -> str:
-    """succeeded when every shard succeeded (or was skipped), skipped when all were, else pending."""
-    states = {shard_state(by_shard.get((job["id"], shard), [])) for shard in range(job["replicas"])}
-    if states == {SKIPPED}:
-        return SKIPPED
-    if PENDING in states:
-        return PENDING
-    return SUCCEEDED
-
-
-def node_output(job: dict[str, Any], by_shard) -> Any:
-    """The node's output: its one shard's output, or the list of shard outputs (merge) by index."""
-    outputs = []
-    for shard in range(job["replicas"]):
-        done = [r for r in by_shard.get((job["id"], shard), []) if shard_state([r]) == SUCCEEDED]
-        outputs.append(done[-1].output if done else None)
-    return outputs[0] if job["replicas"] == 1 else outputs
-
-
-def waiting_on(execution: Execution, node_id: str, by_shard) -> list[str]:
-    """Predecessors of `node_id` that have not completed yet."""
-    graph = pinned_graph(execution.pk, execution.graph)
-    preds = {edge["from"] for edge in graph.incoming.get(node_id, [])}
-    return sorted(p for p in preds if node_state(graph.jobs[p], by_shard) == PENDING)
-
-
-def is_dead(execution: Execution, node_id: str, by_shard) -> bool:
-    """The skip rule: a node with incoming edges that are all dead is skipped.
-
-    An edge is dead when its source was skipped, or its source is a condition whose output branch
-    differs from the edge's `branch`. A node without incoming edges always runs.
-    """
-    graph = pinned_graph(execution.pk, execution.graph)
-    incoming = graph.incoming.get(node_id, [])
-    if not incoming:
-        return False
-
-    def dead(edge) -> bool:
-        source = graph.jobs[edge["from"]]
-        if node_state(source, by_shard) == SKIPPED:
-            return True
-        if edge.get("branch") is not None:
-            output = node_output(source, by_shard)
-            branch = output.get("branch") if isinstance(output, dict) else None
-            return branch != edge["branch"]
-        return False
-
-    return all(dead(edge) for edge in incoming)
-
-
-def pending_nodes(execution: Execution, by_shard) -> list[str]:
-    """Nodes of the run not yet recorded succeeded or skipped."""
-    return [job["id"] for job in execution.graph["jobs"] if node_state(job, by_shard) == PENDING]
-
-
-def succeed(execution: Execution, by_shard) -> tuple[str, dict[str, Any]]:
-    """Mark `execution` succeeded (unsaved: status, finished_at) and return its event; every node
-    must be recorded (`pending_nodes` empty)."""
-    execution.status = ExecutionStatus.SUCCEEDED
-    execution.finished_at = timezone.now()
-    duration_ms = None
-    if execution.started_at:
-        duration_ms = int((execution.finished_at - execution.started_at).total_seconds() * 1000)
-    skipped = [job["id"] for job in execution.graph["jobs"] if node_state(job, by_shard) == SKIPPED]
-    return EventType.EXECUTION_SUCCEEDED, {"duration_ms": duration_ms, "skipped": skipped}
-
-
-def template_context(execution: Execution, by_shard, *, with_steps: bool = True) -> dict[str, Any]:
-    """`{trigger, params, steps: {id: {output}}, execution}`, read from the store.
-
-    `with_steps=False` leaves out upstream outputs, for a step that neither templates its config
-    nor reads the context (they were not loaded).
-    """
-    graph = pinned_graph(execution.pk, execution.graph)
-    steps = {}
-    if with_steps:
-        for job in graph.raw["jobs"]:
-            state = node_state(job, by_shard)
-            if state == SUCCEEDED:
-                steps[job["id"]] = {"output": node_output(job, by_shard)}
-            elif state == SKIPPED:
-                steps[job["id"]] = {"output": None, "skipped": True}
-    return {
-        "trigger": execution.input,
-        "params": graph.raw.get("params", {}),
-        "steps": steps,
-        "execution": {
-            "id": str(execution.pk),
-            "trigger": execution.trigger,
-            "started_at": execution.started_at.isoformat() if execution.started_at else None,
-        },
-    }
+def template_context(execution: Execution, snapshot: Snapshot, *, with_steps: bool = True) -> dict[str, Any]:
+    """`{trigger, params, steps: {id: {output}}, execution}` of a loaded execution."""
+    graph = pinned_graph(execution.pk, execution.graph).graph
+    return history.template_context(graph, snapshot.attempts, execution_id=execution.pk,
+                                    trigger_input=execution.input, trigger=execution.trigger,
+                                    started_at=execution.started_at, with_steps=with_steps)
