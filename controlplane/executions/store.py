@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from typing import Any, Iterable, Sequence
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -25,8 +26,7 @@ from django.db.models import Model
 from django.utils import timezone
 
 from controlplane.executions.models import EventType, Execution, ExecutionEvent, ExecutionStatus, StepRun
-from controlplane.executions.services.state import cached_pinned_graph, remember_run
-from pipelines.engine import AttemptRecord
+from pipelines.engine import AttemptRecord, ExecutionGraph
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +151,60 @@ def run_progress(execution_id, *, with_output: bool,
 
 def _pk_column(model: type[Model]) -> str:
     return connection.ops.quote_name(model._meta.pk.column)
+
+
+# The pinned graph is written once when a run starts and never changes, so each process parses
+# it once (with the run's unchanging fields) instead of decoding the JSON on every step.
+# Fields of a run that never change once it started: with the pinned graph, all that running a
+# step needs besides the run's status and its step runs.
+RUN_FACT_FIELDS = ("company_id", "deployment_id", "version_id", "environment", "trigger", "input", "started_at")
+
+
+class PinnedGraph:
+    """A run's pinned graph: the stored dict (`raw`, with `jobs`, the stored job dicts by id, which
+    steps run from), its typed form (`graph`), and once known the run's unchanging fields
+    (`facts`, see `remember_run`)."""
+
+    __slots__ = ("raw", "graph", "jobs", "facts")
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        self.raw = raw
+        self.graph = ExecutionGraph.from_dict(raw)
+        self.jobs = {job["id"]: job for job in raw.get("jobs", [])}
+        self.facts: dict[str, Any] | None = None
+
+
+_PINNED_CACHE: OrderedDict[str, PinnedGraph] = OrderedDict()
+_PINNED_CACHE_SIZE = 512
+
+
+def cached_pinned_graph(execution_id) -> PinnedGraph | None:
+    """The run's pinned graph if this process has parsed it already, else None (no query)."""
+    return _PINNED_CACHE.get(str(execution_id))
+
+
+def pinned_graph(execution_id, raw: dict[str, Any] | None = None) -> PinnedGraph:
+    """The run's pinned graph, parsed once per process (it is immutable once the run starts)."""
+    key = str(execution_id)
+    pinned = _PINNED_CACHE.get(key)
+    if pinned is not None:
+        _PINNED_CACHE.move_to_end(key)
+        return pinned
+    if raw is None:
+        raw = Execution.objects.values_list("graph", flat=True).get(pk=execution_id)
+    pinned = PinnedGraph(raw)
+    _PINNED_CACHE[key] = pinned
+    if len(_PINNED_CACHE) > _PINNED_CACHE_SIZE:
+        _PINNED_CACHE.popitem(last=False)
+    return pinned
+
+
+def remember_run(execution: Execution) -> PinnedGraph:
+    """Cache the run's pinned graph and unchanging fields from a fully loaded `execution`."""
+    pinned = pinned_graph(execution.pk, execution.graph)
+    if pinned.facts is None:
+        pinned.facts = {name: getattr(execution, name) for name in RUN_FACT_FIELDS}
+    return pinned
 
 
 def locked_execution(execution_id) -> Execution:
