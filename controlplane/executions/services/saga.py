@@ -29,7 +29,7 @@ from controlplane.executions.services.state import pinned_graph, template_contex
 from controlplane.executions.services.events import event_append
 from controlplane.executions.store import attempt_records, locked_execution, store_write
 from controlplane.fleet.models import queue_name_for
-from pipelines.engine import DONE, FAIL, IGNORE, RETRY, AttemptRecord, DeliveryFacts, Snapshot, decide, settle
+from pipelines.engine import DONE, FAIL, IGNORE, RETRY, AttemptRecord, DeliveryFacts, Job, Snapshot, decide, settle
 from pipelines.engine.decider import RECORDED
 
 
@@ -46,9 +46,9 @@ def saga_start(*, execution_id, delivery: Delivery) -> Outcome:
         if running and delivery.retries < MAX_WAITS:
             return Outcome("wait", "waiting", countdown=wait_countdown(delivery.retries),
                            detail=f"steps {running} are still running")
-        jobs = {job["id"]: job for job in execution.graph["jobs"]}
+        jobs = pinned_graph(execution.pk, execution.graph).graph.by_id
         undo = sorted(
-            (r for r in runs if r.status == StepStatus.SUCCEEDED and jobs[r.node_id].get("compensate")),
+            (r for r in runs if r.status == StepStatus.SUCCEEDED and jobs[r.node_id].compensate),
             key=lambda r: r.completed_seq or 0,
             reverse=True,
         )
@@ -63,8 +63,8 @@ def saga_start(*, execution_id, delivery: Delivery) -> Outcome:
         return Outcome("done", "compensating", detail=f"{len(plan)} compensation(s)")
 
 
-def compensation_queue(execution: Execution, run: StepRun, job: dict) -> str:
-    group = (job.get("compensate") or {}).get("group")
+def compensation_queue(execution: Execution, run: StepRun, job: Job) -> str:
+    group = (job.compensate or {}).get("group")
     return queue_name_for(execution.company.slug, group) if group else run.queue
 
 
@@ -83,7 +83,7 @@ def compensation_execute(*, execution_id, step_run_id: int, delivery: Delivery) 
             return Outcome("ignore", execution.status, detail=f"execution is {execution.status}")
         original = StepRun.objects.select_for_update().get(pk=step_run_id, execution=execution)
         pinned = pinned_graph(execution.pk, execution.graph)
-        job = pinned.jobs[original.node_id]
+        job = pinned.graph.job(original.node_id)
         mine = {run.pk: run for run in execution.step_runs.filter(
             node_id=original.node_id, shard=original.shard, is_compensation=True).order_by("id")}
         running = [run for run in mine.values() if run.status == StepStatus.RUNNING]
@@ -104,7 +104,7 @@ def compensation_execute(*, execution_id, step_run_id: int, delivery: Delivery) 
                 "compensation": True}
         if decision.kind == FAIL:  # no attempts left
             return _compensation_failed(execution, original, base, decision.error)
-        spec = job["compensate"]
+        spec = job.compensate
         run = StepRun(
             execution=execution, node_id=original.node_id, shard=original.shard, shard_count=original.shard_count,
             attempt=decision.attempt, is_compensation=True, group=spec.get("group") or original.group,
@@ -132,7 +132,7 @@ def compensation_execute(*, execution_id, step_run_id: int, delivery: Delivery) 
         shard=original.shard,
         shard_count=original.shard_count,
         idempotency_key=decision.idempotency_key,
-        timeout_s=job.get("timeout_s"),
+        timeout_s=job.timeout_s,
         group=run.group,
     )
     return _record_compensation(execution_id, run.pk, original.pk, rendered, output, error)
