@@ -126,7 +126,8 @@ def database_drop() -> None:
 def chain_graph(url: str) -> dict:
     return {"nodes": [
         {"id": "before", "type": "noop", "group": GROUP},
-        {"id": "charge", "type": "http", "group": GROUP, "timeout_s": 60,
+        # Lost attempts count against max_attempts: a killed child or worker uses one up.
+        {"id": "charge", "type": "http", "group": GROUP, "timeout_s": 60, "retry": {"max_attempts": 3},
          "config": {"url": url, "method": "POST", "timeout_s": 60,
                     "json": {"effect": "{{ .execution.id }}:charge:0"}}},
         {"id": "after", "type": "noop", "group": GROUP},

@@ -241,8 +241,9 @@ DB_CONNECTION_HEADROOM = int(os.environ.get("DB_CONNECTION_HEADROOM", "10"))
 # A step that finished while the database was away: its outcome is recorded again for this long
 # before the task retries the step itself.
 RECORD_RETRY_FOR_S = float(os.environ.get("RECORD_RETRY_FOR_S", "60"))
-# A shard whose attempt was lost this many times (its process or worker died each time) fails
-# for good instead of being tried again, whatever its retry policy.
+# Attempts lost to the engine's own database failing under them (the same task's retry takes the
+# attempt over) do not count against a node's max_attempts; a shard that lost this many fails for
+# good. Attempts lost to a dead process or worker count against max_attempts like failures.
 STEP_MAX_LOST_ATTEMPTS = int(os.environ.get("STEP_MAX_LOST_ATTEMPTS", "3"))
 # The watchdog: a run with nothing running and no event for this long has its canvas published
 # again (the claims make that harmless); after this many re-drives in a row with no progress it fails.

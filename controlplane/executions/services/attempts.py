@@ -10,7 +10,6 @@ import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -22,7 +21,18 @@ from controlplane.core.errors import ApplicationError
 from controlplane.core.logs import bind_attempt_context
 from controlplane.egress.selectors import company_egress_policy
 from controlplane.executions.models import EventType, Execution, StepRun, StepStatus
-from controlplane.executions.services.events import event_append
+from controlplane.executions.store import store_write
+from pipelines.engine import idempotency_key
+# Waits and time limits are the engine's (pure) rules; re-exported for the task shims and dispatch.
+from pipelines.engine.limits import (  # noqa: F401
+    HARD_LIMIT_GRACE_S,
+    MAX_WAITS,
+    WAIT_FIRST_S,
+    WAIT_MAX_S,
+    hard_time_limit,
+    wait_countdown,
+)
+from pipelines.engine.limits import attempt_expired as expired
 from pipelines.errors import (
     RESOURCE_EXHAUSTED,
     PipelineError,
@@ -35,15 +45,6 @@ from pipelines.masking import MaskDepthError, SecretMask, masking_scope
 from pipelines.steps import StepContext, get_step_type, run_step
 from pipelines.steps.registry import check_rendered_refs
 from pipelines.templating import find_templates, render
-
-# Waiting for predecessors (a duplicate or early chord body) or for running steps (the saga):
-# short polls first, then at most WAIT_MAX_S apart, for at most MAX_WAITS polls.
-WAIT_FIRST_S = 0.05
-WAIT_MAX_S = 1.0
-MAX_WAITS = 600
-# A running attempt this long past its step's timeout is dead even if its worker looks alive
-# (Celery killed it at the hard time limit without re-queueing it).
-HARD_LIMIT_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,6 @@ class Outcome:
 
     def result(self) -> dict[str, Any]:
         return {"status": self.status or self.action, "detail": self.detail}
-
-
-def wait_countdown(retries: int) -> float:
-    return min(WAIT_MAX_S, WAIT_FIRST_S * (1.5 ** retries))
 
 
 _callables_loaded = False
@@ -159,7 +156,7 @@ def _run_spec(spec, *, context, company_id, resolver, execution_id, node_id, att
 
 def step_idempotency_key(execution_id, node_id: str, shard: int) -> str:
     """The key a step presents to the outside world: stable across attempts and redeliveries."""
-    return f"{execution_id}:{node_id}:{shard}"
+    return idempotency_key(execution_id, node_id, shard)
 
 
 def runs_in_transaction(job: dict[str, Any]) -> bool:
@@ -271,10 +268,7 @@ def error_dict(exc: BaseException, *, timeout_s: float | None = None) -> dict[st
 
 def attempt_expired(run: StepRun, job: dict[str, Any]) -> bool:
     """True when a running attempt is past its hard time limit: nobody is running it any more."""
-    if not job.get("timeout_s") or run.started_at is None:
-        return False
-    limit = timedelta(seconds=hard_time_limit(job["timeout_s"]) + HARD_LIMIT_GRACE_S)
-    return timezone.now() - run.started_at > limit
+    return expired(run.started_at, job.get("timeout_s"), timezone.now())
 
 
 def process_gone(run: StepRun, delivery: Delivery) -> bool:
@@ -291,20 +285,21 @@ def process_gone(run: StepRun, delivery: Delivery) -> bool:
     return False
 
 
-def hard_time_limit(timeout_s: float) -> float:
-    """Celery's hard limit for a step: the soft limit (timeout_s) plus time to record the failure."""
-    return float(timeout_s) + 5.0
-
-
-def mark_lost(execution: Execution, run: StepRun, *, reason: str) -> None:
-    """Record that a running attempt will never report (its worker died or it was killed)."""
+def mark_lost(execution: Execution, run: StepRun, *, reason: str, counts: bool = True) -> None:
+    """Record that a running attempt will never report (its worker died or it was killed), with its
+    `step.lost` event. `counts`: whether it counts against the node's max_attempts (not when the
+    engine's own database failed under it; see `pipelines.engine.decider`)."""
     run.status = StepStatus.LOST
     run.finished_at = timezone.now()
-    run.error = {"message": reason, "retryable": True, "details": {"worker": run.worker}}
-    run.save(update_fields=["status", "finished_at", "error"])
-    event_append(
-        execution=execution,
-        type=EventType.STEP_LOST,
-        data={"node_id": run.node_id, "shard": run.shard, "attempt": run.attempt, "worker": run.worker,
-              "compensation": run.is_compensation, "reason": reason},
-    )
+    details = {"worker": run.worker} if counts else {"worker": run.worker, "counts": False}
+    run.error = {"message": reason, "retryable": True, "details": details}
+    store_write(execution=execution, update=[(run, ["status", "finished_at", "error"])], events=[(
+        EventType.STEP_LOST,
+        {"node_id": run.node_id, "shard": run.shard, "attempt": run.attempt, "worker": run.worker,
+         "compensation": run.is_compensation, "reason": reason},
+    )])
+
+
+def lost_counts(error: dict[str, Any] | None) -> bool:
+    """Whether a lost attempt (its stored `error`) counts against the node's max_attempts."""
+    return ((error or {}).get("details") or {}).get("counts", True) is not False

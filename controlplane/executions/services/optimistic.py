@@ -12,8 +12,10 @@ per process and run a read of the run's unchanging fields and graph):
    events (for the canvas's last task, also the run's success, if no other node is pending) in
    one statement that applies only if the sequence is still the one read.
 
-Every change to a run's step runs or status appends an event under the row lock, so an unchanged
-sequence proves the read still holds and the write is the one the locked path would have made.
+Every change to a run's step runs or status appends an event (`store_write`, the only writer,
+refuses a change without one), so an unchanged sequence proves the read still holds, and the
+write is the one the locked path would have made: both ask the same decider
+(`pipelines.engine.decide`) over the same rows.
 When the sequence moved (a concurrent step of the same run, a duplicate, a cancel), nothing was
 written and the step takes the locked path, which runs it again (it has no side effects).
 Anything but a plain success (or a repeat of one) takes the locked path too - waits, skips,
@@ -37,23 +39,16 @@ from controlplane.executions.services.attempts import (
     runs_in_transaction,
     started_data,
 )
-from controlplane.executions.services.events import events_append_with_run_if_unchanged
-from controlplane.executions.services.rows import execution_row, run_progress
 from controlplane.executions.services.state import (
-    PENDING,
     PinnedGraph,
-    RunRow,
     cached_pinned_graph,
     claim_reads,
-    is_dead,
-    pending_nodes,
     remember_run,
-    runs_by_shard,
-    shard_state,
-    succeed,
     template_context,
-    waiting_on,
 )
+from controlplane.executions.store import execution_row, is_postgresql, run_progress, store_write, succeeded_event
+from pipelines.engine import FINISH, IGNORE, RUN, AttemptRecord, DeliveryFacts, Snapshot, decide, decide_finish
+from pipelines.engine.decider import RECORDED
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +58,7 @@ def step_execute_unlocked(*, execution_id, node_id: str, shard: int, shard_count
     """The step's outcome if it could be decided and recorded without the lock; None when it
     must take the locked path (nothing was written then). `final`: the canvas's last task, which
     also finishes the run when every other node is recorded (in the same statement)."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
+    if not is_postgresql() or connection.in_atomic_block:
         return None
     pinned = _pinned_run(execution_id)
     if pinned is None or node_id not in pinned.jobs or not runs_in_transaction(pinned.jobs[node_id]):
@@ -75,17 +70,19 @@ def step_execute_unlocked(*, execution_id, node_id: str, shard: int, shard_count
     if progress is None or progress[0] != ExecutionStatus.RUNNING:
         return None
     status, event_seq, rows = progress
-    by_shard = runs_by_shard(RunRow(*row) for row in rows)
-    mine = by_shard.get((node_id, shard), [])
-    state = shard_state(mine)
-    if state != PENDING:
-        return None if final else Outcome("done", state, detail="already recorded; not run again")
+    # The read has no claim details (task, try, process): a running attempt makes the decision
+    # `defer`, and the locked path, which reads them, decides instead.
+    snapshot = Snapshot.of(execution_id, status, [AttemptRecord(*row) for row in rows])
+    decision = decide(pinned.graph, node_id, shard, snapshot, DeliveryFacts(task_id=delivery.task_id,
+                      retries=delivery.retries), timezone.now())
+    if decision.kind == IGNORE and decision.reason == RECORDED and not final:
+        return Outcome("done", decision.status, detail=decision.detail)
+    if decision.kind != RUN or decision.lose is not None:
+        return None  # waits, skips, dead letters, losses: the locked path writes those
+    mine = snapshot.of_shard(node_id, shard)
     execution = Execution(id=execution_id, graph=pinned.raw, status=status, event_seq=event_seq, **pinned.facts)
-    if any(run.status == StepStatus.RUNNING for run in mine) or waiting_on(execution, node_id, by_shard) \
-            or is_dead(execution, node_id, by_shard):
-        return None
     run = new_attempt(execution, job, shard, shard_count, mine, delivery, deferred=True)
-    context = template_context(execution, by_shard, with_steps=reads.with_outputs)
+    context = template_context(execution, snapshot, with_steps=reads.with_outputs)
     rendered, output, error = run_attempt(execution.company_id, run, job, context)
     if error is not None:
         return None
@@ -94,13 +91,15 @@ def step_execute_unlocked(*, execution_id, node_id: str, shard: int, shard_count
     events = [(EventType.STEP_STARTED, started_data(run)), (EventType.STEP_COMPLETED, {**base, "output": output})]
     update_fields: tuple[str, ...] = ()
     if final:
-        by_shard[(node_id, shard)].append(RunRow(0, node_id, shard, run.attempt, run.status, run.worker, run.started_at))
-        if pending_nodes(execution, by_shard):
+        attempts = {**snapshot.attempts, (node_id, shard): (*mine, AttemptRecord(0, node_id, shard, run.attempt,
+                                                                                  run.status))}
+        finish = decide_finish(pinned.graph, Snapshot(snapshot.execution_id, status, attempts), DeliveryFacts())
+        if finish.kind != FINISH:
             return None  # a duplicate fired the last task early: the locked path waits for the rest
-        events.append(succeed(execution, by_shard))
+        events.append(succeeded_event(execution, finish.skipped))
         update_fields = ("status", "finished_at")
-    written = events_append_with_run_if_unchanged(
-        execution=execution, run=run, events=events, completion=1, expected_seq=event_seq, update_fields=update_fields)
+    written = store_write(execution=execution, insert=run, events=events, completes=run, completion=1,
+                          execution_fields=update_fields, expect_seq=event_seq)
     if written is None:
         logger.debug("step.unlocked_write_conflict", extra={"execution_id": str(execution_id), "node_id": node_id,
                                                              "shard": shard})

@@ -132,8 +132,8 @@ def step_runs_expire() -> int:
     their run: a step fails the execution (saga), a compensation fails the saga. For beat."""
     from controlplane.executions.models import EventType, ExecutionStatus
     from controlplane.executions.services.attempts import attempt_expired
-    from controlplane.executions.services.events import event_append
     from controlplane.executions.services.steps import fail_execution
+    from controlplane.executions.store import store_write
 
     candidates = StepRun.objects.filter(status=StepStatus.RUNNING).select_related("execution")
     expired = [(run.pk, run.execution_id) for run in candidates if attempt_expired(run, run.execution.job(run.node_id))]
@@ -151,6 +151,6 @@ def step_runs_expire() -> int:
                 fail_execution(execution, error=error, saga_queue=run.queue)
             elif execution.status == ExecutionStatus.COMPENSATING:
                 execution.status = ExecutionStatus.COMPENSATION_FAILED
-                execution.save(update_fields=["status"])
-                event_append(execution=execution, type=EventType.SAGA_COMPENSATION_FAILED, data=error)
+                store_write(execution=execution, events=[(EventType.SAGA_COMPENSATION_FAILED, error)],
+                            execution_fields=["status"])
     return len(expired)

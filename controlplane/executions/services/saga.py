@@ -10,6 +10,7 @@ compensated. A compensation is claimed like a step (is_compensation=True), so it
 """
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -18,15 +19,18 @@ from controlplane.executions.services.attempts import (
     MAX_WAITS,
     Delivery,
     Outcome,
-    attempt_expired,
+    lost_counts,
     mark_lost,
+    process_gone,
     run_spec,
     wait_countdown,
 )
-from controlplane.executions.services.events import event_append, locked_execution
-from controlplane.executions.services.state import runs_by_shard, template_context
+from controlplane.executions.services.state import pinned_graph, template_context
+from controlplane.executions.services.events import event_append
+from controlplane.executions.store import attempt_records, locked_execution, store_write
 from controlplane.fleet.models import queue_name_for
-from pipelines.graph import RetryPolicy
+from pipelines.engine import DONE, FAIL, IGNORE, RETRY, AttemptRecord, DeliveryFacts, Job, Snapshot, decide, settle
+from pipelines.engine.decider import RECORDED
 
 
 def saga_start(*, execution_id, delivery: Delivery) -> Outcome:
@@ -42,9 +46,9 @@ def saga_start(*, execution_id, delivery: Delivery) -> Outcome:
         if running and delivery.retries < MAX_WAITS:
             return Outcome("wait", "waiting", countdown=wait_countdown(delivery.retries),
                            detail=f"steps {running} are still running")
-        jobs = {job["id"]: job for job in execution.graph["jobs"]}
+        jobs = pinned_graph(execution.pk, execution.graph).graph.by_id
         undo = sorted(
-            (r for r in runs if r.status == StepStatus.SUCCEEDED and jobs[r.node_id].get("compensate")),
+            (r for r in runs if r.status == StepStatus.SUCCEEDED and jobs[r.node_id].compensate),
             key=lambda r: r.completed_seq or 0,
             reverse=True,
         )
@@ -59,8 +63,8 @@ def saga_start(*, execution_id, delivery: Delivery) -> Outcome:
         return Outcome("done", "compensating", detail=f"{len(plan)} compensation(s)")
 
 
-def compensation_queue(execution: Execution, run: StepRun, job: dict) -> str:
-    group = (job.get("compensate") or {}).get("group")
+def compensation_queue(execution: Execution, run: StepRun, job: Job) -> str:
+    group = (job.compensate or {}).get("group")
     return queue_name_for(execution.company.slug, group) if group else run.queue
 
 
@@ -71,36 +75,50 @@ def _dispatch_compensations(execution_id, plan, finish_queue: str) -> None:
 
 
 def compensation_execute(*, execution_id, step_run_id: int, delivery: Delivery) -> Outcome:
-    """Claim, run and record one attempt of the compensation of step run `step_run_id`."""
+    """Claim, run and record one attempt of the compensation of step run `step_run_id`: the claim
+    is the engine's decider's (`decide(..., compensation=True)`), like a step's."""
     with transaction.atomic():
         execution = locked_execution(execution_id)
         if execution.status != ExecutionStatus.COMPENSATING:
             return Outcome("ignore", execution.status, detail=f"execution is {execution.status}")
         original = StepRun.objects.select_for_update().get(pk=step_run_id, execution=execution)
-        job = execution.job(original.node_id)
-        mine = list(execution.step_runs.filter(node_id=original.node_id, shard=original.shard, is_compensation=True))
-        if any(r.status == StepStatus.SUCCEEDED for r in mine):
-            return Outcome("done", StepStatus.SUCCEEDED, detail="already compensated")
-        running = [r for r in mine if r.status == StepStatus.RUNNING]
-        if running:
-            if not attempt_expired(running[-1], job):
-                return Outcome("ignore", "running", detail="duplicate delivery")
-            mark_lost(execution, running[-1], reason="compensation ran past its hard time limit")
-        spec = job["compensate"]
+        pinned = pinned_graph(execution.pk, execution.graph)
+        job = pinned.graph.job(original.node_id)
+        mine = {run.pk: run for run in execution.step_runs.filter(
+            node_id=original.node_id, shard=original.shard, is_compensation=True).order_by("id")}
+        running = [run for run in mine.values() if run.status == StepStatus.RUNNING]
+        facts = DeliveryFacts(task_id=delivery.task_id, retries=delivery.retries,
+                              claimer_gone=bool(running) and process_gone(running[-1], delivery),
+                              max_uncounted_lost=int(settings.STEP_MAX_LOST_ATTEMPTS))
+        snapshot = Snapshot.of(execution.pk, execution.status, [_record_of(run) for run in mine.values()])
+        decision = decide(pinned.graph, original.node_id, original.shard, snapshot, facts, timezone.now(),
+                          compensation=True)
+        if decision.kind == IGNORE:
+            if decision.reason == RECORDED:
+                return Outcome("done", StepStatus.SUCCEEDED, detail=decision.detail)
+            return Outcome("ignore", decision.status, detail="duplicate delivery")
+        if decision.lose is not None:
+            mark_lost(execution, mine[decision.lose.record.id], reason=decision.lose.reason,
+                      counts=decision.lose.counts)
+        base = {"node_id": original.node_id, "shard": original.shard, "attempt": decision.attempt,
+                "compensation": True}
+        if decision.kind == FAIL:  # no attempts left
+            return _compensation_failed(execution, original, base, decision.error)
+        spec = job.compensate
+        run = StepRun(
+            execution=execution, node_id=original.node_id, shard=original.shard, shard_count=original.shard_count,
+            attempt=decision.attempt, is_compensation=True, group=spec.get("group") or original.group,
+            queue=delivery.queue, worker=delivery.worker, task_id=delivery.task_id, pid=delivery.pid,
+            status=StepStatus.RUNNING, started_at=timezone.now(), request=delivery.request,
+        )
+        original.status = StepStatus.COMPENSATING
         try:
             with transaction.atomic():
-                run = StepRun.objects.create(
-                    execution=execution, node_id=original.node_id, shard=original.shard,
-                    shard_count=original.shard_count, attempt=max((r.attempt for r in mine), default=0) + 1,
-                    is_compensation=True, group=spec.get("group") or original.group, queue=delivery.queue,
-                    worker=delivery.worker, task_id=delivery.task_id, status=StepStatus.RUNNING,
-                    started_at=timezone.now(), request=delivery.request,
-                )
+                store_write(execution=execution, insert=run, update=[(original, ["status"])], events=[])
         except IntegrityError:
             return Outcome("ignore", "running", detail="claimed concurrently by another delivery")
-        original.status = StepStatus.COMPENSATING
-        original.save(update_fields=["status"])
-        context = template_context(execution, runs_by_shard(execution.step_runs.filter(is_compensation=False)))
+        context = template_context(execution, Snapshot.of(execution.pk, execution.status, attempt_records(
+            execution.pk, with_output=True)))
         company_id = execution.company_id
         context["compensating"] = {"node_id": original.node_id, "shard": original.shard,
                                    "input": original.input, "output": original.output}
@@ -113,14 +131,22 @@ def compensation_execute(*, execution_id, step_run_id: int, delivery: Delivery) 
         attempt=run.attempt,
         shard=original.shard,
         shard_count=original.shard_count,
-        idempotency_key=f"{execution_id}:{original.node_id}:{original.shard}:compensate",
-        timeout_s=job.get("timeout_s"),
+        idempotency_key=decision.idempotency_key,
+        timeout_s=job.timeout_s,
         group=run.group,
     )
-    return _record_compensation(execution_id, run.pk, original.pk, job, rendered, output, error)
+    return _record_compensation(execution_id, run.pk, original.pk, rendered, output, error)
 
 
-def _record_compensation(execution_id, run_id, original_id, job, rendered, output, error) -> Outcome:
+def _record_of(run: StepRun) -> AttemptRecord:
+    """A stored compensation attempt as the decider reads it, with its claim."""
+    return AttemptRecord(run.pk, run.node_id, run.shard, run.attempt, run.status, run.worker, run.started_at,
+                         is_compensation=True, task_id=run.task_id or "",
+                         request_retries=int((run.request or {}).get("retries") or 0), pid=run.pid,
+                         lost_counts=lost_counts(run.error))
+
+
+def _record_compensation(execution_id, run_id, original_id, rendered, output, error) -> Outcome:
     with transaction.atomic():
         execution = locked_execution(execution_id)
         run = StepRun.objects.select_for_update().get(pk=run_id)
@@ -129,28 +155,34 @@ def _record_compensation(execution_id, run_id, original_id, job, rendered, outpu
         original = StepRun.objects.select_for_update().get(pk=original_id)
         run.input, run.finished_at = rendered, timezone.now()
         base = {"node_id": run.node_id, "shard": run.shard, "attempt": run.attempt, "compensation": True}
-        if error is None:
-            event = event_append(execution=execution, type=EventType.STEP_COMPENSATED, data={**base, "output": output})
-            run.status, run.output, run.completed_seq = StepStatus.SUCCEEDED, output, event.seq
-            run.save(update_fields=["input", "finished_at", "status", "output", "completed_seq"])
+        job = pinned_graph(execution.pk, execution.graph).graph.job(run.node_id)
+        decision = settle(job, run.attempt, error, running=True, compensation=True)
+        if decision.kind == DONE:
+            run.status, run.output = StepStatus.SUCCEEDED, output
             original.status = StepStatus.COMPENSATED
-            original.save(update_fields=["status"])
+            store_write(execution=execution, events=[(EventType.STEP_COMPENSATED, {**base, "output": output})],
+                        update=[(run, ["input", "finished_at", "status", "output"]), (original, ["status"])],
+                        completes=run)
             return Outcome("done", StepStatus.COMPENSATED)
         run.status, run.error = StepStatus.FAILED, error
-        run.save(update_fields=["input", "finished_at", "status", "error"])
-        policy = RetryPolicy(**job["retry"])
-        if error.get("retryable") and policy.should_retry(run.attempt):
-            countdown = policy.delay_for(run.attempt)
-            event_append(execution=execution, type=EventType.STEP_RETRYING,
-                         data={**base, "error": error, "countdown_s": round(countdown, 3)})
-            return Outcome("retry", StepStatus.FAILED, countdown=countdown, detail=error["message"])
-        original.status = StepStatus.COMPENSATION_FAILED
-        original.save(update_fields=["status"])
-        execution.status = ExecutionStatus.COMPENSATION_FAILED
-        execution.finished_at = timezone.now()
-        event_append(execution=execution, type=EventType.SAGA_COMPENSATION_FAILED, data={**base, "error": error},
-                     update_fields=["status", "finished_at"])
-        return Outcome("fail", StepStatus.COMPENSATION_FAILED, detail=error["message"])
+        fields = ["input", "finished_at", "status", "error"]
+        if decision.kind == RETRY:
+            store_write(execution=execution, update=[(run, fields)], events=[(
+                EventType.STEP_RETRYING, {**base, "error": error, "countdown_s": round(decision.countdown, 3)})])
+            return Outcome("retry", StepStatus.FAILED, countdown=decision.countdown, detail=error["message"])
+        return _compensation_failed(execution, original, base, error, failed=(run, fields))
+
+
+def _compensation_failed(execution: Execution, original: StepRun, base: dict, error: dict,
+                         failed: tuple[StepRun, list[str]] | None = None) -> Outcome:
+    """The saga fails: the step stays compensation_failed and so does the run."""
+    original.status = StepStatus.COMPENSATION_FAILED
+    execution.status = ExecutionStatus.COMPENSATION_FAILED
+    execution.finished_at = timezone.now()
+    store_write(execution=execution, events=[(EventType.SAGA_COMPENSATION_FAILED, {**base, "error": error})],
+                update=[*([failed] if failed else []), (original, ["status"])],
+                execution_fields=["status", "finished_at"])
+    return Outcome("fail", StepStatus.COMPENSATION_FAILED, detail=error["message"])
 
 
 def saga_finish(*, execution_id, delivery: Delivery) -> Outcome:
@@ -165,7 +197,6 @@ def saga_finish(*, execution_id, delivery: Delivery) -> Outcome:
         )
         execution.status = ExecutionStatus.COMPENSATED if done else ExecutionStatus.FAILED
         execution.finished_at = timezone.now()
-        event_append(execution=execution, type=EventType.SAGA_COMPENSATED,
-                     data={"compensated": [{"node_id": n, "shard": s} for n, s in done]},
-                     update_fields=["status", "finished_at"])
+        store_write(execution=execution, events=[(EventType.SAGA_COMPENSATED, {
+            "compensated": [{"node_id": n, "shard": s} for n, s in done]})], execution_fields=["status", "finished_at"])
         return Outcome("done", execution.status)

@@ -1,21 +1,18 @@
 """Running the canvas: claim-before-work steps, merges, barriers and the finish.
 
 Every task of a canvas may be delivered more than once (late ack, redelivery, a chord body
-fired twice on Redis, a lost step re-published). So each service decides from PostgreSQL alone:
-
-- the execution is not running (failed, compensating, cancelled) -> ignore, act on nothing;
-- the shard already succeeded or was skipped -> report that status again, act on nothing;
-- an attempt of the shard is running -> a duplicate delivery -> ignore (unless this delivery is
-  a retry of the task that claimed it: that try is over, so its attempt is lost and the next one
-  is claimed);
-- a predecessor has not completed -> wait (retry with a short countdown, bounded);
-- all incoming edges are dead -> record the shard skipped;
-- otherwise claim attempt max+1 (the unique constraint settles a race), run, record.
+fired twice on Redis, a lost step re-published). So each service reads the run from PostgreSQL
+under its row lock, asks the engine's decider (`pipelines.engine.decide`: run, skip, wait,
+dead-letter, fail, ignore; `settle` for a finished attempt: done, retry, dead-letter;
+`decide_finish`), and writes what it says through the store. The rules are the decider's; what
+stays here is I/O: the reads, the facts only this process can know (is the claiming process
+gone?), running the step, and the writes.
 """
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from django.conf import settings
@@ -31,10 +28,9 @@ from controlplane.executions.models import (
     StepStatus,
 )
 from controlplane.executions.services.attempts import (
-    MAX_WAITS,
     Delivery,
     Outcome,
-    attempt_expired,
+    lost_counts,
     mark_lost,
     needs_upstream_outputs,
     new_attempt,
@@ -43,29 +39,28 @@ from controlplane.executions.services.attempts import (
     runs_in_transaction,
     started_data,
     step_idempotency_key,
-    wait_countdown,
-)
-from controlplane.executions.services.events import (
-    event_append,
-    events_append,
-    events_append_with_run,
-    locked_execution,
 )
 from controlplane.executions.services.optimistic import step_execute_unlocked
-from controlplane.executions.services.state import (
-    PENDING,
-    claim_reads,
-    is_dead,
-    load_runs,
-    node_state,
-    pending_nodes,
-    pinned_graph,
-    shard_state,
-    succeed,
-    template_context,
-    waiting_on,
+from controlplane.executions.services.state import claim_reads, pinned_graph, template_context
+from controlplane.executions.store import attempt_records, locked_execution, store_write, succeeded_event
+from pipelines.engine import (
+    DEAD_LETTER,
+    DONE,
+    FAIL,
+    FINISH,
+    IGNORE,
+    RETRY,
+    SKIP,
+    WAIT,
+    AttemptRecord,
+    DeliveryFacts,
+    Snapshot,
+    decide,
+    decide_finish,
+    settle,
 )
-from pipelines.graph import RetryPolicy
+from pipelines.engine.decider import RECORDED, wait_or_give_up
+from pipelines.engine.history import PENDING, node_state
 
 logger = logging.getLogger(__name__)
 
@@ -165,7 +160,7 @@ def finish_after(
         execution = locked if locked is not None else locked_execution(execution_id)
         if execution.status != ExecutionStatus.RUNNING:
             return outcome
-        if not _finish_locked(execution):
+        if _finish_locked(execution, delivery).kind != FINISH:
             queue = delivery.queue
             transaction.on_commit(lambda: _dispatch_finish(execution_id, queue))
             return outcome
@@ -179,69 +174,77 @@ def _dispatch_finish(execution_id, queue: str) -> None:
 
 
 def _claim_locked(execution_id, node_id, shard, shard_count, delivery: Delivery, *, deferred: bool | None = None):
-    """Claim under the execution lock. A step run inside this transaction (`deferred`; by default
-    a side-effect-free one) gets its attempt row and `step.started` event written once, with its
-    result, by the record: the returned run is then unsaved (`run.pk is None`)."""
+    """Claim under the execution lock: read, `decide`, write what it says. A step run inside this
+    transaction (`deferred`; by default a side-effect-free one) gets its attempt row and
+    `step.started` event written once, with its result, by the record: the returned run is then
+    unsaved (`run.pk is None`)."""
     # Every claimer of this execution takes the row lock first, so no two transactions can pick
     # the same attempt number; the unique constraint stays as the backstop.
     execution = locked_execution(execution_id)
     if execution.status != ExecutionStatus.RUNNING:
         return Outcome("ignore", execution.status, detail=f"execution is {execution.status}")
-    job = execution.job(node_id)
-    reads = claim_reads(pinned_graph(execution.pk, execution.graph), node_id, with_outputs=needs_upstream_outputs(job))
-    by_shard = load_runs(execution.pk, with_output=reads.with_output, node_ids=reads.node_ids)
-    mine = by_shard.get((node_id, shard), [])
-    state = shard_state(mine)
-    if state != PENDING:
-        return Outcome("done", state, detail="already recorded; not run again")
-    running = [run for run in mine if run.status == StepStatus.RUNNING]
-    lost = sum(1 for run in mine if run.status == StepStatus.LOST)
-    if running:
-        current = StepRun.objects.defer("input", "output", "error").get(pk=running[-1].id)
-        if _retried_by(current, delivery):
-            mark_lost(execution, current, reason="the try that ran it ended without recording a result "
-                      "(its database connection was lost); this retry of the same task runs it again")
-        elif process_gone(current, delivery):
-            mark_lost(execution, current, reason=f"the process (pid {current.pid}) that ran it on "
-                      f"{current.worker} died; Celery delivered the task again")
-        elif attempt_expired(current, job):
-            mark_lost(execution, current, reason="attempt ran past its hard time limit")
-        else:
-            return Outcome("ignore", "running", detail=f"duplicate delivery: attempt {current.attempt} "
-                           f"is running on {current.worker}")
-        lost += 1
-    if lost >= int(settings.STEP_MAX_LOST_ATTEMPTS):
-        # Lost attempts are retried whatever the node's retry policy (a worker dying is not the
-        # step's failure), but a step whose process dies every time (out of memory, a crash in C)
-        # would take its group's workers down for ever: it fails for good instead.
+    pinned = pinned_graph(execution.pk, execution.graph)
+    job = pinned.jobs[node_id]
+    reads = claim_reads(pinned, node_id, with_outputs=needs_upstream_outputs(job))
+    snapshot, stored, facts = _claim_snapshot(execution, node_id, shard, reads, delivery)
+    decision = decide(pinned.graph, node_id, shard, snapshot, facts, timezone.now())
+    if decision.kind == IGNORE:
+        action = "done" if decision.reason == RECORDED else "ignore"
+        return Outcome(action, decision.status, detail=decision.detail)
+    if decision.lose is not None:
+        mark_lost(execution, stored[decision.lose.record.id], reason=decision.lose.reason,
+                  counts=decision.lose.counts)
+    if decision.kind == WAIT:
+        return Outcome("wait", decision.status, countdown=decision.countdown, detail=decision.detail)
+    if decision.kind == FAIL:
+        logger.error("execution.gave_up_waiting", extra={"execution_id": str(execution.pk), "reason": decision.detail})
+        fail_execution(execution, error=decision.error, saga_queue=delivery.queue)
+        return Outcome("fail", decision.status, detail=decision.detail)
+    mine = snapshot.of_shard(node_id, shard)
+    if decision.kind == DEAD_LETTER:  # no attempts left: the give-up is recorded as a failed attempt
         run = new_attempt(execution, job, shard, shard_count, mine, delivery, deferred=True)
-        error = {"message": f"attempt lost {lost} times: the process running it died each time (out of memory? "
-                            "a crash?); not tried again", "retryable": False,
-                 "details": {"reason": "lost_repeatedly", "lost": lost}}
-        return _record_locked(execution, run, job, None, None, error, {})
-    waiting = waiting_on(execution, node_id, by_shard)
-    if waiting:
-        return _wait_or_give_up(execution, delivery, f"predecessors {waiting} have not completed")
+        return _record_locked(execution, run, job, None, None, decision.error, {})
     if deferred is None:
         deferred = runs_in_transaction(job)
     run = new_attempt(execution, job, shard, shard_count, mine, delivery, deferred=deferred)
-    if is_dead(execution, node_id, by_shard):
+    if decision.kind == SKIP:
         run.status, run.finished_at, run.request = StepStatus.SKIPPED, run.started_at, delivery.request
-        events_append_with_run(execution=execution, run=run, completed=False, events=[(
-            EventType.STEP_SKIPPED, {"node_id": node_id, "shard": shard, "reason": "all incoming edges are dead"})])
+        store_write(execution=execution, insert=run, events=[(
+            EventType.STEP_SKIPPED, {"node_id": node_id, "shard": shard, "reason": decision.detail})])
         return Outcome("done", StepStatus.SKIPPED)
     if not deferred:
-        events_append_with_run(execution=execution, run=run, events=[(EventType.STEP_STARTED, started_data(run))],
-                               completed=False)
-    return execution, run, job, template_context(execution, by_shard, with_steps=reads.with_outputs)
+        store_write(execution=execution, insert=run, events=[(EventType.STEP_STARTED, started_data(run))])
+    return execution, run, job, template_context(execution, snapshot, with_steps=reads.with_outputs)
 
 
-def _retried_by(run: StepRun, delivery: Delivery) -> bool:
-    """Whether `delivery` is a later try of the very task that claimed the running `run`: Celery
-    acked that try when it published the retry, so nothing is running the attempt any more."""
-    if not delivery.task_id or run.task_id != delivery.task_id:
-        return False
-    return delivery.retries > int((run.request or {}).get("retries") or 0)
+def _claim_snapshot(execution: Execution, node_id: str, shard: int, reads, delivery: Delivery):
+    """(snapshot, the shard's stored attempts by id, facts) for a locked claim.
+
+    One query for the attempts a claim decides on; only when the shard has a running or lost
+    attempt (a redelivery, rare) a second one for what those need: the running attempt's claim
+    (task, try, process: is it over?) and whether each lost one counts against max_attempts.
+    """
+    records = attempt_records(execution.pk, with_output=reads.with_output, node_ids=reads.node_ids)
+    stored: dict[int, StepRun] = {}
+    claimer_gone = False
+    if any(r.node_id == node_id and r.shard == shard and r.status in _NEEDS_DETAIL for r in records):
+        runs = StepRun.objects.defer("input", "output").filter(
+            execution_id=execution.pk, node_id=node_id, shard=shard, is_compensation=False).order_by("id")
+        stored = {run.pk: run for run in runs}
+        records = [_detailed(record, stored[record.id]) if record.id in stored else record for record in records]
+        running = [run for run in stored.values() if run.status == StepStatus.RUNNING]
+        claimer_gone = bool(running) and process_gone(running[-1], delivery)
+    facts = DeliveryFacts(task_id=delivery.task_id, retries=delivery.retries, claimer_gone=claimer_gone,
+                          max_uncounted_lost=int(settings.STEP_MAX_LOST_ATTEMPTS))
+    return Snapshot.of(execution.pk, execution.status, records), stored, facts
+
+
+_NEEDS_DETAIL = frozenset({StepStatus.RUNNING, StepStatus.LOST})
+
+
+def _detailed(record: AttemptRecord, run: StepRun) -> AttemptRecord:
+    return replace(record, task_id=run.task_id or "", request_retries=int((run.request or {}).get("retries") or 0),
+                   pid=run.pid, lost_counts=lost_counts(run.error))
 
 
 def _record_step(execution_id, run_id, job, rendered, output, error, context, delivery: Delivery) -> Outcome:
@@ -254,7 +257,7 @@ def _record_step(execution_id, run_id, job, rendered, output, error, context, de
 
 
 def _record_locked(execution: Execution, run: StepRun, job, rendered, output, error, context) -> Outcome:
-    """Record an attempt's result; the caller holds the execution lock."""
+    """Record an attempt's result as `settle` decides; the caller holds the execution lock."""
     if run.status != StepStatus.RUNNING:
         # Marked lost while it ran (its worker looked dead): the re-published delivery owns the
         # shard now and presents the same idempotency key, so this result is dropped.
@@ -263,29 +266,22 @@ def _record_locked(execution: Execution, run: StepRun, job, rendered, output, er
     run.finished_at = timezone.now()
     base = {"node_id": run.node_id, "shard": run.shard, "attempt": run.attempt}
     unsaved = run.pk is None  # claimed in this transaction: row and `step.started` still to write
-    if error is None:
+    started = [(EventType.STEP_STARTED, started_data(run))] if unsaved else []
+    graph = pinned_graph(execution.pk, execution.graph).graph
+    decision = settle(graph.job(run.node_id), run.attempt, error, running=execution.status == ExecutionStatus.RUNNING)
+    if decision.kind == DONE:
         run.status, run.output = StepStatus.SUCCEEDED, output
         completed = (EventType.STEP_COMPLETED, {**base, "output": output})
-        if unsaved:
-            events_append_with_run(execution=execution, run=run, completed=True,
-                                   events=[(EventType.STEP_STARTED, started_data(run)), completed])
-        else:
-            run.completed_seq = events_append(execution=execution, events=[completed])[-1].seq
-            run.save(update_fields=["input", "finished_at", "status", "output", "completed_seq"])
+        _write_attempt(execution, run, [*started, completed], ["input", "finished_at", "status", "output"],
+                       completes=True)
         return Outcome("done", StepStatus.SUCCEEDED)
     run.status, run.error = StepStatus.FAILED, error
-    if unsaved:
-        events_append_with_run(execution=execution, run=run, events=[(EventType.STEP_STARTED, started_data(run))],
-                               completed=False)
-    else:
-        run.save(update_fields=["input", "finished_at", "status", "error"])
-    policy = RetryPolicy(**job["retry"])
-    if error.get("retryable") and policy.should_retry(run.attempt) and execution.status == ExecutionStatus.RUNNING:
-        countdown = policy.delay_for(run.attempt)
-        event_append(execution=execution, type=EventType.STEP_RETRYING,
-                     data={**base, "error": error, "countdown_s": round(countdown, 3)})
-        return Outcome("retry", StepStatus.FAILED, countdown=countdown, detail=error["message"])
-    event_append(execution=execution, type=EventType.STEP_FAILED, data={**base, "error": error})
+    fields = ["input", "finished_at", "status", "error"]
+    if decision.kind == RETRY:
+        retrying = (EventType.STEP_RETRYING, {**base, "error": error, "countdown_s": round(decision.countdown, 3)})
+        _write_attempt(execution, run, [*started, retrying], fields)
+        return Outcome("retry", StepStatus.FAILED, countdown=decision.countdown, detail=error["message"])
+    _write_attempt(execution, run, [*started, (EventType.STEP_FAILED, {**base, "error": error})], fields)
     letter = DeadLetter.objects.create(
         execution=execution, step_run=run, node_id=run.node_id, shard=run.shard, attempts=run.attempt,
         error=error,
@@ -295,9 +291,17 @@ def _record_locked(execution: Execution, run: StepRun, job, rendered, output, er
             "idempotency_key": step_idempotency_key(execution.pk, run.node_id, run.shard),
         },
     )
-    event_append(execution=execution, type=EventType.STEP_DEAD_LETTERED, data={**base, "dead_letter": letter.pk})
+    store_write(execution=execution, events=[(EventType.STEP_DEAD_LETTERED, {**base, "dead_letter": letter.pk})])
     fail_execution(execution, error={**base, "error": error}, saga_queue=run.queue)
     return Outcome("fail", StepStatus.FAILED, detail=error["message"])
+
+
+def _write_attempt(execution: Execution, run: StepRun, events, fields: list[str], *, completes: bool = False) -> None:
+    """Insert the attempt claimed in this transaction, or save the fields of a stored one, with its events."""
+    if run.pk is None:
+        store_write(execution=execution, insert=run, events=events, completes=run if completes else None)
+    else:
+        store_write(execution=execution, update=[(run, fields)], events=events, completes=run if completes else None)
 
 
 def fail_execution(execution: Execution, *, error: dict[str, Any], saga_queue: str) -> bool:
@@ -307,8 +311,8 @@ def fail_execution(execution: Execution, *, error: dict[str, Any], saga_queue: s
         return False
     execution.status = ExecutionStatus.COMPENSATING
     execution.error = error
-    event_append(execution=execution, type=EventType.EXECUTION_FAILED, data={"error": error},
-                 update_fields=["status", "error"])
+    store_write(execution=execution, events=[(EventType.EXECUTION_FAILED, {"error": error})],
+                execution_fields=["status", "error"])
     execution_id = execution.pk
     transaction.on_commit(lambda: _dispatch_saga(execution_id, saga_queue))
     return True
@@ -320,12 +324,13 @@ def _dispatch_saga(execution_id, queue: str) -> None:
     saga_signature(str(execution_id), queue).apply_async()
 
 
-def _wait_or_give_up(execution: Execution, delivery: Delivery, reason: str) -> Outcome:
-    if delivery.retries < MAX_WAITS:
-        return Outcome("wait", "waiting", countdown=wait_countdown(delivery.retries), detail=reason)
-    logger.error("execution.gave_up_waiting", extra={"execution_id": str(execution.pk), "reason": reason})
-    fail_execution(execution, error={"message": f"gave up waiting: {reason}"}, saga_queue=delivery.queue)
-    return Outcome("fail", "failed", detail=reason)
+def _waited(execution: Execution, delivery: Delivery, decision) -> Outcome:
+    """The Outcome of a wait decision, or of giving up waiting (the run fails)."""
+    if decision.kind == WAIT:
+        return Outcome("wait", decision.status, countdown=decision.countdown, detail=decision.detail)
+    logger.error("execution.gave_up_waiting", extra={"execution_id": str(execution.pk), "reason": decision.detail})
+    fail_execution(execution, error=decision.error, saga_queue=delivery.queue)
+    return Outcome("fail", decision.status, detail=decision.detail)
 
 
 def merge_execute(*, execution_id, node_id: str, shards: int, delivery: Delivery, final: bool = False) -> Outcome:
@@ -335,10 +340,12 @@ def merge_execute(*, execution_id, node_id: str, shards: int, delivery: Delivery
         execution = locked_execution(execution_id)
         if execution.status != ExecutionStatus.RUNNING:
             return Outcome("ignore", execution.status, detail=f"execution is {execution.status}")
-        by_shard = load_runs(execution.pk, with_output=False)
-        state = node_state(execution.job(node_id), by_shard)
+        graph = pinned_graph(execution.pk, execution.graph).graph
+        attempts = Snapshot.of(execution.pk, execution.status, attempt_records(execution.pk, with_output=False))
+        state = node_state(graph.job(node_id), attempts.attempts)
         if state == PENDING:
-            return _wait_or_give_up(execution, delivery, f"shards of {node_id!r} have not completed")
+            return _waited(execution, delivery, wait_or_give_up(
+                DeliveryFacts(retries=delivery.retries), f"shards of {node_id!r} have not completed"))
         return finish_after(Outcome("done", state), execution_id, delivery, final=final)
 
 
@@ -354,21 +361,24 @@ def execution_finish(*, execution_id, delivery: Delivery) -> Outcome:
     """The end of the canvas: succeeded once every node is recorded succeeded or skipped."""
     with transaction.atomic():
         execution = locked_execution(execution_id)
-        if execution.status == ExecutionStatus.SUCCEEDED:
-            return Outcome("done", execution.status, detail="already finished")
-        if execution.status != ExecutionStatus.RUNNING:
-            return Outcome("ignore", execution.status, detail=f"execution is {execution.status}")
-        if not _finish_locked(execution):
-            pending = pending_nodes(execution, load_runs(execution.pk, with_output=False))
-            return _wait_or_give_up(execution, delivery, f"nodes {pending} have not completed")
-        return Outcome("done", execution.status)
+        decision = _finish_locked(execution, delivery)
+        if decision.kind == FINISH:
+            return Outcome("done", execution.status)
+        if decision.kind == IGNORE:
+            return Outcome("done" if decision.reason == RECORDED else "ignore", decision.status, detail=decision.detail)
+        return _waited(execution, delivery, decision)
 
 
-def _finish_locked(execution: Execution) -> bool:
-    """running -> succeeded when every node is recorded succeeded or skipped; False otherwise."""
-    by_shard = load_runs(execution.pk, with_output=False)
-    if pending_nodes(execution, by_shard):
-        return False
-    type, data = succeed(execution, by_shard)
-    event_append(execution=execution, type=type, data=data, update_fields=["status", "finished_at"])
-    return True
+def _finish_locked(execution: Execution, delivery: Delivery):
+    """`decide_finish` for the locked `execution`; on FINISH it is written: running -> succeeded."""
+    if execution.status not in (ExecutionStatus.RUNNING, ExecutionStatus.SUCCEEDED):
+        return decide_finish(None, Snapshot.of(execution.pk, execution.status, ()), DeliveryFacts())
+    graph = pinned_graph(execution.pk, execution.graph).graph
+    records = attempt_records(execution.pk, with_output=False) if execution.status == ExecutionStatus.RUNNING else ()
+    decision = decide_finish(graph, Snapshot.of(execution.pk, execution.status, records),
+                             DeliveryFacts(retries=delivery.retries))
+    if decision.kind == FINISH:
+        store_write(execution=execution, events=[succeeded_event(execution, decision.skipped)],
+                    execution_fields=["status", "finished_at"])
+    return decision
+

@@ -181,6 +181,13 @@ class TestRedeliveryOfAKilledChild:
 
 
 class TestRepeatedlyLost:
+    """Lost attempts count against the node's max_attempts (here 3), like failures."""
+
+    @pytest.fixture
+    def execution(self, groups, project, owner):
+        deployment = make_deployment(project, [job("a", retry={"max_attempts": 3, "jitter": False})], user=owner)
+        return execution_start(deployment=deployment, input={}, user=owner)[0]
+
     def lost(self, execution, count):
         for attempt in range(1, count + 1):
             StepRun.objects.create(execution=execution, node_id="a", group="ingest", queue="wg.acme.ingest",
@@ -189,7 +196,6 @@ class TestRepeatedlyLost:
     def test_a_shard_lost_fewer_times_than_the_limit_runs_again(self, execution, settings):
         from tests.controlplane.executions.test_services import step
 
-        settings.STEP_MAX_LOST_ATTEMPTS = 3
         self.lost(execution, 2)
         assert step(execution, "a").action == "done"
         assert StepRun.objects.get(execution=execution, node_id="a", attempt=3).status == StepStatus.SUCCEEDED
@@ -198,7 +204,6 @@ class TestRepeatedlyLost:
         from controlplane.executions.models import DeadLetter, ExecutionStatus
         from tests.controlplane.executions.test_services import step
 
-        settings.STEP_MAX_LOST_ATTEMPTS = 3
         self.lost(execution, 3)
 
         outcome = step(execution, "a")
@@ -209,3 +214,57 @@ class TestRepeatedlyLost:
         assert DeadLetter.objects.filter(execution=execution, node_id="a").exists()
         execution.refresh_from_db()
         assert execution.status == ExecutionStatus.COMPENSATING
+
+
+class TestLostAttemptsCountAgainstMaxAttempts:
+    def test_a_node_with_one_attempt_whose_attempt_was_lost_fails_for_good(self, execution):
+        from controlplane.executions.models import ExecutionStatus
+        from tests.controlplane.executions.test_services import step
+
+        StepRun.objects.create(execution=execution, node_id="a", group="ingest", queue="wg.acme.ingest",
+                               attempt=1, status=StepStatus.LOST, worker=HOST, started_at=timezone.now())
+
+        assert step(execution, "a").action == "fail"
+        failed = StepRun.objects.get(execution=execution, node_id="a", attempt=2)
+        assert failed.error["details"] == {"reason": "lost_repeatedly", "lost": 1}
+        execution.refresh_from_db()
+        assert execution.status == ExecutionStatus.COMPENSATING
+
+    def test_a_failure_then_a_loss_use_up_two_attempts(self, groups, project, owner):
+        from tests.controlplane.executions.test_services import step
+
+        deployment = make_deployment(project, [job("a", retry={"max_attempts": 2})], user=owner)
+        execution = execution_start(deployment=deployment, input={}, user=owner)[0]
+        for attempt, status in ((1, StepStatus.FAILED), (2, StepStatus.LOST)):
+            StepRun.objects.create(execution=execution, node_id="a", group="ingest", queue="wg.acme.ingest",
+                                   attempt=attempt, status=status, worker=HOST, started_at=timezone.now())
+
+        assert step(execution, "a").action == "fail"
+        details = StepRun.objects.get(execution=execution, node_id="a", attempt=3).error["details"]
+        assert details["reason"] == "attempts_exhausted" and (details["failed"], details["lost"]) == (1, 1)
+
+    def test_an_attempt_lost_to_the_engines_database_does_not_count(self, execution):
+        from tests.controlplane.executions.test_services import step
+
+        StepRun.objects.create(execution=execution, node_id="a", group="ingest", queue="wg.acme.ingest",
+                               attempt=1, status=StepStatus.LOST, worker=HOST, started_at=timezone.now(),
+                               error={"message": "retried", "retryable": True,
+                                      "details": {"worker": HOST, "counts": False}})
+
+        assert step(execution, "a").action == "done"
+        assert StepRun.objects.get(execution=execution, node_id="a", attempt=2).status == StepStatus.SUCCEEDED
+
+    def test_a_redelivery_that_finds_its_claimer_dead_marks_it_lost_and_gives_up_without_attempts_left(
+        self, execution
+    ):
+        from controlplane.executions.models import EventType
+        from tests.controlplane.executions.test_services import step
+
+        running(execution, "a", pid=dead_pid(), started_at=timezone.now())
+
+        outcome = step(execution, "a", delivery=Delivery(worker=HOST, pid=1, task_id="t-other"))
+
+        assert outcome.action == "fail"
+        assert list(StepRun.objects.filter(execution=execution, node_id="a").order_by("attempt")
+                    .values_list("attempt", "status")) == [(1, StepStatus.LOST), (2, StepStatus.FAILED)]
+        assert execution.events.filter(type=EventType.STEP_LOST).count() == 1

@@ -240,7 +240,8 @@ class TestRecovery:
         assert execution.status == ExecutionStatus.COMPENSATING and len(callbacks) == 1
 
     def test_after_a_lost_attempt_the_redelivery_claims_the_next_attempt(self, groups, project, owner):
-        execution = start(project, owner, [job("a")])
+        # A lost attempt counts against max_attempts: the node has a second one to give.
+        execution = start(project, owner, [job("a", retry={"max_attempts": 2})])
         StepRun.objects.create(execution=execution, node_id="a", group="ingest", queue="q", status=StepStatus.LOST)
 
         step(execution, "a")
