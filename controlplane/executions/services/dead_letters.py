@@ -45,11 +45,11 @@ from controlplane.executions.services.attempts import (
 )
 from controlplane.executions.services.events import (
     event_append,
-    events_append,
     events_append_with_run,
     locked_execution,
 )
 from controlplane.executions.services.replay import ACTIVE, VERSIONS, replay_start
+from controlplane.executions.store import store_write
 from controlplane.tenancy.access import require_role
 from controlplane.tenancy.models import Role
 
@@ -183,9 +183,8 @@ def dead_letter_rerun_execute(*, dead_letter_id: int, delivery: Delivery) -> Out
         base = {"node_id": run.node_id, "shard": run.shard, "attempt": run.attempt, "dead_letter": letter.pk}
         if error is None:
             run.status, run.output = StepStatus.SUCCEEDED, output
-            run.completed_seq = events_append(execution=execution, events=[
-                (EventType.STEP_COMPLETED, {**base, "output": output})])[-1].seq
-            run.save(update_fields=["input", "finished_at", "status", "output", "completed_seq"])
+            store_write(execution=execution, update=[(run, ["input", "finished_at", "status", "output"])],
+                        events=[(EventType.STEP_COMPLETED, {**base, "output": output})], completes=run)
             _carry_on_after_commit(execution)
             return Outcome("done", StepStatus.SUCCEEDED, detail="rerun succeeded; the run carries on")
         return _failed_again(execution, letter, run, error, base)
@@ -195,8 +194,8 @@ def _failed_again(execution: Execution, letter: DeadLetter, run: StepRun, error:
     from controlplane.executions.services.steps import fail_execution  # steps imports much: at call time
 
     run.status, run.error = StepStatus.FAILED, error
-    run.save(update_fields=["input", "finished_at", "status", "error"])
-    event_append(execution=execution, type=EventType.STEP_FAILED, data={**base, "error": error})
+    store_write(execution=execution, update=[(run, ["input", "finished_at", "status", "error"])],
+                events=[(EventType.STEP_FAILED, {**base, "error": error})])
     DeadLetter.objects.filter(pk=letter.pk).update(step_run=run, attempts=letter.attempts + 1, error=error,
                                                    replayed_at=None)
     event_append(execution=execution, type=EventType.STEP_DEAD_LETTERED, data=base)

@@ -138,15 +138,14 @@ def test_a_step_without_secrets_is_not_touched(groups, project, owner):
 
 
 def test_an_output_too_deep_to_mask_is_a_step_error_not_a_crash(groups, project, owner, company, secret):
-    deep = REF
-    for _ in range(MAX_DEPTH + 5):
-        deep = [deep]
+    # A config that deep is refused before it runs (document limits), so the step makes the depth.
     rendered, output, error = run_spec(
-        {"type": "python", "config": {"callable": "echo", "kwargs": {"deep": deep}}}, context={},
+        {"type": "jq", "config": {"program": f"reduce range({MAX_DEPTH + 5}) as $i (.; [.])", "input": REF}},
+        context={},
         company_id=company.pk, execution_id="e", node_id="n", attempt=1, shard=0, shard_count=1,
         idempotency_key="k", timeout_s=None)
     assert output is None and error["details"] == {"reason": "too_deep"} and not error["retryable"]
-    assert rendered == {"not_recorded": f"value nests deeper than {MAX_DEPTH} levels; flatten the step's output"}
+    assert rendered["input"] == REF  # the stored input keeps the reference, never the value
 
 
 def test_another_tenants_secret_of_the_same_name_is_never_resolved(groups, project, owner, outsider, secret):
