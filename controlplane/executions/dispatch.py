@@ -1,6 +1,7 @@
 """Everything the control plane publishes for the engine, by task name (the tasks live in `workers`).
 
-A compiled canvas plan (`pipelines.canvas`, stored on the execution) becomes Celery signatures;
+A compiled canvas plan (`pipelines.canvas`, stored on the execution) becomes Celery signatures
+(a fused run of steps, `StepsTask`, is one `flowplane.steps` task);
 a lost attempt's stored request is published again (`republish`).
 
 Every signature is immutable (`.si()`): tasks take ids and read their inputs from PostgreSQL, so
@@ -20,7 +21,7 @@ from celery.app.task import Context
 
 from controlplane.core.celery_app import app
 from controlplane.executions.services.attempts import hard_time_limit
-from pipelines.canvas import Barrier, Chain, Chord, MergeTask, StepTask, iter_tasks, plan_from_dict
+from pipelines.canvas import Barrier, Chain, Chord, MergeTask, StepsTask, StepTask, iter_tasks, plan_from_dict
 
 
 def finish_task_id(execution_id) -> str:
@@ -34,7 +35,7 @@ def build_signature(execution_id: str, canvas_dict: dict[str, Any], queues: dict
     `canvas_dict.get("timeouts")` maps node id -> timeout_s."""
     plan = plan_from_dict(canvas_dict)
     timeouts = canvas_dict.get("timeouts") or {}
-    first = next(task for task in iter_tasks(plan) if isinstance(task, StepTask))
+    first = next(task for task in iter_tasks(plan) if isinstance(task, (StepTask, StepsTask)))
     control = queues[first.group]
 
     def limits(node: str) -> dict[str, float]:
@@ -55,6 +56,10 @@ def build_signature(execution_id: str, canvas_dict: dict[str, Any], queues: dict
         if isinstance(item, StepTask):
             return app.signature("flowplane.step", args=(execution_id, item.node, item.shard, item.shards),
                              immutable=True, queue=queues[item.group], **limits(item.node), **options(item, in_header))
+        if isinstance(item, StepsTask):
+            # No time limit: only steps without a timeout_s of their own are fused (`start_canvas`).
+            return app.signature("flowplane.steps", args=(execution_id, list(item.nodes)),
+                             immutable=True, queue=queues[item.group], **options(item, in_header))
         if isinstance(item, MergeTask):
             return app.signature("flowplane.merge", args=(execution_id, item.node, item.shards),
                              immutable=True, queue=queues[item.group], **options(item, in_header))
