@@ -10,7 +10,7 @@ no return value flows between tasks. Steps and merges go to their group's queue 
 the run's first step, so no extra control-plane worker is needed. The last task of the canvas
 (the one that runs after every other) carries `final=True` and the run's finish task id: it
 finishes the run itself, and only its result goes to the result backend (besides chord header
-parts, which need theirs where the backend has no native chords).
+parts where the backend joins chords through stored results: `chord_parts_need_results`).
 """
 from __future__ import annotations
 
@@ -44,13 +44,15 @@ def build_signature(execution_id: str, canvas_dict: dict[str, Any], queues: dict
 
     last = _last_task(plan.root)
 
+    keep_header_results = chord_parts_need_results()
+
     def options(item, in_header: bool) -> dict[str, Any]:
         # The task that runs after every other one finishes the run; its id is the run's finish id,
         # and its result is the one result kept. The others' results are never read (the store
         # holds outputs), except a chord header's, which backends without native chords poll.
         if item is last:
             return {"kwargs": {"final": True}, "task_id": finish_task_id(execution_id)}
-        return {} if in_header else {"ignore_result": True}
+        return {} if in_header and keep_header_results else {"ignore_result": True}
 
     def convert(item, in_header: bool = False):
         if isinstance(item, StepTask):
@@ -73,6 +75,21 @@ def build_signature(execution_id: str, canvas_dict: dict[str, Any], queues: dict
         raise ValueError(f"unknown canvas item {item!r}")
 
     return convert(plan.root)
+
+
+def chord_parts_need_results() -> bool:
+    """Whether a chord header part's result must be stored for its chord to complete.
+
+    Redis counts a chord's parts itself: each part's return (`on_chord_part_return`, called by
+    Celery whether or not the part's result is ignored) adds its state to the chord's own list
+    and fires the body when all are in; the separate result key it would also write (a SET and a
+    PUBLISH per part) is never read, since every header of a plan is made of tasks, chains and
+    chords, never of bare groups (the one case Redis joins through stored results). Other backends
+    (the embedded file backend) join a chord by polling its parts' stored results.
+    """
+    from celery.backends.redis import RedisBackend
+
+    return not isinstance(app.backend, RedisBackend)
 
 
 def _last_task(item):
