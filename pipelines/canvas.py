@@ -21,6 +21,8 @@ Mapping (series-parallel graphs map exactly: no task waits for anything it does 
 
     x (replicas: 3)             Chord(header=(x#0/3, x#1/3, x#2/3), body=Merge(x))
 
+    a -> b -> c  (fused)        Steps(a, b, c)        see `fuse_steps`
+
 How: the graph's reachability order is split recursively. Nodes that fall apart into unrelated
 groups are a *parallel* composition (a chord header); nodes that fall into blocks where every
 node of one block precedes every node of the next are a *series* composition (a chain). A parallel
@@ -31,7 +33,8 @@ the body is ``Barrier("end")``; inside a branch it is ``Barrier("join-<n>")``. T
 Shape guarantees for the ``workers`` converter: a Chain has >= 2 items and never a Chain item; a
 Chord has >= 2 header items; a header item or body may be a task, a Chain or a Chord (a replicated
 node is a Chord even inside a header). Work after a fork/join lives in the chord's body, so k
-fork/joins in a row nest k chords deep.
+fork/joins in a row nest k chords deep. After `fuse_steps` a task may also be a ``StepsTask``
+(kind "steps" in the plan's dict form): several nodes of a chain run in order by one task.
 
 Fallback (strategy "layered"): a block that is neither series nor parallel holds an "N" (W shape,
 crossed diamonds) that chain/chord cannot express without duplicating tasks. That block alone is
@@ -51,15 +54,15 @@ the irreducible block for plain canvases.
 from __future__ import annotations
 
 import graphlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
 from pipelines.graph import find_cycle
 
 __all__ = [
-    "Barrier", "CanvasNode", "CanvasPlan", "Chain", "Chord", "MergeTask", "StepTask",
-    "compile_canvas", "iter_tasks", "plan_from_dict", 
+    "Barrier", "CanvasNode", "CanvasPlan", "Chain", "Chord", "MergeTask", "StepTask", "StepsTask",
+    "compile_canvas", "fuse_steps", "iter_tasks", "plan_from_dict",
 ]
 
 
@@ -84,6 +87,19 @@ class StepTask:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "step", "node": self.node, "shard": self.shard, "shards": self.shards,
                 "group": self.group}
+
+
+@dataclass(frozen=True)
+class StepsTask:
+    """Run single-shard nodes ``nodes`` one after another in one task (a fused run of a chain,
+    like Temporal's local activities): what ``Chain(StepTask(n) for n in nodes)`` would do,
+    without a broker round trip between them. See `fuse_steps`."""
+
+    nodes: tuple[str, ...]
+    group: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "steps", "nodes": list(self.nodes), "group": self.group}
 
 
 @dataclass(frozen=True)
@@ -130,8 +146,8 @@ class Chord:
                 "body": self.body.to_dict()}
 
 
-PlanItem = Union[StepTask, MergeTask, Barrier, Chain, Chord]
-Task = Union[StepTask, MergeTask, Barrier]
+PlanItem = Union[StepTask, StepsTask, MergeTask, Barrier, Chain, Chord]
+Task = Union[StepTask, StepsTask, MergeTask, Barrier]
 Strategy = Literal["series-parallel", "layered"]
 
 
@@ -154,6 +170,10 @@ def plan_from_dict(d: Mapping[str, Any]) -> Any:
         kind = d["kind"]
         if kind == "step":
             return StepTask(d["node"], d["shard"], d["shards"], d.get("group"))
+        if kind == "steps":
+            if not d["nodes"] or not all(isinstance(node, str) for node in d["nodes"]):
+                raise ValueError(f"malformed canvas plan item {dict(d)!r}: nodes must be node ids")
+            return StepsTask(tuple(d["nodes"]), d.get("group"))
         if kind == "merge":
             return MergeTask(d["node"], d["shards"], d.get("group"))
         if kind == "barrier":
@@ -167,7 +187,7 @@ def plan_from_dict(d: Mapping[str, Any]) -> Any:
             return CanvasPlan(plan_from_dict(d["root"]), d["strategy"], d["task_count"])
     except (KeyError, TypeError) as exc:
         raise ValueError(f"malformed canvas plan item {dict(d)!r}: missing {exc}") from exc
-    raise ValueError(f"unknown canvas plan kind {kind!r}; expected step, merge, barrier, "
+    raise ValueError(f"unknown canvas plan kind {kind!r}; expected step, steps, merge, barrier, "
                      "chain, chord or plan")
 
 
@@ -178,6 +198,49 @@ def compile_canvas(nodes: Sequence[CanvasNode], edges: Sequence[tuple[str, str]]
     root = compiler.emit(compiler.decompose((1 << len(ids)) - 1), final=True)
     strategy: Strategy = "layered" if compiler.layered else "series-parallel"
     return CanvasPlan(root, strategy, sum(1 for _ in iter_tasks(root)))
+
+
+def fuse_steps(plan: CanvasPlan, fusible: Collection[str]) -> CanvasPlan:
+    """The plan with every run of two or more consecutive chain items that are single-shard steps
+    of ``fusible`` nodes on one group replaced by one ``StepsTask`` (in the same order).
+
+    Only a chain's consecutive items are fused: each starts after the previous one completed
+    anyway, so running them in one task keeps every edge and adds no wait. Chord header parts,
+    bodies, merges and barriers stay as they are (their joins are what the canvas needs Celery
+    for). Which nodes may be fused is the caller's rule (the engine: side-effect-free steps
+    without a time limit of their own); expanding each ``StepsTask`` back into a chain of its
+    steps gives the unfused plan again.
+    """
+    fusible = frozenset(fusible)
+    root = _fuse(plan.root, fusible)
+    return CanvasPlan(root, plan.strategy, sum(1 for _ in iter_tasks(root)))
+
+
+def _fuse(item: PlanItem, fusible: frozenset[str]) -> PlanItem:
+    if isinstance(item, Chord):
+        return Chord(tuple(_fuse(sub, fusible) for sub in item.header), _fuse(item.body, fusible))
+    if not isinstance(item, Chain):
+        return item
+    items: list[PlanItem] = []
+    run: list[StepTask] = []
+
+    def flush() -> None:
+        if len(run) > 1:
+            items.append(StepsTask(tuple(task.node for task in run), run[0].group))
+        else:
+            items.extend(run)
+        run.clear()
+
+    for sub in item.items:
+        if isinstance(sub, StepTask) and sub.shards == 1 and sub.node in fusible:
+            if run and run[0].group != sub.group:
+                flush()
+            run.append(sub)
+            continue
+        flush()
+        items.append(_fuse(sub, fusible))
+    flush()
+    return items[0] if len(items) == 1 else Chain(tuple(items))
 
 
 def iter_tasks(plan: CanvasPlan | PlanItem) -> Iterator[Task]:

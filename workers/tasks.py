@@ -21,6 +21,7 @@ from django.db import InterfaceError, OperationalError
 
 from controlplane.core.logs import bind_task_context, clear_task_context
 from controlplane.executions import services
+from controlplane.executions.services.fused import steps_execute
 from workers.routing import delivery_of
 
 TASK_OPTIONS = dict(bind=True, acks_late=True, max_retries=None)
@@ -70,6 +71,13 @@ def step(self, execution_id: str, node_id: str, shard: int = 0, shards: int = 1,
     `final`: the canvas's last task, which also finishes the run."""
     return _run(self, services.step_execute,
                 execution_id=execution_id, node_id=node_id, shard=shard, shard_count=shards, final=final)
+
+
+@shared_task(name="flowplane.steps", throws=(StepFailedFinally,), **TASK_OPTIONS)
+def steps(self, execution_id: str, node_ids: list[str], final: bool = False) -> dict:
+    """Several side-effect-free nodes of a chain, in order, in one task (a fused run); stops, as
+    the chain would, at the first that waits, retries or fails; its retry runs only the rest."""
+    return _run(self, steps_execute, execution_id=execution_id, node_ids=list(node_ids), final=final)
 
 
 @shared_task(name="flowplane.merge", **TASK_OPTIONS)

@@ -113,7 +113,7 @@ class ExecutionDetailApi(APIView):
 class ExecutionTimelineApi(APIView):
     @extend_schema(responses=dict)
     def get(self, request, execution_id):
-        execution = selectors.execution_get(user=request.user, execution_id=execution_id)
+        execution = selectors.execution_get_for_timeline(user=request.user, execution_id=execution_id)
         return Response(selectors.execution_timeline(execution=execution))
 
 

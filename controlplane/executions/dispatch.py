@@ -1,6 +1,7 @@
 """Everything the control plane publishes for the engine, by task name (the tasks live in `workers`).
 
-A compiled canvas plan (`pipelines.canvas`, stored on the execution) becomes Celery signatures;
+A compiled canvas plan (`pipelines.canvas`, stored on the execution) becomes Celery signatures
+(a fused run of steps, `StepsTask`, is one `flowplane.steps` task);
 a lost attempt's stored request is published again (`republish`).
 
 Every signature is immutable (`.si()`): tasks take ids and read their inputs from PostgreSQL, so
@@ -9,7 +10,7 @@ no return value flows between tasks. Steps and merges go to their group's queue 
 the run's first step, so no extra control-plane worker is needed. The last task of the canvas
 (the one that runs after every other) carries `final=True` and the run's finish task id: it
 finishes the run itself, and only its result goes to the result backend (besides chord header
-parts, which need theirs where the backend has no native chords).
+parts where the backend joins chords through stored results: `chord_parts_need_results`).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from celery.app.task import Context
 from controlplane.core.celery_app import app
 from controlplane.core.telemetry import continued_trace
 from controlplane.executions.services.attempts import hard_time_limit
-from pipelines.canvas import Barrier, Chain, Chord, MergeTask, StepTask, iter_tasks, plan_from_dict
+from pipelines.canvas import Barrier, Chain, Chord, MergeTask, StepsTask, StepTask, iter_tasks, plan_from_dict
 
 
 def finish_task_id(execution_id) -> str:
@@ -35,7 +36,7 @@ def build_signature(execution_id: str, canvas_dict: dict[str, Any], queues: dict
     `canvas_dict.get("timeouts")` maps node id -> timeout_s."""
     plan = plan_from_dict(canvas_dict)
     timeouts = canvas_dict.get("timeouts") or {}
-    first = next(task for task in iter_tasks(plan) if isinstance(task, StepTask))
+    first = next(task for task in iter_tasks(plan) if isinstance(task, (StepTask, StepsTask)))
     control = queues[first.group]
 
     def limits(node: str) -> dict[str, float]:
@@ -44,18 +45,24 @@ def build_signature(execution_id: str, canvas_dict: dict[str, Any], queues: dict
 
     last = _last_task(plan.root)
 
+    keep_header_results = chord_parts_need_results()
+
     def options(item, in_header: bool) -> dict[str, Any]:
         # The task that runs after every other one finishes the run; its id is the run's finish id,
         # and its result is the one result kept. The others' results are never read (the store
         # holds outputs), except a chord header's, which backends without native chords poll.
         if item is last:
             return {"kwargs": {"final": True}, "task_id": finish_task_id(execution_id)}
-        return {} if in_header else {"ignore_result": True}
+        return {} if in_header and keep_header_results else {"ignore_result": True}
 
     def convert(item, in_header: bool = False):
         if isinstance(item, StepTask):
             return app.signature("flowplane.step", args=(execution_id, item.node, item.shard, item.shards),
                              immutable=True, queue=queues[item.group], **limits(item.node), **options(item, in_header))
+        if isinstance(item, StepsTask):
+            # No time limit: only steps without a timeout_s of their own are fused (`start_canvas`).
+            return app.signature("flowplane.steps", args=(execution_id, list(item.nodes)),
+                             immutable=True, queue=queues[item.group], **options(item, in_header))
         if isinstance(item, MergeTask):
             return app.signature("flowplane.merge", args=(execution_id, item.node, item.shards),
                              immutable=True, queue=queues[item.group], **options(item, in_header))
@@ -69,6 +76,21 @@ def build_signature(execution_id: str, canvas_dict: dict[str, Any], queues: dict
         raise ValueError(f"unknown canvas item {item!r}")
 
     return convert(plan.root)
+
+
+def chord_parts_need_results() -> bool:
+    """Whether a chord header part's result must be stored for its chord to complete.
+
+    Redis counts a chord's parts itself: each part's return (`on_chord_part_return`, called by
+    Celery whether or not the part's result is ignored) adds its state to the chord's own list
+    and fires the body when all are in; the separate result key it would also write (a SET and a
+    PUBLISH per part) is never read, since every header of a plan is made of tasks, chains and
+    chords, never of bare groups (the one case Redis joins through stored results). Other backends
+    (the embedded file backend) join a chord by polling its parts' stored results.
+    """
+    from celery.backends.redis import RedisBackend
+
+    return not isinstance(app.backend, RedisBackend)
 
 
 def _last_task(item):

@@ -65,6 +65,23 @@ def execution_get(*, user, execution_id) -> Execution:
         raise NotFound(f"execution {execution_id} not found") from None
 
 
+# What the timeline reads of a run: not its canvas, input, version or company (a fan-out's canvas
+# alone is tens of kilobytes of JSON to fetch and decode on every poll).
+TIMELINE_EXECUTION_FIELDS = ("id", "company_id", "status", "graph", "error", "created_at", "started_at", "finished_at")
+# ... and of its attempts: not the stored Celery request each carries (kept for re-publishing).
+TIMELINE_RUN_FIELDS = ("node_id", "shard", "shard_count", "attempt", "status", "is_compensation", "group", "queue",
+                       "worker", "started_at", "finished_at", "input", "output", "error")
+
+
+def execution_get_for_timeline(*, user, execution_id) -> Execution:
+    """`execution_get` with only what `execution_timeline` reads (same tenancy, same 404s)."""
+    try:
+        return (Execution.objects.filter(company_id__in=member_company_ids(user))
+                .only(*TIMELINE_EXECUTION_FIELDS).get(pk=execution_id))
+    except (Execution.DoesNotExist, ValidationError, ValueError, TypeError):
+        raise NotFound(f"execution {execution_id} not found") from None
+
+
 def execution_events(*, execution: Execution, after: int = 0, limit: int = 1000) -> QuerySet:
     return ExecutionEvent.objects.filter(execution=execution, seq__gt=after).order_by("seq")[:limit]
 
@@ -103,7 +120,7 @@ def execution_timeline(*, execution: Execution) -> dict[str, Any]:
     """Per step and shard: status, attempts, group, worker, timing, input, output, error; then the
     compensations; and the run's total duration. Steps in graph order, shards by index."""
     grouped: dict[tuple[bool, str, int], list[StepRun]] = defaultdict(list)
-    for run in StepRun.objects.filter(execution=execution).order_by("attempt"):
+    for run in StepRun.objects.filter(execution=execution).order_by("attempt").only(*TIMELINE_RUN_FIELDS):
         grouped[(run.is_compensation, run.node_id, run.shard)].append(run)
     order = {job["id"]: i for i, job in enumerate(execution.graph.get("jobs", []))}
 

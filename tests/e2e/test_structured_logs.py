@@ -47,7 +47,8 @@ def test_engine_records_carry_the_run_s_context_as_json_fields(start_worker, com
     assert CONTEXT <= set(line), sorted(CONTEXT - set(line))
     assert (line["execution_id"], line["node"], line["shard"], line["attempt"]) == (str(execution.pk), "hello", 0, 1)
     assert (line["company_id"], line["group"], line["worker"]) == (company.pk, "ingest", "ingest1@e2e")
-    assert line["task"] == "flowplane.step" and line["level"] == "info" and len(line["trace_id"]) == 32
+    # log -> jq: two side-effect-free steps on one group, fused into one task.
+    assert line["task"] == "flowplane.steps" and line["level"] == "info" and len(line["trace_id"]) == 32
     # Celery's own lines are JSON too, and records outside a task carry no run's context.
     ready = next(r for r in records(worker.log_text()) if "ready." in r.get("event", ""))
     assert "execution_id" not in ready

@@ -22,8 +22,9 @@ from typing import Any, Hashable
 
 from controlplane.deployments.models import Deployment
 from controlplane.deployments.selectors import deployment_execution_graph
+from controlplane.executions.services.attempts import runs_in_transaction
 from controlplane.fleet.models import queue_name_for
-from pipelines.canvas import CanvasNode, compile_canvas
+from pipelines.canvas import CanvasNode, compile_canvas, fuse_steps
 
 # Per process: at most this many deployments, and this many characters of graph and canvas JSON
 # (a 2,000-node graph is about a megabyte; most are a few kilobytes).
@@ -98,6 +99,19 @@ def start_canvas_cache_clear() -> None:
         _CACHED_CHARS = 0
 
 
+def fusible_nodes(jobs: list[dict[str, Any]]) -> set[str]:
+    """The jobs a chain may run several of in one task (`pipelines.canvas.fuse_steps`).
+
+    Side-effect-free steps only: each is claimed and recorded in one go after it ran, so a fused
+    task that dies half-way leaves the recorded ones recorded and the rest unclaimed, and its
+    redelivery (or the watchdog's re-drive) runs just the rest. A step with a `timeout_s` of its
+    own is not fused: Celery enforces time limits per task, and a fused task's limit would be
+    some other step's.
+    """
+    return {job["id"] for job in jobs
+            if job["replicas"] == 1 and not job.get("timeout_s") and runs_in_transaction(job)}
+
+
 def _compile(deployment: Deployment, company_slug: str) -> _Compiled:
     graph = deployment_execution_graph(deployment)
     jobs = graph["jobs"]
@@ -107,6 +121,7 @@ def _compile(deployment: Deployment, company_slug: str) -> _Compiled:
         [CanvasNode(job["id"], job["replicas"], job["group"]) for job in jobs],
         [(edge["from"], edge["to"]) for edge in graph["edges"]],
     )
+    plan = fuse_steps(plan, fusible_nodes(jobs))
     canvas = {**plan.to_dict(), "timeouts": {job["id"]: job["timeout_s"] for job in jobs if job["timeout_s"]}}
     placements: list[tuple[str, str | None]] = []
     for job in jobs:

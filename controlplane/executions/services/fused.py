@@ -1,0 +1,38 @@
+"""A fused run of steps: several consecutive side-effect-free nodes of a chain in one task.
+
+The canvas runs such a run as one `flowplane.steps` task (`pipelines.canvas.fuse_steps`) instead of
+one task per node, sparing a broker round trip (publish, deliver, ack) per step, the engine's
+largest cost over bare Celery on a chain. Each node still goes through `step_execute`, with its
+own claim, attempt, events and retry policy; the task stops at the first outcome that is not
+"done", exactly where the unfused chain would have stopped:
+
+- wait / retry: the task is retried; its next delivery walks the nodes again, and the ones
+  recorded already answer "already recorded" from the store, so only the rest runs;
+- fail: the step failed for good (the run is compensating), the chain stops;
+- ignore: a duplicate or a run that is no longer running, nothing more to do.
+
+Only side-effect-free nodes are fused: each is claimed and recorded in one statement after it ran,
+so a task killed half-way leaves every node either recorded or untouched, and the redelivery (or
+the watchdog's re-drive of the canvas) runs what is left.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from controlplane.executions.services.attempts import Delivery, Outcome
+from controlplane.executions.services.steps import step_execute
+
+
+def steps_execute(*, execution_id, node_ids: Sequence[str], delivery: Delivery, final: bool = False) -> Outcome:
+    """Run `node_ids` (single-shard nodes, in chain order) one after another; the first outcome
+    that is not "done", or the last node's. `final`: the last node is the canvas's last task."""
+    if not node_ids:
+        raise ValueError("a fused run of steps needs at least one node id")
+    last = len(node_ids) - 1
+    outcome = Outcome("done")
+    for index, node_id in enumerate(node_ids):
+        outcome = step_execute(execution_id=execution_id, node_id=node_id, shard=0, shard_count=1,
+                               delivery=delivery, final=final and index == last)
+        if outcome.action != "done":
+            return outcome
+    return outcome

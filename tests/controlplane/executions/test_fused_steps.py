@@ -1,0 +1,102 @@
+"""A fused run of steps without workers: the compiled canvas states the fusion, and `steps_execute`
+stops where the unfused chain would and, delivered again, runs only what is not recorded yet."""
+from __future__ import annotations
+
+import pytest
+
+from controlplane.executions.models import ExecutionStatus, StepRun
+from controlplane.executions.services import Delivery, execution_start
+from controlplane.executions.services.fused import steps_execute
+from controlplane.executions.services.start_canvas import fusible_nodes, start_canvas_cache_clear
+from tests.controlplane.executions.builders import edges, job, make_deployment
+
+pytestmark = pytest.mark.django_db
+
+FAST_RETRY = {"max_attempts": 3, "initial_delay_s": 0.05, "max_delay_s": 0.2, "jitter": False}
+
+
+@pytest.fixture(autouse=True)
+def _cold_cache():
+    start_canvas_cache_clear()
+    yield
+    start_canvas_cache_clear()
+
+
+def delivery(retries: int = 0) -> Delivery:
+    return Delivery(task_id="t-fused", worker="ingest1@unit", queue="wg.acme.ingest", retries=retries,
+                    request={"id": "t-fused", "task": "flowplane.steps", "retries": retries})
+
+
+def attempts(execution):
+    return list(StepRun.objects.filter(execution=execution).order_by("node_id", "attempt")
+                .values_list("node_id", "attempt", "status"))
+
+
+def test_only_side_effect_free_single_shard_steps_without_a_timeout_are_fusible():
+    jobs = [
+        {"id": "noop", "type": "noop", "replicas": 1, "timeout_s": None},
+        {"id": "jq", "type": "jq", "replicas": 1, "timeout_s": None},
+        {"id": "timed", "type": "jq", "replicas": 1, "timeout_s": 5},
+        {"id": "wide", "type": "noop", "replicas": 2, "timeout_s": None},
+        {"id": "call", "type": "http", "replicas": 1, "timeout_s": None},
+        {"id": "unknown", "type": "no-such-type", "replicas": 1, "timeout_s": None},
+    ]
+    assert fusible_nodes(jobs) == {"noop", "jq"}
+
+
+def test_the_started_run_s_canvas_states_the_fused_task(groups, project, owner):
+    deployment = make_deployment(project, [
+        job("a"), job("b", "log", config={"message": "hi"}), job("c", group="load"), job("d", group="load"),
+        job("e", "http", group="load", config={"url": "http://127.0.0.1:9/x"}),
+    ], edges(("a", "b"), ("b", "c"), ("c", "d"), ("d", "e")), user=owner)
+
+    execution, _ = execution_start(deployment=deployment, input={}, user=owner)
+
+    root = execution.canvas["root"]
+    assert root["kind"] == "chain"
+    assert [item["kind"] for item in root["items"]] == ["steps", "steps", "step"]
+    assert [item.get("nodes") for item in root["items"][:2]] == [["a", "b"], ["c", "d"]]
+    assert execution.canvas["task_count"] == 3
+    assert execution.events.get(type="execution.started").data["tasks"] == 3
+
+
+def test_a_retry_stops_the_fused_run_and_its_next_delivery_runs_only_the_rest(groups, project, owner):
+    deployment = make_deployment(project, [
+        job("a"), job("flaky", "fail", config={"fail_attempts": 1}, retry=FAST_RETRY), job("c"),
+    ], edges(("a", "flaky"), ("flaky", "c")), user=owner)
+    execution, _ = execution_start(deployment=deployment, input={}, user=owner)
+    nodes = ["a", "flaky", "c"]
+
+    first = steps_execute(execution_id=execution.pk, node_ids=nodes, delivery=delivery(0), final=True)
+    assert first.action == "retry" and first.countdown > 0
+    assert attempts(execution) == [("a", 1, "succeeded"), ("flaky", 1, "failed")]
+
+    again = steps_execute(execution_id=execution.pk, node_ids=nodes, delivery=delivery(1), final=True)
+    assert (again.action, again.status) == ("done", ExecutionStatus.SUCCEEDED)  # the last node finished the run
+    assert attempts(execution) == [("a", 1, "succeeded"), ("c", 1, "succeeded"),
+                                   ("flaky", 1, "failed"), ("flaky", 2, "succeeded")]
+    execution.refresh_from_db()
+    assert execution.status == ExecutionStatus.SUCCEEDED
+
+
+def test_a_final_failure_stops_the_fused_run_and_fails_the_execution(groups, project, owner):
+    deployment = make_deployment(project, [
+        job("a"), job("boom", "fail", config={"retryable": False}), job("c"),
+    ], edges(("a", "boom"), ("boom", "c")), user=owner)
+    execution, _ = execution_start(deployment=deployment, input={}, user=owner)
+
+    outcome = steps_execute(execution_id=execution.pk, node_ids=["a", "boom", "c"], delivery=delivery(), final=True)
+
+    assert outcome.action == "fail"
+    assert attempts(execution) == [("a", 1, "succeeded"), ("boom", 1, "failed")]
+    execution.refresh_from_db()
+    assert execution.status in (ExecutionStatus.COMPENSATING, ExecutionStatus.FAILED)
+    # Delivered again (a redelivery after the failure): nothing more runs.
+    repeat = steps_execute(execution_id=execution.pk, node_ids=["a", "boom", "c"], delivery=delivery(), final=True)
+    assert repeat.action == "ignore"
+    assert not StepRun.objects.filter(execution=execution, node_id="c").exists()
+
+
+def test_an_empty_fused_run_is_refused():
+    with pytest.raises(ValueError):
+        steps_execute(execution_id="00000000-0000-0000-0000-000000000000", node_ids=[], delivery=delivery())
