@@ -21,11 +21,11 @@ from collections import OrderedDict
 from typing import Any, Iterable, Sequence
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
-from controlplane.executions.models import EventType, Execution, ExecutionEvent, ExecutionStatus, StepRun
+from controlplane.executions.models import EventType, Execution, ExecutionEvent, ExecutionStatus, StepRun, StepStatus
 from pipelines.engine import AttemptRecord, ExecutionGraph
 
 logger = logging.getLogger(__name__)
@@ -245,6 +245,7 @@ def store_write(
     *, execution: Execution, events: Sequence[Event], insert: StepRun | None = None,
     update: Sequence[tuple[StepRun, Sequence[str]]] = (), completes: StepRun | None = None,
     completion: int | None = None, execution_fields: Sequence[str] = (), expect_seq: int | None = None,
+    expect_running: bool = False, expect_succeeded: tuple[Sequence[str], int] | None = None,
 ) -> list[ExecutionEvent] | None:
     """Append `events` to the locked `execution` and, with them, make the change they describe:
 
@@ -255,7 +256,12 @@ def store_write(
 
     With `expect_seq` (PostgreSQL, outside any transaction: the lock-free claim) the write is one
     statement applied only if the run is still running at that sequence; None when it was not
-    (then nothing was written). Raises ValueError for a change without an event, except the
+    (then nothing was written). With `expect_running` instead, the same one statement applies if
+    the run is still running, whatever else it appended meanwhile, and the unique attempt
+    constraint refuses a second writer of the same attempt: None then too (see `optimistic`
+    for when that is enough). `expect_succeeded` (node ids, shard count) adds to that condition
+    that those nodes have that many shards recorded succeeded (a first attempt claimed in this
+    one statement: `optimistic`). Raises ValueError for a change without an event, except the
     claim of a compensation (the run is compensating, so no lock-free claim reads it; the saga's
     own events close the compensation when it is recorded).
     """
@@ -263,13 +269,18 @@ def store_write(
         raise ValueError("every change to an attempt or a run's status appends its event; pass `events`")
     if completes is not None and completion is None:
         completion = len(events) - 1
-    if expect_seq is not None:
+    if expect_seq is not None or expect_running:
         if connection.in_atomic_block or not is_postgresql() or update:
             raise RuntimeError("a conditional write is one statement that commits by itself (PostgreSQL, outside "
                                "transaction.atomic, inserting only)")
-        return _append(execution, events, execution_fields, run=insert,
-                       completion=completion if completes is insert else None,
-                       expect=(expect_seq, ExecutionStatus.RUNNING.value)) or None
+        try:
+            return _append(execution, events, execution_fields, run=insert,
+                           completion=completion if completes is insert else None,
+                           expect=(expect_seq, ExecutionStatus.RUNNING.value, expect_succeeded)) or None
+        except IntegrityError as error:
+            if _constraint_of(error) != ATTEMPT_UNIQUE:
+                raise
+            return None  # the statement, a transaction of its own, wrote nothing
     if not connection.in_atomic_block:
         raise RuntimeError("store_write changes rows under the execution lock: call it inside transaction.atomic")
     if not events:
@@ -293,7 +304,7 @@ def store_write(
 
 
 def _append(execution, events, update_fields, *, run: StepRun | None, completion: int | None = None,
-            expect: tuple[int, str] | None = None) -> list[ExecutionEvent]:
+            expect: tuple | None = None) -> list[ExecutionEvent]:
     created_at = timezone.now()
     events = [(type, data or {}) for type, data in events]
     if not is_postgresql():
@@ -347,8 +358,17 @@ def _append_statement(execution, events, update_fields, created_at, *, run, comp
     params.append(execution.pk)
     condition = ""
     if expect is not None:
-        condition = " AND event_seq = %s AND status = %s"
-        params += list(expect)
+        seq, status, succeeded = expect
+        if seq is not None:
+            condition, params = " AND event_seq = %s", [*params, seq]
+        condition += " AND status = %s"
+        params.append(status)
+        if succeeded is not None:
+            node_ids, shards = succeeded
+            condition += (
+                f" AND (SELECT count(*) FROM (SELECT DISTINCT node_id, shard FROM {StepRun._meta.db_table}"
+                " WHERE execution_id = %s AND NOT is_compensation AND status = %s AND node_id = ANY(%s)) AS done) = %s")
+            params += [execution.pk, StepStatus.SUCCEEDED.value, list(node_ids), shards]
     sql = (f"WITH bumped AS (UPDATE {Execution._meta.db_table} SET {', '.join(sets)} WHERE id = %s{condition}"
            " RETURNING event_seq)")
     attempt_id = "NULL::bigint"
@@ -398,6 +418,14 @@ def execution_insert_with_event(*, execution: Execution, type: str, data: dict[s
     execution._state.adding, execution._state.db = False, connection.alias
     logger.info(type, extra={"execution_id": str(execution.pk), "seq": 1})
     return ExecutionEvent(id=event_id, execution=execution, seq=1, type=type, data=data, created_at=created_at)
+
+
+ATTEMPT_UNIQUE = "step_run_unique_attempt"
+
+
+def _constraint_of(error: IntegrityError) -> str | None:
+    diag = getattr(error.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None)
 
 
 def _db_value(instance, field) -> Any:
