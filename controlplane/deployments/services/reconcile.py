@@ -25,6 +25,7 @@ from django.db import transaction
 
 from controlplane.core.errors import ApplicationError, Conflict
 from controlplane.deployments import broadcast
+from controlplane.deployments.artifacts import artifacts_store
 from controlplane.deployments.models import (
     Deployment,
     DeploymentEvent,
@@ -234,6 +235,8 @@ def drift_accept(*, deployment: Deployment, drift: dict | str, user=None) -> dic
             raise Conflict(f"job {jd.job_id!r} matches its digest; there is no edit to accept", code="no_such_drift",
                            path="drift.job_id")
         data.update(job_id=jd.job_id, previous_digest=jd.digest, digest=digest, spec=jd.spec)
+        artifacts_store(company_id=deployment.workflow.project.company_id,
+                        jobs=[{"job_id": jd.job_id, "digest": digest, "spec": jd.spec}])
         jd.digest = digest
         jd.save(update_fields=["digest", "updated_at"])
         deployment.revision += 1
