@@ -41,7 +41,7 @@ from celery.worker.control import control_command
 from django.dispatch import receiver
 
 from controlplane.deployments import broadcast
-from controlplane.deployments.artifacts import artifact_loaded
+from controlplane.deployments.artifact_cache import artifact_loaded
 from workers import artifacts
 
 logger = logging.getLogger(__name__)

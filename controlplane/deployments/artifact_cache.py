@@ -23,7 +23,14 @@ import threading
 from collections import OrderedDict
 from typing import Any, Iterable, Mapping
 
+from django.dispatch import Signal
+
 from pipelines.planner import spec_digest
+
+artifact_loaded = Signal()
+"""Sent (sender=None) after a step loaded its spec from the store on demand, with `key` (the
+artifact key, `<deployment id>:<job id>`), `digest`, `spec` and `worker` (the hostname that ran
+it). Defined here, with no model import, so the worker's bootsteps can connect it at import."""
 
 ARTIFACT_CACHE_SIZE = 512
 """Specs kept per process besides the held ones (most are a few hundred bytes)."""

@@ -15,9 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable, Iterable, Mapping
 
-from django.dispatch import Signal
-
-from controlplane.deployments.artifact_cache import cache
+from controlplane.deployments.artifact_cache import artifact_loaded, cache
 from controlplane.deployments.models import Artifact
 from pipelines.planner import spec_digest
 
@@ -26,9 +24,8 @@ logger = logging.getLogger(__name__)
 ARTIFACT_MISSING = "artifact_missing"
 ARTIFACT_MISMATCH = "artifact_mismatch"
 
-artifact_loaded = Signal()
-"""Sent (sender=None) after a spec was loaded from the store on demand, with `key` (the artifact
-key, `<deployment id>:<job id>`), `digest`, `spec` and `worker` (the hostname that ran it)."""
+__all__ = ["ARTIFACT_MISMATCH", "ARTIFACT_MISSING", "ArtifactRefused", "artifact_loaded", "artifact_spec",
+           "artifacts_store", "runnable_job"]
 
 
 class ArtifactRefused(Exception):
