@@ -21,10 +21,10 @@ from pipelines.planner import spec_digest
 
 logger = logging.getLogger(__name__)
 
-ARTIFACT_MISSING = "artifact_missing"
+ARTIFACT_NOT_FOUND = "artifact_not_found"
 ARTIFACT_MISMATCH = "artifact_mismatch"
 
-__all__ = ["ARTIFACT_MISMATCH", "ARTIFACT_MISSING", "ArtifactRefused", "artifact_loaded", "artifact_spec",
+__all__ = ["ARTIFACT_MISMATCH", "ARTIFACT_NOT_FOUND", "ArtifactRefused", "artifact_loaded", "artifact_spec",
            "artifacts_store", "runnable_job"]
 
 
@@ -62,7 +62,7 @@ def artifact_spec(*, company_id: int, digest: str, job_id: str, key: Callable[[]
     """The verified spec of artifact `digest`, which job `job_id` of a run was pinned to.
 
     `key` names the artifact key to report after an on-demand load (called only on a miss).
-    Raises `ArtifactRefused` (`artifact_missing`, `artifact_mismatch`). Do not mutate the result.
+    Raises `ArtifactRefused` (`artifact_not_found`, `artifact_mismatch`). Do not mutate the result.
     """
     spec = cache.spec(digest)
     if spec is not None:
@@ -70,7 +70,7 @@ def artifact_spec(*, company_id: int, digest: str, job_id: str, key: Callable[[]
     stored = Artifact.objects.filter(company_id=company_id, digest=digest).values_list("spec", flat=True).first()
     if stored is None:
         raise ArtifactRefused(
-            ARTIFACT_MISSING,
+            ARTIFACT_NOT_FOUND,
             f"job {job_id!r} is pinned to artifact {digest}, which is not in the store; "
             "apply the deployment again and start a new run",
             job_id=job_id, expected=digest,

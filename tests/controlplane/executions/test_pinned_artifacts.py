@@ -218,7 +218,7 @@ class TestRunsFromTheArtifact:
 
         run = attempt(execution)
         assert run.status == StepStatus.FAILED
-        assert (run.error["code"], run.error["details"]) == ("artifact_missing", {"job_id": "a", "expected": digest})
+        assert (run.error["code"], run.error["details"]) == ("artifact_not_found", {"job_id": "a", "expected": digest})
 
     def test_a_held_artifact_is_trusted_without_reading_the_store(self, groups, project, owner):
         # the cache only ever holds specs that hashed to their digest on the way in
