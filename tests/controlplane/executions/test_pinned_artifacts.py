@@ -231,3 +231,13 @@ class TestRunsFromTheArtifact:
         step(execution)
 
         assert attempt(execution).output == {"message": "hi"}
+
+
+def test_the_admin_shows_stored_artifacts_read_only(admin_client, groups, project, owner):
+    make_deployment(project, [say("hi")], user=owner)
+    row = Artifact.objects.get()
+
+    assert admin_client.get("/admin/deployments/artifact/").status_code == 200
+    page = admin_client.get(f"/admin/deployments/artifact/{row.pk}/change/")
+    assert page.status_code == 200 and b'name="_save"' not in page.content
+    assert admin_client.post(f"/admin/deployments/artifact/{row.pk}/delete/", {"post": "yes"}).status_code == 403
