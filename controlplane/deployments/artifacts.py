@@ -1,7 +1,8 @@
-"""The artifact store's two ends: apply writes rendered specs, a step reads the one it was pinned to.
+"""What a step runs: the artifact its run was pinned to, from this process's cache or the store.
 
-    artifacts_store(company_id=, jobs=)       one INSERT .. ON CONFLICT DO NOTHING per apply
     artifact_spec(company_id=, digest=, ...)  the spec to run: this process's cache, else the store
+
+(Apply writes the store: `controlplane.deployments.services.artifacts.artifacts_store`.)
 
 A run's graph names each job's artifact digest (`job["artifact"]`, set where the graph is built:
 `selectors.deployment_execution_graph`). The step runs that artifact's spec and nothing else: a
@@ -13,7 +14,7 @@ load `artifact_loaded` is sent, so the worker's main process can hold it and rep
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Mapping
 
 from controlplane.deployments.artifact_cache import artifact_loaded, cache
 from controlplane.deployments.models import Artifact
@@ -25,7 +26,7 @@ ARTIFACT_NOT_FOUND = "artifact_not_found"
 ARTIFACT_MISMATCH = "artifact_mismatch"
 
 __all__ = ["ARTIFACT_MISMATCH", "ARTIFACT_NOT_FOUND", "ArtifactRefused", "artifact_loaded", "artifact_spec",
-           "artifacts_store", "runnable_job"]
+           "runnable_job"]
 
 
 class ArtifactRefused(Exception):
@@ -39,22 +40,6 @@ class ArtifactRefused(Exception):
     def to_error(self) -> dict[str, Any]:
         """The step error dict the engine records (same shape as `attempts.error_dict`)."""
         return {"message": str(self), "retryable": False, "code": self.code, "details": dict(self.details)}
-
-
-def artifacts_store(*, company_id: int, jobs: Iterable[Mapping[str, Any]]) -> int:
-    """Store every rendered `{spec, digest}` of an apply (the same spec is the same row). Refuses a
-    job whose spec does not hash to its digest: the store only ever holds what it says. Returns how
-    many jobs were offered."""
-    rows: dict[str, Artifact] = {}
-    for job in jobs:
-        digest, spec = job["digest"], job["spec"]
-        actual = spec_digest(spec)
-        if actual != digest:
-            raise ValueError(f"job {job.get('job_id')!r}: spec hashes to {actual}, not {digest}; plan again")
-        rows.setdefault(digest, Artifact(company_id=company_id, digest=digest, spec=spec))
-    if rows:
-        Artifact.objects.bulk_create(list(rows.values()), ignore_conflicts=True)
-    return len(rows)
 
 
 def artifact_spec(*, company_id: int, digest: str, job_id: str, key: Callable[[], str | None] = lambda: None,

@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from controlplane.catalog.selectors import blueprint_documents, job_template_documents, secret_names
 from controlplane.core.errors import ApplicationError, Conflict
-from controlplane.deployments.artifacts import artifacts_store
 from controlplane.deployments.models import (
     Deployment,
     DeploymentPlan,
@@ -25,6 +24,7 @@ from controlplane.deployments.models import (
     artifact_key,
 )
 from controlplane.deployments.selectors import current_deployment, deployed_jobs, groups_by_slug, planner_fleet
+from controlplane.deployments.services.artifacts import artifacts_store
 from controlplane.deployments.services.connections import connection_budget
 from controlplane.deployments.services.events import deployment_event, event_record
 from controlplane.deployments.services.rollout import rollout_sync

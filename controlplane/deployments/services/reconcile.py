@@ -31,7 +31,6 @@ from django.db import transaction
 
 from controlplane.core.errors import ApplicationError, Conflict
 from controlplane.deployments import broadcast
-from controlplane.deployments.artifacts import artifacts_store
 from controlplane.deployments.models import (
     Artifact,
     Deployment,
@@ -42,6 +41,7 @@ from controlplane.deployments.models import (
     artifact_key,
 )
 from controlplane.deployments.selectors import last_applied_plan
+from controlplane.deployments.services.artifacts import artifacts_store
 from controlplane.deployments.services.events import deployment_event
 from controlplane.deployments.services.rollout import (
     group_needed_replicas,

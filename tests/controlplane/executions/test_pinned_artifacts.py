@@ -14,9 +14,9 @@ from django.db import DatabaseError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from controlplane.deployments.artifact_cache import cache
-from controlplane.deployments.artifacts import artifact_loaded, artifacts_store
+from controlplane.deployments.artifacts import artifact_loaded
 from controlplane.deployments.models import Artifact, ArtifactImmutable, JobDeployment, artifact_key
-from controlplane.deployments.services import desired_artifacts, drift_accept
+from controlplane.deployments.services import artifacts_store, desired_artifacts, drift_accept
 from controlplane.executions.models import StepRun, StepStatus
 from controlplane.executions.services import Delivery, execution_start, step_execute
 from controlplane.fleet.models import Worker
@@ -106,6 +106,11 @@ class TestStore:
         assert sorted(Artifact.objects.filter(digest=mine.digest).values_list("company_id", flat=True)) == sorted(
             [company.pk, other.pk])
 
+    def test_the_process_that_stored_an_artifact_can_run_it_with_no_query(self, company):
+        spec = {"type": "noop", "config": {}}
+        artifacts_store(company_id=company.pk, jobs=[{"job_id": "a", "digest": spec_digest(spec), "spec": spec}])
+        assert cache.spec(spec_digest(spec)) == spec
+
     def test_a_spec_that_does_not_hash_to_its_digest_is_not_stored(self, company):
         with pytest.raises(ValueError, match="hashes to"):
             artifacts_store(company_id=company.pk, jobs=[{"job_id": "a", "digest": "sha256:0", "spec": {"type": "noop"}}])
@@ -164,6 +169,7 @@ class TestRunsFromTheArtifact:
 
     def test_a_step_loads_a_missing_artifact_once_and_then_runs_it_with_no_query(self, groups, project, owner):
         deployment = make_deployment(project, [say("hi")], user=owner)
+        cache.clear()  # as a worker process that did not apply it
         sent = []
         artifact_loaded.connect(receiver := lambda sender, **kw: sent.append(kw), weak=False)
         try:
@@ -196,6 +202,7 @@ class TestRunsFromTheArtifact:
     def test_a_tampered_artifact_fails_the_step_for_good_naming_job_and_digests(self, groups, project, owner):
         deployment = make_deployment(project, [say("hi")], user=owner)
         execution = start(deployment, owner)
+        cache.clear()
         digest = execution.graph["jobs"][0]["artifact"]
         tampered = {**Artifact.objects.get(digest=digest).spec, "config": {"message": "injected"}}
         tamper(digest, tampered)
@@ -211,6 +218,7 @@ class TestRunsFromTheArtifact:
     def test_a_missing_artifact_fails_the_step_for_good(self, groups, project, owner):
         deployment = make_deployment(project, [say("hi")], user=owner)
         execution = start(deployment, owner)
+        cache.clear()
         digest = execution.graph["jobs"][0]["artifact"]
         tamper(digest, None)
 
@@ -225,6 +233,7 @@ class TestRunsFromTheArtifact:
         deployment = make_deployment(project, [say("hi")], user=owner)
         execution = start(deployment, owner)
         digest = execution.graph["jobs"][0]["artifact"]
+        cache.clear()
         cache.load(desired_artifacts(Worker.objects.get(hostname="ingest1@unit")))
         tamper(digest, {"type": "log", "config": {"message": "injected"}})
 
