@@ -19,8 +19,13 @@ Remote-control commands (run in the main process, where the artifact cache lives
                                  -> {ok, hostname, loaded: {job_id: digest}, artifacts: {all held}}
     flowplane_unload_artifacts   job_ids=[...] (omit for all)
                                  -> {ok, hostname, unloaded: [...], artifacts: {all held}}
+    flowplane_artifact_loaded    artifact={job_id, digest, spec}: a pool child of this worker loaded
+                                 it on demand; held unless the key holds a digest already (no reply)
 
 Load and unload wake the heartbeat so the database sees the change within a beat, not an interval.
+A step that loads its artifact from the store (`controlplane.deployments.artifacts.artifact_loaded`)
+makes the process that ran it tell the main process: directly in a solo or thread pool, by
+`flowplane_artifact_loaded` from a prefork child.
 """
 from __future__ import annotations
 
@@ -33,12 +38,17 @@ from importlib import metadata
 import celery
 from celery import bootsteps
 from celery.worker.control import control_command
+from django.dispatch import receiver
 
+from controlplane.deployments import broadcast
+from controlplane.deployments.artifact_cache import artifact_loaded
 from workers import artifacts
 
 logger = logging.getLogger(__name__)
 
 _current: "Heartbeat | None" = None
+# The worker's main process, set before the pool forks (children inherit it and differ from it).
+_main_pid: int | None = None
 
 
 def software_version() -> str:
@@ -222,8 +232,10 @@ class FleetHeartbeat(bootsteps.StartStopStep):
     requires = {"celery.worker.components:Pool"}
 
     def __init__(self, worker, **kwargs) -> None:
+        global _main_pid
         super().__init__(worker, **kwargs)
         self.heartbeat: Heartbeat | None = None
+        _main_pid = os.getpid()
 
     def start(self, worker) -> None:
         global _current
@@ -296,3 +308,30 @@ def flowplane_unload_artifacts(state, job_ids=None, **kwargs):
         _current.wake()
     logger.info("fleet.artifacts_unloaded", extra={"job_ids": unloaded})
     return _held_reply(state, unloaded=unloaded)
+
+
+@control_command(args=[("artifact", dict)], signature="<artifact>")
+def flowplane_artifact_loaded(state, artifact=None, **kwargs):
+    """Flowplane: a pool child loaded this artifact on demand; hold it unless its key holds one."""
+    try:
+        added = artifacts.hold_if_missing(artifact or {})
+    except artifacts.ArtifactError as exc:
+        logger.warning("fleet.artifact_refused", extra={"error": str(exc)})
+        return {"ok": False, "hostname": state.consumer.hostname, "error": str(exc)}
+    if added and _current is not None:
+        _current.wake()
+    logger.info("fleet.artifact_loaded_on_demand", extra={"job_id": (artifact or {}).get("job_id"), "held": added})
+    return _held_reply(state, held=added)
+
+
+@receiver(artifact_loaded, dispatch_uid="workers.bootsteps.artifact_loaded")
+def _report_loaded_on_demand(sender, *, key, digest, spec, worker="", **kwargs) -> None:
+    """A step of this worker loaded its artifact from the store: make the main process hold it."""
+    if _main_pid is None:  # not a worker (a test or the web process ran the step)
+        return
+    artifact = {"job_id": key, "digest": digest, "spec": spec}
+    if os.getpid() == _main_pid:  # solo or thread pool: this process reports the heartbeats
+        if artifacts.hold_if_missing(artifact) and _current is not None:
+            _current.wake()
+    elif worker:
+        broadcast.artifact_loaded(worker, artifact)

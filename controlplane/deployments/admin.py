@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from controlplane.deployments.models import Deployment, DeploymentEvent, DeploymentPlan, JobDeployment
+from controlplane.deployments.models import Artifact, Deployment, DeploymentEvent, DeploymentPlan, JobDeployment
 
 
 class ReadOnlyMixin:
@@ -78,3 +78,13 @@ class DeploymentEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_filter = ["kind", "environment"]
     search_fields = ["workflow__slug"]
     readonly_fields = ["deployment", "workflow", "environment", "kind", "actor", "data", "created_at"]
+
+
+@admin.register(Artifact)
+class ArtifactAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Stored artifacts are write-once: what runs pinned to a digest execute."""
+
+    list_display = ["digest", "company", "created_at"]
+    list_filter = ["company"]
+    search_fields = ["digest"]
+    readonly_fields = ["company", "digest", "spec", "created_at"]

@@ -84,3 +84,14 @@ def pool_grow(hostname: str, n: int, *, timeout=None) -> dict | None:
 def add_consumer(hostname: str, queue: str, *, timeout=None) -> dict | None:
     """Make one worker consume `queue` again (after a `cancel_consumer`)."""
     return _broadcast("add_consumer", [hostname], arguments={"queue": queue}, timeout=timeout).get(hostname)
+
+
+def artifact_loaded(hostname: str, artifact: dict) -> None:
+    """Tell `hostname`'s main process that one of its pool children loaded `artifact` ({job_id:
+    <artifact key>, digest, spec}) on demand, so that it holds and reports it. Fire and forget."""
+    try:
+        _app().control.broadcast("flowplane_artifact_loaded", arguments={"artifact": artifact},
+                                 destination=[hostname], reply=False)
+    except Exception:  # the run goes on; the next miss (or reconcile) tells it again
+        logger.exception("deploy.broadcast_failed", extra={"command": "flowplane_artifact_loaded",
+                                                           "destination": [hostname]})

@@ -5,6 +5,7 @@
                         status and a revision bumped by every apply/pause/resume/undeploy
       JobDeployment     one rendered artifact (stable job id, group, replicas, spec, digest)
       DeploymentEvent   append-only audit with actor (planned, applied, drift_detected, ...)
+    Artifact            a rendered job spec by (company, digest), written once by apply: what runs
 
 A plan records the revision of the deployment it was made against (`base_revision`, 0 when there
 was none); apply refuses it (409 `stale_plan`) once that revision has moved on. At most one
@@ -22,7 +23,7 @@ from django.db import models
 from controlplane.core.errors import Conflict
 from controlplane.core.immutability import WriteOnceModel
 from controlplane.fleet.models import WorkerGroup
-from controlplane.tenancy.models import slug_validator
+from controlplane.tenancy.models import Company, slug_validator
 from controlplane.workflows.models import Workflow, WorkflowVersion
 
 
@@ -258,3 +259,41 @@ class DeploymentEvent(WriteOnceModel):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.workflow_id}@{self.environment}"
+
+
+class ArtifactImmutable(Conflict):
+    """A stored artifact was about to be changed or deleted."""
+
+    default_code = "artifact_immutable"
+
+
+class Artifact(WriteOnceModel):
+    """One rendered job spec, content-addressed and written once (like a published version).
+
+    Apply and rollback store every job they render here (the same spec is the same row), so the
+    spec a run was pinned to can be found again after the next apply overwrote the JobDeployment.
+    Workers run steps from these rows (`controlplane.deployments.artifacts`), re-checking the
+    digest of what they read.
+    """
+
+    company = models.ForeignKey(
+        Company, on_delete=models.PROTECT, related_name="artifacts", help_text="The tenant whose deployment rendered it."
+    )
+    digest = models.CharField(
+        max_length=80, help_text="`pipelines.planner.spec_digest` of the spec: sha256 of its canonical JSON."
+    )
+    spec = models.JSONField(help_text="The rendered job artifact; secrets stay {\"$secret\": name} references.")
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When an apply first stored it.")
+
+    write_once_error = ArtifactImmutable
+    write_once_messages = {
+        "update": "artifacts are immutable; apply a new spec (it gets its own digest)",
+        "delete": "artifacts are immutable and never deleted: a run may still be pinned to one",
+    }
+
+    class Meta:
+        ordering = ["company_id", "digest"]
+        constraints = [models.UniqueConstraint(fields=["company", "digest"], name="artifact_unique_company_digest")]
+
+    def __str__(self) -> str:
+        return f"{self.digest[:19]} ({self.company_id})"

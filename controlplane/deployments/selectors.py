@@ -82,18 +82,19 @@ def deployment_check_accepts(deployment: Deployment, *, path: str = "deployment"
 def deployment_execution_graph(deployment: Deployment) -> dict[str, Any]:
     """The execution graph of a deployment, built from its artifacts (landing adapters included).
 
-    `{params, jobs: [{id, type, config, group, replicas, retry, timeout_s, compensate}], edges: [{from, to,
-    branch}]}`, plus `deployment` (id) and `version` (number). Jobs (and edges) come in run order
-    (topological, ties by job id) so a timeline reads top to bottom.
+    `{params, jobs: [{id, type, config, group, replicas, retry, timeout_s, compensate, artifact}], edges:
+    [{from, to, branch}]}`, plus `deployment` (id) and `version` (number). Jobs (and edges) come in run
+    order (topological, ties by job id) so a timeline reads top to bottom. `artifact` is the digest of
+    the job's stored artifact: the spec its steps run (`controlplane.deployments.artifacts`).
     """
     jobs, edges = [], []
     # Read on every run's start: plain values, no model instances.
     artifacts = (
         JobDeployment.objects.filter(deployment=deployment)
         .order_by("job_id")
-        .values_list("job_id", "type", "replicas", "spec", "group__slug")
+        .values_list("job_id", "type", "replicas", "spec", "group__slug", "digest")
     )
-    for job_id, job_type, replicas, spec, group in artifacts:
+    for job_id, job_type, replicas, spec, group, digest in artifacts:
         jobs.append(
             {
                 "id": job_id,
@@ -104,6 +105,7 @@ def deployment_execution_graph(deployment: Deployment) -> dict[str, Any]:
                 "retry": {**DEFAULT_RETRY.to_dict(), **(spec.get("retry") or {})},
                 "timeout_s": spec.get("timeout_s"),
                 "compensate": spec.get("compensate"),
+                "artifact": digest,
             }
         )
         branches = spec.get("branches") or {}

@@ -7,7 +7,9 @@
     deployment_reconcile(*, deployment, dry_run, user, probe=True) -> report
     drift_accept(*, deployment, drift, user) -> dict
     reconcile_all(), reconcile_schedule_ensure()
+    artifacts_store(*, company_id, jobs) -> int       (the write-once artifact store; apply calls it)
 """
+from controlplane.deployments.services.artifacts import artifacts_store
 from controlplane.deployments.services.lifecycle import deployment_pause, deployment_resume, deployment_undeploy
 from controlplane.deployments.services.planning import deployment_rollback, plan_apply, plan_create
 from controlplane.deployments.services.reconcile import (
@@ -22,6 +24,7 @@ from controlplane.deployments.services.rollout import desired_artifacts, rollout
 
 __all__ = [
     "DRIFT_KINDS",
+    "artifacts_store",
     "deployment_drift",
     "deployment_pause",
     "deployment_reconcile",

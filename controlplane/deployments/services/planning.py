@@ -24,6 +24,7 @@ from controlplane.deployments.models import (
     artifact_key,
 )
 from controlplane.deployments.selectors import current_deployment, deployed_jobs, groups_by_slug, planner_fleet
+from controlplane.deployments.services.artifacts import artifacts_store
 from controlplane.deployments.services.connections import connection_budget
 from controlplane.deployments.services.events import deployment_event, event_record
 from controlplane.deployments.services.rollout import rollout_sync
@@ -186,6 +187,9 @@ def _apply_locked(plan: DeploymentPlan, user, *, rollback_from: int | None = Non
         "plan": str(plan.pk), "version": plan.version.number, "summary": plan.summary, "revision": deployment.revision,
     })
 
+    # Every rendered spec goes to the write-once store first: runs are pinned to these digests and
+    # read them back after the next apply has overwritten the JobDeployment rows.
+    artifacts_store(company_id=plan.workflow.project.company_id, jobs=jobs)
     existing = {jd.job_id: jd for jd in JobDeployment.objects.filter(deployment=deployment).select_related("group")}
     removed = [jd for job_id, jd in existing.items() if job_id not in {j["job_id"] for j in jobs}]
     touched_groups = {jd.group_id for jd in removed}

@@ -4,7 +4,13 @@ Drift kinds (each a dict with a stable `id`):
 
     spec_edited         a managed JobDeployment whose spec no longer matches its digest (hand edit)
                         -> restore the spec from the last applied plan (or the accepted edit)
-    artifact_missing    a live worker of the job's group does not hold the artifact
+    store_missing       the artifact store has no row for the job's digest: its steps would fail
+                        (`artifact_not_found`) -> store it again from the last applied plan
+    store_mismatch      the stored row no longer hashes to its digest (changed in SQL): its steps
+                        fail (`artifact_mismatch`) -> unresolved: the row is write-once; a database
+                        owner must delete it, then reconcile stores it again
+    artifact_missing    a live worker of the job's group does not hold the artifact (its steps load
+                        it from the store on demand, one query per pool process)
     artifact_stale      it holds another digest           -> re-send its desired artifacts
     consumer_cancelled  a live worker configured for the group's queue no longer consumes it
                         -> `add_consumer`
@@ -26,6 +32,7 @@ from django.db import transaction
 from controlplane.core.errors import ApplicationError, Conflict
 from controlplane.deployments import broadcast
 from controlplane.deployments.models import (
+    Artifact,
     Deployment,
     DeploymentEvent,
     DeploymentStatus,
@@ -34,6 +41,7 @@ from controlplane.deployments.models import (
     artifact_key,
 )
 from controlplane.deployments.selectors import last_applied_plan
+from controlplane.deployments.services.artifacts import artifacts_store
 from controlplane.deployments.services.events import deployment_event
 from controlplane.deployments.services.rollout import (
     group_needed_replicas,
@@ -49,7 +57,9 @@ logger = logging.getLogger(__name__)
 
 SPEC_EDITED, ARTIFACT_MISSING, ARTIFACT_STALE = "spec_edited", "artifact_missing", "artifact_stale"
 CONSUMER_CANCELLED, CAPACITY_SHORT = "consumer_cancelled", "capacity_short"
-DRIFT_KINDS = (SPEC_EDITED, ARTIFACT_MISSING, ARTIFACT_STALE, CONSUMER_CANCELLED, CAPACITY_SHORT)
+STORE_MISSING, STORE_MISMATCH = "store_missing", "store_mismatch"
+DRIFT_KINDS = (SPEC_EDITED, ARTIFACT_MISSING, ARTIFACT_STALE, CONSUMER_CANCELLED, CAPACITY_SHORT, STORE_MISSING,
+               STORE_MISMATCH)
 RECONCILE_TASK = "flowplane.reconcile_all"
 
 
@@ -95,10 +105,18 @@ def deployment_drift(deployment: Deployment, *, probe: bool = True) -> list[dict
     workers = {w.hostname: w for ws in members.values() for w in ws}
     seen = _observe(list(workers.values()), probe)
     drift: list[dict[str, Any]] = []
+    company_ids = {jd.group.company_id for jd in jobs}  # a deployment's groups are its company's
+    stored = dict(Artifact.objects.filter(company_id__in=company_ids, digest__in={jd.digest for jd in jobs})
+                  .values_list("digest", "spec"))
     for jd in jobs:
         actual = spec_digest(jd.spec)
         if actual != jd.digest:
             drift.append(_drift(SPEC_EDITED, job_id=jd.job_id, group=jd.group.slug, expected=jd.digest, actual=actual))
+        if jd.digest not in stored:
+            drift.append(_drift(STORE_MISSING, job_id=jd.job_id, group=jd.group.slug, expected=jd.digest))
+        elif spec_digest(stored[jd.digest]) != jd.digest:
+            drift.append(_drift(STORE_MISMATCH, job_id=jd.job_id, group=jd.group.slug, expected=jd.digest,
+                                actual=spec_digest(stored[jd.digest])))
         key = artifact_key(deployment.pk, jd.job_id)
         for worker in members[jd.group_id]:
             held = seen[worker.hostname]["loaded"].get(key)
@@ -164,6 +182,19 @@ def deployment_reconcile(*, deployment: Deployment, dry_run: bool = True, user=N
                 jd.spec = spec
                 jd.save(update_fields=["spec", "updated_at"])
                 actions.append({"drift": item["id"], "action": "restore_spec", "ok": True})
+            elif item["kind"] == STORE_MISSING:
+                jd = JobDeployment.objects.get(deployment=deployment, job_id=item["job_id"])
+                spec = jd.spec if spec_digest(jd.spec) == jd.digest else _restore_source(deployment, jd)
+                if spec is not None:
+                    artifacts_store(company_id=deployment.workflow.project.company_id,
+                                    jobs=[{"job_id": jd.job_id, "digest": jd.digest, "spec": spec}])
+                actions.append({"drift": item["id"], "action": "store_artifact", "ok": spec is not None,
+                                **({} if spec is not None else
+                                   {"detail": "no applied spec with the stored digest; plan and apply again"})})
+            elif item["kind"] == STORE_MISMATCH:
+                actions.append({"drift": item["id"], "action": "store_artifact", "ok": False,
+                                "detail": "the stored artifact was changed in the database and is write-once; "
+                                          "delete the row as the database owner, then reconcile stores it again"})
             elif item["kind"] in (ARTIFACT_MISSING, ARTIFACT_STALE):
                 reload_workers.add(item["worker"])
             elif item["kind"] == CONSUMER_CANCELLED:
@@ -234,6 +265,8 @@ def drift_accept(*, deployment: Deployment, drift: dict | str, user=None) -> dic
             raise Conflict(f"job {jd.job_id!r} matches its digest; there is no edit to accept", code="no_such_drift",
                            path="drift.job_id")
         data.update(job_id=jd.job_id, previous_digest=jd.digest, digest=digest, spec=jd.spec)
+        artifacts_store(company_id=deployment.workflow.project.company_id,
+                        jobs=[{"job_id": jd.job_id, "digest": digest, "spec": jd.spec}])
         jd.digest = digest
         jd.save(update_fields=["digest", "updated_at"])
         deployment.revision += 1

@@ -11,10 +11,11 @@ from collections import defaultdict
 from typing import Any, Iterable
 
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, OuterRef, Subquery
 
 from controlplane.deployments import broadcast
 from controlplane.deployments.models import (
+    Artifact,
     Deployment,
     DeploymentStatus,
     EventKind,
@@ -34,11 +35,23 @@ def _active_jobs():
 
 
 def desired_artifacts(worker: Worker) -> list[dict[str, Any]]:
-    """What `worker` should hold: `[{job_id: <artifact key>, digest, spec}]` of its groups' active jobs."""
-    jobs = _active_jobs().filter(group__in=worker.groups.all()).order_by("deployment_id", "job_id")
+    """What `worker` should hold: `[{job_id: <artifact key>, digest, spec}]` of its groups' active jobs.
+
+    The spec sent is the stored artifact of the job's digest, not the JobDeployment's copy: a hand
+    edit of that copy is `spec_edited` drift, never something a worker runs. A job whose digest is
+    not in the store (edited before the store existed) is left out: the worker reports it missing.
+    """
+    stored = Artifact.objects.filter(
+        company_id=OuterRef("deployment__workflow__project__company_id"), digest=OuterRef("digest")
+    ).values("spec")[:1]
+    jobs = (
+        _active_jobs().filter(group__in=worker.groups.all()).order_by("deployment_id", "job_id")
+        .annotate(stored_spec=Subquery(stored)).values_list("deployment_id", "job_id", "digest", "stored_spec")
+    )
     return [
-        {"job_id": artifact_key(jd.deployment_id, jd.job_id), "digest": jd.digest, "spec": jd.spec}
-        for jd in jobs.only("deployment_id", "job_id", "digest", "spec")
+        {"job_id": artifact_key(deployment_id, job_id), "digest": digest, "spec": spec}
+        for deployment_id, job_id, digest, spec in jobs
+        if spec is not None
     ]
 
 

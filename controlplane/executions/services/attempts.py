@@ -19,6 +19,8 @@ from django.utils import timezone
 from controlplane.catalog.services import secret_resolve
 from controlplane.core.errors import ApplicationError
 from controlplane.core.logs import bind_attempt_context
+from controlplane.deployments.artifacts import ArtifactRefused, artifact_spec, runnable_job
+from controlplane.deployments.models import artifact_key
 from controlplane.egress.selectors import company_egress_policy
 from controlplane.executions.models import EventType, Execution, StepRun, StepStatus
 from controlplane.executions.store import store_write
@@ -203,10 +205,24 @@ EXHAUSTED_MEMO_SIZE = 64
 
 
 def run_attempt(company_id: int, run: StepRun, job: dict[str, Any], context: dict) -> tuple[Any, Any, dict | None]:
-    """Run a claimed attempt's step: (rendered input, output, error dict or None)."""
+    """Run a claimed attempt's step: (rendered input, output, error dict or None).
+
+    What runs is the artifact the job was pinned to (`job["artifact"]`, its digest): from this
+    process's artifact cache, else loaded from the store and checked; a missing or altered one is a
+    non-retryable error naming the job and digests. (Runs pinned before the store existed have no
+    digest and run the graph's copy.)"""
     key = (str(run.execution_id), run.node_id, run.shard, run.attempt)
     if key in _exhausted:
         return _exhausted[key]
+    if job.get("artifact"):
+        try:
+            spec = artifact_spec(
+                company_id=company_id, digest=job["artifact"], job_id=run.node_id, worker=run.worker,
+                key=lambda: artifact_key(run.execution.deployment_id, run.node_id),
+            )
+        except ArtifactRefused as exc:
+            return None, None, exc.to_error()
+        job = runnable_job(job, spec)
     context["shard"] = {"index": run.shard, "count": run.shard_count}
     result = run_spec(
         job,
