@@ -172,6 +172,8 @@ def dead_letter_rerun_execute(*, dead_letter_id: int, delivery: Delivery) -> Out
         payload = letter.payload
         config = payload["replay_input"] if "replay_input" in payload else payload.get("input")
         spec = {**job, "config": job.get("config") if config is None else config}
+        if "replay_input" in payload:  # modified by an operator: no longer the deployed artifact
+            spec.pop("artifact", None)
         context = payload.get("context") or {}
     rendered, output, error = run_attempt(execution.company_id, run, spec, context)
     with transaction.atomic():

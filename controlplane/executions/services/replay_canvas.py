@@ -37,11 +37,14 @@ def canvas_for_graph(graph: dict[str, Any], company_slug: str) -> StartCanvas:
 
 
 def with_configs(graph: dict[str, Any], configs: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `graph` whose jobs in `configs` run with that config instead (already rendered)."""
+    """A copy of `graph` whose jobs in `configs` run with that config instead (already rendered).
+    Such a job no longer is its deployed artifact: it runs from the graph (no `artifact` digest),
+    as the operator who modified it asked."""
     graph = copy.deepcopy(graph)
     for job in graph.get("jobs", []):
         if job["id"] in configs:
             job["config"] = copy.deepcopy(configs[job["id"]])
+            job.pop("artifact", None)
     return graph
 
 
