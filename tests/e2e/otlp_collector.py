@@ -26,6 +26,8 @@ class Span:
     parent_id: str | None
     kind: str
     attributes: dict = field(hash=False)
+    # (name, attributes) of the span's events: a fused task records each step it ran as one.
+    events: tuple = field(default=(), hash=False)
 
     def attr(self, name: str):
         return self.attributes.get(name)
@@ -48,6 +50,8 @@ def spans_of_request(request: ExportTraceServiceRequest) -> list[Span]:
                     parent_id=span.parent_span_id.hex() or None,
                     kind=span.SpanKind.Name(span.kind).removeprefix("SPAN_KIND_").lower(),
                     attributes={a.key: _value(a.value) for a in span.attributes},
+                    events=tuple((event.name, {a.key: _value(a.value) for a in event.attributes})
+                                 for event in span.events),
                 ))
     return out
 

@@ -88,6 +88,18 @@ def assert_one_connected_trace(request, web, worker_spans, everything):
         assert current.span_id == request.span_id, f"{span.name} leads to {current.name}, not the request"
 
 
+def step_records(spans) -> list[tuple]:
+    """(span, the step's attributes) for every step the spans ran: a `flowplane.step` task's span
+    attributes, or each `flowplane.attempt` event of a fused `flowplane.steps` task."""
+    out = []
+    for span in spans:
+        if span.name == "run/flowplane.step":
+            out.append((span, span.attributes))
+        elif span.name == "run/flowplane.steps":
+            out += [(span, attributes) for name, attributes in span.events if name == "flowplane.attempt"]
+    return out
+
+
 def the_request(web):
     requests = [s for s in web if s.kind == "server"]
     assert len(requests) == 1, [s.name for s in web]
@@ -115,26 +127,28 @@ def test_one_trace_runs_from_the_start_request_to_the_last_step_of_a_fan_out(
     assert ("load", 0) in expected and {("ingest", 0), ("ingest", 1), ("ingest", 2)} <= expected
 
     def steps_in(spans):
-        return {(s.attr("flowplane.node"), s.attr("flowplane.shard")) for s in spans if s.name == "run/flowplane.step"}
+        return {(step["flowplane.node"], step["flowplane.shard"]) for _, step in step_records(spans)}
 
     web, worker = spans_of_run(collector, web_spans, execution_id, until=lambda spans: steps_in(spans) >= expected)
     request = the_request(web)
     assert_one_connected_trace(request, web, worker, web + collector.received())
 
-    # Every step span says what it ran: the run, node, shard, attempt, worker group and company.
-    steps = [s for s in worker if s.name == "run/flowplane.step"]
-    for span in steps:
-        assert all(span.attr(name) is not None for name in STEP_ATTRIBUTES), span.attributes
-        assert span.attr("flowplane.company_id") == company.pk and span.attr("flowplane.attempt") == 1
+    # Every step says what it ran: the run, node, shard, attempt, worker group and company (a
+    # step's own span, or an event of the fused task that ran it with its neighbours).
+    steps = step_records(worker)
+    assert any(span.name == "run/flowplane.steps" for span, _ in steps), "refresh -> discover run fused"
+    for span, step in steps:
+        assert all(step.get(name) is not None for name in STEP_ATTRIBUTES), step
+        assert step["flowplane.company_id"] == company.pk and step["flowplane.attempt"] == 1
         assert span.service == "flowplane-worker" and span.kind == "consumer"
-    groups = {s.attr("flowplane.node"): s.attr("flowplane.worker_group") for s in steps}
+    groups = {step["flowplane.node"]: step["flowplane.worker_group"] for _, step in steps}
     assert groups == {"refresh": "ingest", "discover": "ingest", "ingest": "load", "related": "ingest",
                       "metrics": "load", "load": "ingest"}
     # The request published the canvas: its publish spans are the request's children.
     published = [s for s in web if s.name.startswith("apply_async/flowplane.")]
     assert published and all(s.parent_id == request.span_id for s in published)
     # ...and the fan-out's shards ran on the load worker, each in its own span.
-    assert sorted(s.attr("flowplane.shard") for s in steps if s.attr("flowplane.node") == "ingest") == [0, 1, 2]
+    assert sorted(step["flowplane.shard"] for _, step in steps if step["flowplane.node"] == "ingest") == [0, 1, 2]
 
 
 def test_a_retry_the_saga_and_its_compensations_continue_the_request_s_trace(
