@@ -99,12 +99,9 @@ def step_execute_unlocked(*, execution_id, node_id: str, shard: int, shard_count
     execution = Execution(id=execution_id, graph=pinned.raw, status=status, event_seq=event_seq, **pinned.facts)
     run = new_attempt(execution, job, shard, shard_count, mine, delivery, deferred=True)
     context = template_context(execution, snapshot, with_steps=reads.with_outputs)
-    rendered, output, error = run_attempt(execution.company_id, run, job, context)
-    if error is not None:
+    events = _run_to_success(execution, run, job, context)
+    if events is None:
         return None
-    run.input, run.output, run.status, run.finished_at = rendered, output, StepStatus.SUCCEEDED, timezone.now()
-    base = {"node_id": node_id, "shard": shard, "attempt": run.attempt}
-    events = [(EventType.STEP_STARTED, started_data(run)), (EventType.STEP_COMPLETED, {**base, "output": output})]
     update_fields: tuple[str, ...] = ()
     if final:
         attempts = {**snapshot.attempts, (node_id, shard): (*mine, AttemptRecord(0, node_id, shard, run.attempt,
@@ -149,17 +146,25 @@ def _claim_first_attempt_in_one_statement(pinned: PinnedGraph, job, execution_id
                           **pinned.facts)
     run = new_attempt(execution, job, shard, shard_count, [], delivery, deferred=True)
     context = template_context(execution, Snapshot.of(execution_id, ExecutionStatus.RUNNING, []), with_steps=False)
-    rendered, output, error = run_attempt(execution.company_id, run, job, context)
-    if error is not None:
+    events = _run_to_success(execution, run, job, context)
+    if events is None:
         return None
-    run.input, run.output, run.status, run.finished_at = rendered, output, StepStatus.SUCCEEDED, timezone.now()
-    base = {"node_id": node_id, "shard": shard, "attempt": run.attempt}
-    events = [(EventType.STEP_STARTED, started_data(run)), (EventType.STEP_COMPLETED, {**base, "output": output})]
     predecessors = pinned.graph.predecessors(node_id)
     shards = sum(pinned.graph.job(p).replicas for p in predecessors)
     written = store_write(execution=execution, insert=run, events=events, completes=run, completion=1,
                           expect_running=True, expect_succeeded=(sorted(predecessors), shards))
     return None if written is None else Outcome("done", StepStatus.SUCCEEDED)
+
+
+def _run_to_success(execution: Execution, run, job, context) -> list | None:
+    """Run the unsaved attempt `run`; on success fill in its result and return the events that
+    record it (started, completed), else None: a failure is the locked path's to record."""
+    rendered, output, error = run_attempt(execution.company_id, run, job, context)
+    if error is not None:
+        return None
+    run.input, run.output, run.status, run.finished_at = rendered, output, StepStatus.SUCCEEDED, timezone.now()
+    base = {"node_id": run.node_id, "shard": run.shard, "attempt": run.attempt}
+    return [(EventType.STEP_STARTED, started_data(run)), (EventType.STEP_COMPLETED, {**base, "output": output})]
 
 
 def _pinned_run(execution_id) -> PinnedGraph | None:
