@@ -249,6 +249,10 @@ STEP_MAX_LOST_ATTEMPTS = int(os.environ.get("STEP_MAX_LOST_ATTEMPTS", "3"))
 # again (the claims make that harmless); after this many re-drives in a row with no progress it fails.
 EXECUTION_STALL_AFTER_S = float(os.environ.get("EXECUTION_STALL_AFTER_S", "60"))
 EXECUTION_MAX_REDRIVES = int(os.environ.get("EXECUTION_MAX_REDRIVES", "5"))
+# Cancel: the task ids of a run's canvases are kept this long after its last publish, so that a
+# cancel can revoke them (a Redis set per run; a file per run under the directory on other brokers).
+EXECUTION_TASK_IDS_TTL_S = int(os.environ.get("EXECUTION_TASK_IDS_TTL_S", str(7 * 24 * 3600)))
+EXECUTION_TASK_IDS_DIR = os.environ.get("EXECUTION_TASK_IDS_DIR", str(VAR_DIR / "run-tasks"))
 
 # Modules whose import registers `python` step callables (the allow-list registry).
 PIPELINES_CALLABLE_MODULES = env_list("PIPELINES_CALLABLE_MODULES", "pipelines.steps.builtin_callables")

@@ -85,6 +85,7 @@ class ExpandedNode:
     retry: Any = None
     timeout_s: Any = None
     compensate: Any = None
+    interruptible: Any = False
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,7 @@ class _Expander:
                 retry=_copy(node.get("retry")),
                 timeout_s=node.get("timeout_s"),
                 compensate=compensate,
+                interruptible=node.get("interruptible", False),
             )
         )
 

@@ -21,6 +21,7 @@ _NODE_DEFAULTS: dict[str, Any] = {
     "compensate": None,
     "params": {},
     "description": "",
+    "interruptible": False,
 }
 _EDGE_DEFAULTS: dict[str, Any] = {"delivery": "local", "branch": None}
 

@@ -45,7 +45,7 @@ CONDITION_TYPE = "condition"
 NODE_KINDS = ("type", "blueprint", "template")
 NODE_FIELDS = frozenset(
     {"id", *NODE_KINDS, "config", "group", "replicas", "retry", "timeout_s", "compensate",
-     "params", "description"}
+     "params", "description", "interruptible"}
 )
 EDGE_FIELDS = frozenset({"from", "to", "delivery", "branch"})
 RETRY_FIELDS = frozenset({"max_attempts", "backoff", "initial_delay_s", "max_delay_s", "jitter"})
@@ -132,6 +132,9 @@ class Node:
     compensate: CompensationSpec | None = None
     params: dict = field(default_factory=dict)
     description: str = ""
+    # A cancel may terminate a running attempt of this step (SIGTERM to its process) instead of
+    # letting it finish: for steps whose half-done work is safe to abandon.
+    interruptible: bool = False
 
     def __hash__(self) -> int:  # config is a dict; ids are unique within a graph
         return hash(("node", self.id, self.kind, getattr(self, self.kind)))
@@ -174,6 +177,8 @@ class Node:
             out["params"] = _copy(self.params)
         if self.description:
             out["description"] = self.description
+        if self.interruptible:
+            out["interruptible"] = True
         return out
 
 

@@ -23,7 +23,8 @@ Stages, each a function of the previous one's output:
    against the deployed ones by name (``triggers.diff_schedules``; an explicit ``[]`` deletes all).
 
 The artifact spec is ``{type, config, retry, timeout_s, compensate, replicas, group, upstream,
-downstream, branches}``; ``config`` keeps ``{"$secret": name}`` references as they are. The
+downstream, branches}`` (plus ``interruptible: true`` on a job that declares it, absent otherwise so
+other specs keep their digest); ``config`` keeps ``{"$secret": name}`` references as they are. The
 digest is ``"sha256:" + sha256(json.dumps(spec, sort_keys=True, separators=(",", ":"),
 ensure_ascii=False))`` -- the same bytes as ``graph.canonical_json`` for a spec.
 """
@@ -162,6 +163,7 @@ class _Draft:
     retry: Any = None
     timeout_s: Any = None
     compensate: Any = None
+    interruptible: Any = False
     upstream: set = field(default_factory=set)
     downstream: set = field(default_factory=set)
     branches: dict = field(default_factory=dict)
@@ -238,6 +240,7 @@ def _step_draft(node: ExpandedNode) -> _Draft:
         retry=node.retry,
         timeout_s=node.timeout_s,
         compensate=node.compensate,
+        interruptible=node.interruptible,
     )
 
 
@@ -448,6 +451,8 @@ def _render(d: _Draft) -> Job:
         "downstream": sorted(d.downstream),
         "branches": dict(sorted(d.branches.items())),
     }
+    if d.interruptible is True:  # only when set: every other artifact keeps its digest
+        spec["interruptible"] = True
     return Job(d.job_id, d.type, d.group, d.replicas, spec, spec_digest(spec), d.source, d.kind)
 
 

@@ -188,6 +188,9 @@ def _parse_node(raw: Any, p: str, issues: list[Issue], expanded: bool) -> Node |
     if timeout_s is not None and (not is_number(timeout_s) or timeout_s <= 0):
         issues.append(_bad(f"{p}.timeout_s", "timeout_s", "a number of seconds > 0 or null",
                            timeout_s))
+    interruptible = raw.get("interruptible", False)
+    if not isinstance(interruptible, bool):
+        issues.append(_bad(f"{p}.interruptible", "interruptible", "true or false", interruptible))
     description = raw.get("description", "")
     if description is None:
         description = ""
@@ -201,7 +204,7 @@ def _parse_node(raw: Any, p: str, issues: list[Issue], expanded: bool) -> Node |
     return Node(id=nid, type=step_type, blueprint=blueprint, template=template,
                 config=_copy(config), group=group, replicas=replicas, retry=retry,
                 timeout_s=timeout_s, compensate=compensate, params=_copy(params),
-                description=description)
+                description=description, interruptible=interruptible)
 
 
 def _mapping(raw: dict, key: str, p: str, issues: list[Issue]) -> dict:

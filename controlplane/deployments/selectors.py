@@ -106,6 +106,7 @@ def deployment_execution_graph(deployment: Deployment) -> dict[str, Any]:
                 "timeout_s": spec.get("timeout_s"),
                 "compensate": spec.get("compensate"),
                 "artifact": digest,
+                **({"interruptible": True} if spec.get("interruptible") is True else {}),
             }
         )
         branches = spec.get("branches") or {}

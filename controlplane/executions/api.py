@@ -39,6 +39,7 @@ from controlplane.executions.serializers import (
     DeadLetterFilterSerializer,
     DeadLetterReplaySerializer,
     DeadLetterSerializer,
+    ExecutionCancelSerializer,
     ExecutionDiffQuerySerializer,
     ExecutionDiffSerializer,
     ExecutionReplaySerializer,
@@ -188,10 +189,27 @@ class ExecutionDiffApi(APIView):
 
 
 class ExecutionCancelApi(APIView):
-    @extend_schema(request=None, responses=ExecutionOutSerializer)
+    @extend_schema(request=ExecutionCancelSerializer, responses={
+        200: ExecutionOutSerializer,
+        409: OpenApiResponse(ErrorSerializer, description="`not_cancellable`: the run already finished, failed, is "
+                             "compensating or was cancelled.")})
     def post(self, request, execution_id):
+        """Stop a pending or running run: no step of it starts after this returns.
+
+        Every task of the run still queued, prefetched or waiting for a countdown is revoked; a
+        running step whose node is `interruptible: true` is terminated (its attempt `cancelled`),
+        any other running step finishes its attempt without moving the run on. Each step stopped
+        gets a `step.cancelled` event (`state`: pending, retrying, interrupted or finishing).
+        Without `compensate` the run is `cancelled` now; with it, `compensating` until the
+        completed steps are undone (in a task, after the running ones finished), then `cancelled`
+        (`saga.compensated` lists what was undone) or `compensation_failed`.
+        """
         execution = selectors.execution_get(user=request.user, execution_id=execution_id)
-        execution = services.execution_cancel(execution=execution, user=request.user)
+        payload = ExecutionCancelSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        data = payload.validated_data
+        execution = services.execution_cancel(execution=execution, user=request.user, compensate=data["compensate"],
+                                              reason=data.get("reason") or None)
         return Response(ExecutionOutSerializer(execution).data)
 
 

@@ -11,18 +11,55 @@ the run's first step, so no extra control-plane worker is needed. The last task 
 (the one that runs after every other) carries `final=True` and the run's finish task id: it
 finishes the run itself, and only its result goes to the result backend (besides chord header
 parts where the backend joins chords through stored results: `chord_parts_need_results`).
+
+Everything of a run goes out through `publish`, which records the ids of every task it sends
+(`task_ids`) so that a cancel can revoke them.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from celery import chain, chord
+from celery import chain, chord, group
 from celery.app.task import Context
+from celery.canvas import Signature, _chain, maybe_signature
 
 from controlplane.core.celery_app import app
 from controlplane.core.telemetry import continued_trace
 from controlplane.executions.services.attempts import hard_time_limit
+from controlplane.executions.task_ids import task_ids_record
 from pipelines.canvas import Barrier, Chain, Chord, MergeTask, StepsTask, StepTask, iter_tasks, plan_from_dict
+
+
+def publish(execution_id, signature: Signature):
+    """Send `signature` (any canvas) for run `execution_id`, having recorded the id of every task
+    in it, so a cancel can revoke them; the AsyncResult of its last task.
+
+    Freezing assigns the ids up front, to every task: chain links, chord members and bodies (a
+    chord's own id is not its members': revoking it would cancel nothing), and sending keeps them.
+    The ids are recorded before the first message goes out, so no task of the run can run
+    untracked; a publish that then fails leaves ids that name nothing, which is harmless.
+    """
+    signature.freeze()
+    with app.pool.acquire(block=True) as connection:
+        task_ids_record(execution_id, canvas_task_ids(signature), connection)
+    return signature.apply_async()
+
+
+def canvas_task_ids(signature) -> list[str]:
+    """The id of every task of a frozen canvas, depth first (chords: members, then the body)."""
+    out: list[str] = []
+    stack = [signature]
+    while stack:
+        item = maybe_signature(stack.pop(), app=app)
+        if isinstance(item, (_chain, group)):
+            stack.extend(reversed(list(item.tasks)))
+        elif isinstance(item, chord):
+            header = item.tasks.tasks if isinstance(item.tasks, group) else item.tasks
+            stack.append(item.body)
+            stack.extend(reversed(list(header)))
+        else:
+            out.append(item.id)
+    return out
 
 
 def finish_task_id(execution_id) -> str:
@@ -123,7 +160,8 @@ def compensation_signature(execution_id: str, plan: list[tuple[int, str]], finis
 def republish(request: dict[str, Any], queue: str):
     """Publish a stored request (`workers.routing.request_fields`) again to `queue`, keeping its
     task id and canvas options (chain, chord, group, callbacks), as Celery's own
-    `Task.signature_from_request` does for a retry, by task name."""
+    `Task.signature_from_request` does for a retry, by task name. Not through `publish`: the task
+    id, and those of the canvas it carries on, were recorded when the canvas was published."""
     fields = {k: v for k, v in request.items() if k != "task"}
     if fields.get("timelimit"):
         fields["timelimit"] = tuple(fields["timelimit"])

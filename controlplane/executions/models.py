@@ -61,6 +61,7 @@ class StepStatus(models.TextChoices):
     COMPENSATING = "compensating", "Compensating"
     COMPENSATED = "compensated", "Compensated"
     COMPENSATION_FAILED = "compensation_failed", "Compensation failed"
+    CANCELLED = "cancelled", "Cancelled: interrupted by a cancel of its run"
 
 
 class EventType(models.TextChoices):
@@ -76,6 +77,7 @@ class EventType(models.TextChoices):
     STEP_SKIPPED = "step.skipped"
     STEP_LOST = "step.lost"
     STEP_DEAD_LETTERED = "step.dead_lettered"
+    STEP_CANCELLED = "step.cancelled"
     SAGA_COMPENSATING = "saga.compensating"
     STEP_COMPENSATED = "step.compensated"
     SAGA_COMPENSATED = "saga.compensated"

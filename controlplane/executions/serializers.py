@@ -203,6 +203,15 @@ class ExecutionReplaySerializer(serializers.Serializer):
                            "instead of running (modified, from_step).")
 
 
+class ExecutionCancelSerializer(serializers.Serializer):
+    compensate = serializers.BooleanField(
+        default=False, help_text="Also undo the steps that completed: the run is compensating until its saga has "
+        "waited for the steps still running and compensated the completed ones, latest first; it then ends "
+        "cancelled (or compensation_failed). Default false: cancelled at once, nothing undone.")
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2000,
+                                   help_text="Why; kept on the run's execution.cancelled event with who cancelled it.")
+
+
 class DeadLetterReplaySerializer(serializers.Serializer):
     input = serializers.JSONField(required=False, help_text="Run the step with this input instead of the recorded "
                                   "one (its rendered config).")

@@ -18,10 +18,10 @@ from controlplane.executions.services.dead_letters import (
 from controlplane.executions.services.replay import execution_replay
 from controlplane.executions.services.saga import compensation_execute, saga_finish, saga_start
 from controlplane.executions.services.start import (
-    execution_cancel,
     execution_queues,
     execution_start,
 )
+from controlplane.executions.services.cancel import execution_cancel
 from controlplane.executions.services.watchdog import executions_redrive_stalled
 from controlplane.executions.services.steps import (
     barrier_execute,

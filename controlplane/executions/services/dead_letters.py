@@ -136,15 +136,17 @@ def _continue_in_place(execution: Execution, letter: DeadLetter, *, input: Any, 
     }, update_fields=["status", "error", "finished_at"])
     letter_id, queue = letter.pk, letter.payload.get("queue")
     timeout = (letter.payload.get("job") or {}).get("timeout_s")
-    transaction.on_commit(lambda: _dispatch_rerun(letter_id, queue, timeout))
+    execution_id = execution.pk
+    transaction.on_commit(lambda: _dispatch_rerun(execution_id, letter_id, queue, timeout))
     return execution
 
 
-def _dispatch_rerun(letter_id: int, queue: str, timeout_s) -> None:
+def _dispatch_rerun(execution_id, letter_id: int, queue: str, timeout_s) -> None:
     from controlplane.core.celery_app import app
+    from controlplane.executions.dispatch import publish  # dispatch imports the services: at call time
 
     limits = {"soft_time_limit": float(timeout_s), "time_limit": hard_time_limit(timeout_s)} if timeout_s else {}
-    app.signature(RERUN_TASK, args=(letter_id,), immutable=True, queue=queue, **limits).apply_async()
+    publish(execution_id, app.signature(RERUN_TASK, args=(letter_id,), immutable=True, queue=queue, **limits))
 
 
 def dead_letter_rerun_execute(*, dead_letter_id: int, delivery: Delivery) -> Outcome:
@@ -207,11 +209,11 @@ def _failed_again(execution: Execution, letter: DeadLetter, run: StepRun, error:
 
 def _carry_on_after_commit(execution: Execution) -> None:
     """Publish the run's canvas again once the rerun is committed: claims skip what is recorded."""
-    from controlplane.executions.dispatch import build_signature  # dispatch imports the services: at call time
+    from controlplane.executions.dispatch import build_signature, publish  # dispatch imports the services
     from controlplane.executions.services.start import execution_queues
 
     execution_id, canvas, queues = str(execution.pk), execution.canvas, execution_queues(execution)
-    transaction.on_commit(lambda: build_signature(execution_id, canvas, queues).apply_async())
+    transaction.on_commit(lambda: publish(execution_id, build_signature(execution_id, canvas, queues)))
 
 
 @transaction.atomic

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from controlplane.executions.models import Execution, ExecutionEvent, StepRun
+from controlplane.executions.models import EventType, Execution, ExecutionEvent, ExecutionStatus, StepRun
 from controlplane.executions.store import (  # noqa: F401  (re-exported: start and the tests import them here)
     execution_insert_with_event,
     locked_execution,
@@ -48,3 +48,11 @@ def events_append_with_run_if_unchanged(
     the run is still running at `expected_seq` (see `store_write`); None when it was not."""
     return store_write(execution=execution, events=events, insert=run, completes=run, completion=completion,
                        execution_fields=update_fields, expect_seq=expected_seq)
+
+
+def was_cancelled(execution: Execution) -> bool:
+    """Whether the run was cancelled: `cancelled`, or compensating for a cancel that asked for it."""
+    if execution.status == ExecutionStatus.CANCELLED:
+        return True
+    return (execution.status == ExecutionStatus.COMPENSATING
+            and execution.events.filter(type=EventType.EXECUTION_CANCELLED).exists())

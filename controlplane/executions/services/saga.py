@@ -1,4 +1,5 @@
-"""The saga: undo completed steps in reverse completion order after a final failure.
+"""The saga: undo completed steps in reverse completion order after a final failure (or a cancel
+that asked for it: `cancel.py`).
 
 `saga_start` runs once per failed execution (the running -> compensating transition publishes it
 once; a redelivered saga task sees `saga.compensating` already recorded and stops). It waits until
@@ -26,7 +27,7 @@ from controlplane.executions.services.attempts import (
     wait_countdown,
 )
 from controlplane.executions.services.state import pinned_graph, template_context
-from controlplane.executions.services.events import event_append
+from controlplane.executions.services.events import event_append, was_cancelled
 from controlplane.executions.store import attempt_records, locked_execution, store_write
 from controlplane.fleet.models import queue_name_for
 from pipelines.engine import DONE, FAIL, IGNORE, RETRY, AttemptRecord, DeliveryFacts, Job, Snapshot, decide, settle
@@ -69,9 +70,9 @@ def compensation_queue(execution: Execution, run: StepRun, job: Job) -> str:
 
 
 def _dispatch_compensations(execution_id, plan, finish_queue: str) -> None:
-    from controlplane.executions.dispatch import compensation_signature  # dispatch imports the services: at call time
+    from controlplane.executions.dispatch import compensation_signature, publish  # dispatch imports the services
 
-    compensation_signature(str(execution_id), plan, finish_queue).apply_async()
+    publish(execution_id, compensation_signature(str(execution_id), plan, finish_queue))
 
 
 def compensation_execute(*, execution_id, step_run_id: int, delivery: Delivery) -> Outcome:
@@ -186,7 +187,8 @@ def _compensation_failed(execution: Execution, original: StepRun, base: dict, er
 
 
 def saga_finish(*, execution_id, delivery: Delivery) -> Outcome:
-    """End of the compensation chain: compensated, or failed when there was nothing to undo."""
+    """End of the compensation chain: compensated, or failed when there was nothing to undo; a
+    cancelled run's saga (`cancel.py`) ends cancelled either way."""
     with transaction.atomic():
         execution = locked_execution(execution_id)
         if execution.status != ExecutionStatus.COMPENSATING:
@@ -195,7 +197,10 @@ def saga_finish(*, execution_id, delivery: Delivery) -> Outcome:
             execution.step_runs.filter(is_compensation=True, status=StepStatus.SUCCEEDED)
             .order_by("completed_seq").values_list("node_id", "shard")
         )
-        execution.status = ExecutionStatus.COMPENSATED if done else ExecutionStatus.FAILED
+        if was_cancelled(execution):
+            execution.status = ExecutionStatus.CANCELLED
+        else:
+            execution.status = ExecutionStatus.COMPENSATED if done else ExecutionStatus.FAILED
         execution.finished_at = timezone.now()
         store_write(execution=execution, events=[(EventType.SAGA_COMPENSATED, {
             "compensated": [{"node_id": n, "shard": s} for n, s in done]})], execution_fields=["status", "finished_at"])

@@ -1,4 +1,4 @@
-"""Starting and cancelling executions.
+"""Starting executions (cancelling them: `cancel.py`).
 
 `execution_start` validates everything a run needs before anything is written or dispatched: the
 deployment (tenant-scoped, and accepting executions), the input, every job's worker group and a
@@ -17,13 +17,13 @@ from django.utils import timezone
 from controlplane.core.errors import ApplicationError, Conflict, NotFound
 from controlplane.deployments.models import Deployment
 from controlplane.deployments.selectors import deployment_check_accepts
-from controlplane.executions.models import EventType, Execution, ExecutionStatus, TERMINAL_EXECUTION_STATUSES, Trigger
+from controlplane.executions.models import EventType, Execution, ExecutionStatus, Trigger
 from controlplane.executions.services.events import event_append, execution_insert_with_event, locked_execution
 from controlplane.executions.services.start_canvas import StartCanvas, start_canvas
 from controlplane.executions.services.start_reads import deployment_for_start
 from controlplane.executions.services.state import remember_run
 from controlplane.fleet.models import queue_name_for
-from controlplane.tenancy.access import check_role, require_role
+from controlplane.tenancy.access import check_role
 from controlplane.tenancy.models import Role
 
 logger = logging.getLogger(__name__)
@@ -173,10 +173,10 @@ def _idempotent_repeat(existing: Execution, deployment: Deployment, input: dict)
 
 def _dispatch(execution_id, canvas: dict[str, Any], queues: dict[str, str]) -> None:
     """Publish the run's canvas (after commit). A broker failure fails the run instead of hiding it."""
-    from controlplane.executions.dispatch import build_signature  # dispatch imports the services: at call time
+    from controlplane.executions.dispatch import build_signature, publish  # dispatch imports the services
 
     try:
-        build_signature(str(execution_id), canvas, queues).apply_async()
+        publish(execution_id, build_signature(str(execution_id), canvas, queues))
     except Exception as exc:
         logger.exception("execution.dispatch_failed", extra={"execution_id": str(execution_id)})
         with transaction.atomic():
@@ -187,18 +187,3 @@ def _dispatch(execution_id, canvas: dict[str, Any], queues: dict[str, str]) -> N
                 locked.finished_at = timezone.now()
                 event_append(execution=locked, type=EventType.EXECUTION_FAILED, data={"error": locked.error},
                              update_fields=["status", "error", "finished_at"])
-
-
-@transaction.atomic
-def execution_cancel(*, execution: Execution, user) -> Execution:
-    """Stop a run: tasks not yet claimed see the status and stop; running steps finish their attempt."""
-    require_role(user, execution.company_id, Role.EDITOR, what="execution")
-    locked = locked_execution(execution.pk)
-    if locked.status in TERMINAL_EXECUTION_STATUSES or locked.status == ExecutionStatus.COMPENSATING:
-        raise Conflict(f"execution is {locked.status}; only pending or running executions can be cancelled",
-                       code="not_cancellable")
-    locked.status = ExecutionStatus.CANCELLED
-    locked.finished_at = timezone.now()
-    event_append(execution=locked, type=EventType.EXECUTION_CANCELLED, data={"by": getattr(user, "username", None)},
-                 update_fields=["status", "finished_at"])
-    return locked

@@ -40,6 +40,7 @@ from controlplane.executions.services.attempts import (
     started_data,
     step_idempotency_key,
 )
+from controlplane.executions.services.events import was_cancelled
 from controlplane.executions.services.optimistic import step_execute_unlocked
 from controlplane.executions.services.state import claim_reads, pinned_graph, template_context
 from controlplane.executions.store import attempt_records, locked_execution, store_write, succeeded_event
@@ -168,9 +169,9 @@ def finish_after(
 
 
 def _dispatch_finish(execution_id, queue: str) -> None:
-    from controlplane.executions.dispatch import finish_signature  # dispatch imports the services: at call time
+    from controlplane.executions.dispatch import finish_signature, publish  # dispatch imports the services
 
-    finish_signature(str(execution_id), queue).apply_async()
+    publish(execution_id, finish_signature(str(execution_id), queue))
 
 
 def _claim_locked(execution_id, node_id, shard, shard_count, delivery: Delivery, *, deferred: bool | None = None):
@@ -282,6 +283,10 @@ def _record_locked(execution: Execution, run: StepRun, job, rendered, output, er
         _write_attempt(execution, run, [*started, retrying], fields)
         return Outcome("retry", StepStatus.FAILED, countdown=decision.countdown, detail=error["message"])
     _write_attempt(execution, run, [*started, (EventType.STEP_FAILED, {**base, "error": error})], fields)
+    if was_cancelled(execution):
+        # A step that was still running when its run was cancelled: recorded, but nothing to
+        # replay, and the run's outcome is the cancel's.
+        return Outcome("fail", StepStatus.FAILED, detail=error["message"])
     letter = DeadLetter.objects.create(
         execution=execution, step_run=run, node_id=run.node_id, shard=run.shard, attempts=run.attempt,
         error=error,
@@ -314,14 +319,15 @@ def fail_execution(execution: Execution, *, error: dict[str, Any], saga_queue: s
     store_write(execution=execution, events=[(EventType.EXECUTION_FAILED, {"error": error})],
                 execution_fields=["status", "error"])
     execution_id = execution.pk
-    transaction.on_commit(lambda: _dispatch_saga(execution_id, saga_queue))
+    transaction.on_commit(lambda: dispatch_saga(execution_id, saga_queue))
     return True
 
 
-def _dispatch_saga(execution_id, queue: str) -> None:
-    from controlplane.executions.dispatch import saga_signature  # dispatch imports the services: at call time
+def dispatch_saga(execution_id, queue: str) -> None:
+    """Publish the saga of a run that is compensating (a failure's, or a cancel's)."""
+    from controlplane.executions.dispatch import publish, saga_signature  # dispatch imports the services
 
-    saga_signature(str(execution_id), queue).apply_async()
+    publish(execution_id, saga_signature(str(execution_id), queue))
 
 
 def _waited(execution: Execution, delivery: Delivery, decision) -> Outcome:

@@ -82,10 +82,10 @@ def _redrive(execution_id, *, now, stall: timedelta) -> str | None:
 def _publish(execution_id, canvas, queues) -> None:
     """Publish the canvas again. A broker that fails now is retried by the next sweep (the run has
     its `execution.redriven` event, and no progress, so the next re-drive is due at once)."""
-    from controlplane.executions.dispatch import build_signature  # dispatch imports the services: at call time
+    from controlplane.executions.dispatch import build_signature, publish  # dispatch imports the services
 
     try:
-        build_signature(str(execution_id), canvas, queues).apply_async()
+        publish(execution_id, build_signature(str(execution_id), canvas, queues))
     except Exception:
         logger.exception("execution.redrive_dispatch_failed", extra={"execution_id": str(execution_id)})
 
