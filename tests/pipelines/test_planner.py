@@ -376,3 +376,23 @@ def test_secret_references_are_checked_as_text(config, expected):
     assert error_codes(p) == expected
     if not expected:
         assert jobs(p)["refresh"].spec["config"] == config
+
+
+def test_interruptible_reaches_the_spec_only_when_set():
+    """A cancel terminates running attempts of interruptible jobs; every other spec, and so its
+    digest, is what it was before the flag existed."""
+    graph = base_graph()
+    before = {job_id: job.digest for job_id, job in jobs(plan(graph)).items()}
+    graph["nodes"][0]["interruptible"] = True
+    graph["nodes"][2]["interruptible"] = False
+    after = jobs(plan(graph))
+    assert after["refresh"].spec["interruptible"] is True and after["refresh"].digest != before["refresh"]
+    assert "interruptible" not in after["load"].spec
+    assert {job_id: job.digest for job_id, job in after.items() if job_id != "refresh"} == \
+        {job_id: digest for job_id, digest in before.items() if job_id != "refresh"}
+
+
+def test_interruptible_inside_a_blueprint_reaches_its_job():
+    blueprint = copy.deepcopy(BLUEPRINT)
+    blueprint["nodes"][0]["interruptible"] = True
+    assert jobs(plan(blueprints={("fanout", 1): blueprint}))["harvest/fetch"].spec["interruptible"] is True

@@ -124,6 +124,8 @@ CASES = [
                  id="timeout-zero"),
     pytest.param(graph(noop("a", group="")), [("nodes[0].group", "invalid_field")],
                  id="group-empty"),
+    pytest.param(graph(noop("a", interruptible="yes")), [("nodes[0].interruptible", "invalid_field")],
+                 id="interruptible-not-bool"),
     pytest.param(graph(noop("a", retry={"max_attempts": 0, "jitter": "yes", "tries": 3})),
                  [("nodes[0].retry.jitter", "invalid_field"),
                   ("nodes[0].retry.max_attempts", "invalid_field"),
