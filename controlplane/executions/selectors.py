@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 
 from controlplane.core.errors import NotFound
-from controlplane.executions.models import DeadLetter, Execution, ExecutionEvent, ExecutionStatus, StepRun
+from controlplane.executions.models import DeadLetter, EventType, Execution, ExecutionEvent, ExecutionStatus, StepRun
 from controlplane.tenancy.access import member_company_ids
 
 
@@ -138,8 +138,23 @@ def execution_timeline(*, execution: Execution) -> dict[str, Any]:
         "duration_ms": _ms(execution.started_at, execution.finished_at),
         "steps": entries(False),
         "compensations": compensations,
+        "cancelled": _cancelled_steps(execution),
         "error": execution.error,
     }
+
+
+# Statuses a cancelled run can be in (its saga may be running, or have failed).
+_AFTER_CANCEL = (ExecutionStatus.CANCELLED, ExecutionStatus.COMPENSATING, ExecutionStatus.COMPENSATION_FAILED)
+
+
+def _cancelled_steps(execution: Execution) -> list[dict[str, Any]]:
+    """The steps a cancel stopped, from their `step.cancelled` events: {node_id, shard, state
+    (pending, retrying, interrupted, finishing), attempt?, at}; shards that never started have no
+    step run, so this is where the timeline shows them."""
+    if execution.status not in _AFTER_CANCEL:
+        return []
+    events = ExecutionEvent.objects.filter(execution=execution, type=EventType.STEP_CANCELLED).order_by("seq")
+    return [{**event.data, "at": event.created_at} for event in events.only("data", "created_at")]
 
 
 def dead_letter_list(

@@ -62,6 +62,12 @@ def test_cancel_records_every_open_step_and_interrupts_only_interruptible_attemp
     assert data == {"by": "owner", "reason": "changed my mind", "compensate": False,
                     "interrupted": [{"node_id": "b", "shard": 0, "attempt": 1}],
                     "finishing": [{"node_id": "c", "shard": 0, "attempt": 1}]}
+    from controlplane.executions.selectors import execution_timeline
+
+    timeline = execution_timeline(execution=Execution.objects.get(pk=execution.pk))
+    assert [(c["node_id"], c["shard"], c["state"]) for c in timeline["cancelled"]] == cancelled_states(execution)
+    assert {(s["node_id"], s["status"]) for s in timeline["steps"]} == {
+        ("a", StepStatus.SUCCEEDED), ("b", StepStatus.CANCELLED), ("c", StepStatus.RUNNING)}
 
 
 def test_a_step_of_a_cancelled_run_records_its_attempt_but_moves_nothing_on(groups, project, owner):
