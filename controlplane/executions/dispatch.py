@@ -21,7 +21,8 @@ from typing import Any
 
 from celery import chain, chord, group
 from celery.app.task import Context
-from celery.canvas import Signature, _chain, maybe_signature
+from celery.canvas import Signature, _chain
+from celery.utils import uuid
 
 from controlplane.core.celery_app import app
 from controlplane.core.telemetry import continued_trace
@@ -34,23 +35,28 @@ def publish(execution_id, signature: Signature):
     """Send `signature` (any canvas) for run `execution_id`, having recorded the id of every task
     in it, so a cancel can revoke them; the AsyncResult of its last task.
 
-    Freezing assigns the ids up front, to every task: chain links, chord members and bodies (a
-    chord's own id is not its members': revoking it would cancel nothing), and sending keeps them.
-    The ids are recorded before the first message goes out, so no task of the run can run
-    untracked; a publish that then fails leaves ids that name nothing, which is harmless.
+    Every task gets its id up front (`canvas_task_ids`): chain links, chord members and bodies (a
+    chord's own id is not its members': revoking it would cancel nothing); Celery keeps an id a
+    task already has when it sends the canvas. The ids are recorded before the first message goes
+    out, so no task of the run can run untracked; a publish that then fails leaves ids that name
+    nothing, which is harmless.
     """
-    signature.freeze()
+    task_ids = canvas_task_ids(signature)
     with app.pool.acquire(block=True) as connection:
-        task_ids_record(execution_id, canvas_task_ids(signature), connection)
+        task_ids_record(execution_id, task_ids, connection)
     return signature.apply_async()
 
 
 def canvas_task_ids(signature) -> list[str]:
-    """The id of every task of a frozen canvas, depth first (chords: members, then the body)."""
+    """The id of every task of a canvas, depth first (chords: members, then the body), giving one
+    to each task that has none yet: what `freeze()` would assign, without the rest of its work
+    (root and parent ids, chord bookkeeping), which sending the canvas does anyway."""
     out: list[str] = []
     stack = [signature]
     while stack:
-        item = maybe_signature(stack.pop(), app=app)
+        item = stack.pop()
+        if not isinstance(item, Signature):  # a canvas read back from its dict form
+            raise TypeError(f"publish takes Signature objects, not {type(item).__name__}: {item!r}")
         if isinstance(item, (_chain, group)):
             stack.extend(reversed(list(item.tasks)))
         elif isinstance(item, chord):
@@ -58,7 +64,7 @@ def canvas_task_ids(signature) -> list[str]:
             stack.append(item.body)
             stack.extend(reversed(list(header)))
         else:
-            out.append(item.id)
+            out.append(item.options.setdefault("task_id", uuid()))
     return out
 
 

@@ -1,5 +1,6 @@
-"""Tracking a run's Celery task ids (for cancel): freezing a canvas collects every task's id, and
-`publish` records exactly those, in the test's own Redis, before the first message goes out."""
+"""Tracking a run's Celery task ids (for cancel): every task of a canvas gets its id before it is
+sent (what freezing would assign), the messages carry exactly those, and `publish` records them,
+in the test's own Redis, before the first message goes out."""
 from __future__ import annotations
 
 import base64
@@ -46,22 +47,29 @@ def _signature(shape: str, execution_id: str, queue: str = "wg.acme.ingest"):
 
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
-def test_freezing_a_canvas_gives_every_task_an_id_and_collects_them_all(shape):
+def test_every_task_of_a_canvas_gets_an_id_and_all_are_collected(shape):
     plan, sig = _signature(shape, "run-1")
 
-    sig.freeze()
     ids = canvas_task_ids(sig)
 
     assert len(ids) == plan.task_count == len(set(ids))
     assert all(ids) and finish_task_id("run-1") in ids
+    assert canvas_task_ids(sig) == ids  # given once: asking again changes nothing
 
 
-def test_the_ids_collected_are_the_ids_the_messages_carry():
-    """What the workers will see: the first message's id and every task id its chain and chord
-    options carry (a chord's own id and its header group's are not tasks, so not collected)."""
-    _, sig = _signature("nested-forks", "run-2")
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_the_ids_are_the_ones_freezing_keeps(shape):
+    """Celery freezes a canvas as it sends it; a task that has an id keeps it."""
+    _, sig = _signature(shape, "run-1")
+    ids = canvas_task_ids(sig)
+
     sig.freeze()
-    collected = set(canvas_task_ids(sig))
+
+    assert canvas_task_ids(sig) == ids
+
+
+def _sent_ids(sig) -> tuple[str, set[str]]:
+    """(the first message's id, every task id the sent messages carry), sent to an in-memory broker."""
     sent = []
     original = app.amqp.send_task_message
 
@@ -75,11 +83,25 @@ def test_the_ids_collected_are_the_ids_the_messages_carry():
             sig.apply_async(connection=connection)
     finally:
         app.amqp.send_task_message = original
-
     carried = {message.headers["id"] for message in sent}
     for message in sent:
         carried |= _leaf_task_ids(message.body)
-    assert carried == collected
+    return sent[0].headers["id"], carried
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_the_ids_collected_are_the_ids_the_messages_carry(shape):
+    """What the workers will see: the first message's id and every task id its chain and chord
+    options carry (a chord's own id and its header group's are not tasks, so not collected), the
+    same number Celery sends for the canvas left to itself."""
+    _, sig = _signature(shape, "run-2")
+    collected = canvas_task_ids(sig)
+
+    first, carried = _sent_ids(sig)
+
+    assert first == collected[0] and carried == set(collected)
+    _, untouched = _signature(shape, "run-2")
+    assert len(_sent_ids(untouched)[1]) == len(carried)
 
 
 def _leaf_task_ids(value) -> set[str]:
