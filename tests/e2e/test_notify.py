@@ -115,6 +115,8 @@ def test_notify_posts_to_the_webhook_and_emails_without_leaking_the_webhook_url(
     attempts = list(StepRun.objects.filter(execution=failed, node_id="tell").order_by("attempt"))
     assert [a.attempt for a in attempts] == [1, 2] and attempts[-1].error["retryable"] is True
     assert attempts[-1].error["details"]["status"] == 500
+    retried = [call["key"] for call in slack.seen if call["path"].startswith("/fail")]
+    assert retried == [f"{failed.pk}:tell:0"] * 2  # each attempt presents the same key: the receiver can dedupe
     letter = DeadLetter.objects.get(execution=failed)
     assert "500" in letter.error["message"]
 
