@@ -95,8 +95,9 @@ def template_delete(*, user, template: WorkflowTemplate) -> None:
 
 @transaction.atomic
 def template_instantiate(*, user, template: WorkflowTemplate, name: str, slug: str | None = None,
-                         project: Project | None = None) -> Workflow:
-    """A new draft workflow from `template`, in `project` (default: the source workflow's)."""
+                         project: Project | None = None, description: str | None = None) -> Workflow:
+    """A new draft workflow from `template`, in `project` (default: the source workflow's), described
+    as the template is unless `description` is given."""
     if project is None:
         project = template.source_workflow.project if template.source_workflow_id else None
         if project is None:
@@ -106,7 +107,8 @@ def template_instantiate(*, user, template: WorkflowTemplate, name: str, slug: s
         raise ApplicationError("a template is used within its own company; pick a project of that company",
                                code="other_company", path="project")
     workflow = workflow_create(user=user, project=project, slug=_slug_for(name, slug), name=name,
-                               description=template.description, graph=copy.deepcopy(template.graph))
+                               description=template.description if description is None else description,
+                               graph=copy.deepcopy(template.graph))
     audit(company_id=project.company_id, kind=WorkflowAuditKind.INSTANTIATED, user=user, workflow_id=workflow.pk,
           template_id=template.pk, template=template.name)
     return workflow

@@ -6,7 +6,7 @@ from typing import Any
 from django.db.models import Count, Max, QuerySet
 
 from controlplane.core.errors import Conflict, NotFound
-from controlplane.tenancy.access import company_scoped, get_visible, member_company_ids
+from controlplane.tenancy.access import company_scoped, member_company_ids
 from controlplane.tenancy.selectors import is_db_id
 from controlplane.workflows.models import (
     Workflow,
@@ -105,8 +105,11 @@ def template_list(*, user, company_id: int | None = None) -> QuerySet[WorkflowTe
                           user, company_id).order_by("company_id", "name")
 
 
-def template_get(*, user, template_id) -> WorkflowTemplate:
-    return get_visible(template_list(user=user), template_id, "template")
+def template_get(*, user, template_id, path: str | None = None) -> WorkflowTemplate:
+    template = template_list(user=user).filter(pk=template_id).first() if is_db_id(template_id) else None
+    if template is None:
+        raise NotFound("template not found", path=path)
+    return template
 
 
 def audit_list(*, workflow: Workflow) -> QuerySet[WorkflowAuditEvent]:

@@ -103,6 +103,14 @@ class WorkflowCreateSerializer(serializers.Serializer):
         required=False, allow_blank=True, default="", max_length=10_000, help_text="What the workflow does."
     )
     graph = GraphField(required=False, help_text=GRAPH_HELP + " Defaults to an empty graph.")
+    template = id_field(
+        required=False, help_text="Id of a template of the project's company to start from (instead of `graph`)."
+    )
+
+    def validate(self, data):
+        if "template" in data and "graph" in data:
+            raise serializers.ValidationError({"template": "send a template or a graph, not both"})
+        return data
 
 
 class DraftUpdateSerializer(serializers.Serializer):

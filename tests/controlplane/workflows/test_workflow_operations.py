@@ -241,3 +241,21 @@ def test_the_audit_trail_is_tenant_scoped(api, published, outsider, client_for):
 
     assert api.get(f"{API}/workflows/{published.pk}/audit").json()["count"] == 1
     assert client_for(outsider).get(f"{API}/workflows/{published.pk}/audit").status_code == 404
+
+
+def test_post_workflows_with_a_template_starts_from_it(api, published, project, outsider, client_for):
+    template = save_template(api, published, description="from the template").json()
+
+    made = api.post(f"{API}/workflows", {"project": project.pk, "slug": "via-create", "name": "Via create",
+                                         "template": template["id"]}, format="json")
+    both = api.post(f"{API}/workflows", {"project": project.pk, "slug": "both", "name": "B",
+                                         "template": template["id"], "graph": valid_graph()}, format="json")
+    foreign_project = make_project(outsider.memberships.get().company, "p")
+    theirs = client_for(outsider).post(f"{API}/workflows", {"project": foreign_project.pk, "slug": "steal",
+                                                            "name": "S", "template": template["id"]}, format="json")
+
+    assert made.status_code == 201, made.json()
+    assert made.json()["graph"] == template["graph"] and made.json()["description"] == "from the template"
+    assert WorkflowAuditEvent.objects.filter(kind="instantiated", workflow_id=made.json()["id"]).exists()
+    assert (both.status_code, both.json()["path"]) == (400, "template")
+    assert (theirs.status_code, theirs.json()["path"]) == (404, "template")
