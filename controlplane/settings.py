@@ -271,6 +271,24 @@ EGRESS_ALLOW = env_list("EGRESS_ALLOW", "")
 # Seconds a worker process keeps a company's parsed allow-list before reading it again.
 EGRESS_RULES_CACHE_S = float(os.environ.get("EGRESS_RULES_CACHE_S", "5"))
 
+# -- Email (the `notify` step's email channel) ----------------------------------------------------
+# Django's email settings from the environment: EMAIL_BACKEND (SMTP when EMAIL_HOST is set, else files under var/mail), EMAIL_HOST,
+# EMAIL_PORT, EMAIL_HOST_USER / EMAIL_HOST_PASSWORD, EMAIL_USE_TLS; EMAIL_FILE_PATH for the file
+# backend. The mail server is the operator's, so it is not subject to the steps' egress policy.
+# With no mail server named (the embedded default), mail is written to files under var/mail, one
+# per message, rather than failing every email step against a localhost:25 nobody runs.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND") or (
+    "django.core.mail.backends.smtp.EmailBackend" if os.environ.get("EMAIL_HOST")
+    else "django.core.mail.backends.filebased.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_flag("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = float(os.environ.get("EMAIL_TIMEOUT", "10"))
+EMAIL_FILE_PATH = os.environ.get("EMAIL_FILE_PATH") or str(VAR_DIR / "mail")
+NOTIFY_FROM_EMAIL = os.environ.get("NOTIFY_FROM_EMAIL", "flowplane@localhost")
+
 # --- jq sandbox (pipelines.sandbox) ---------------------------------------------------------
 # jq programs and {{ }} templates run in a sandbox process per worker process. A step with
 # timeout_s gives them what remains of it; others get this default budget (seconds). The memory

@@ -47,3 +47,23 @@ def gunicorn(env: dict[str, str], log_path: Path, *, listen_timeout_s: float = 3
             process.kill()
             process.wait(timeout=5)
         log.close()
+
+
+@contextmanager
+def local_http_server(handler) -> Iterator:
+    """A threading HTTP server on 127.0.0.1 (a free port) serving `handler`; `.base` is its URL.
+    Shut down and joined on the way out."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    server.base = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

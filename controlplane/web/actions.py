@@ -27,6 +27,10 @@ from controlplane.executions import services as execution_services
 from controlplane.tenancy.access import require_role
 from controlplane.tenancy.models import Role
 from controlplane.tenancy.selectors import is_db_id
+from controlplane.workflows import operations as workflow_operations
+from controlplane.workflows import selectors as workflow_selectors
+from controlplane.workflows import services as workflow_services
+from controlplane.workflows.models import WorkflowStatus
 
 
 @dataclass(frozen=True)
@@ -150,3 +154,55 @@ def dead_letter_replay(request: HttpRequest, dead_letter_id: int) -> HttpRespons
     how = "its run continues" if replay.continued else "as a new execution"
     messages.success(request, f"Dead letter {letter.pk} {chosen.done}: {how}.")
     return redirect("web:execution-detail", execution_id=replay.execution.pk)
+
+
+def _set_status(status: str) -> Callable[..., Any]:
+    def run(*, user, workflow):  # the API's POST /workflows/{id}/status {status}
+        return workflow_services.workflow_set_status(user=user, workflow=workflow, status=status)
+    return run
+
+
+def _clone(*, user, workflow, name: str = ""):
+    return workflow_operations.workflow_clone(user=user, workflow=workflow, name=name or f"{workflow.name} copy")
+
+
+WORKFLOW_ACTIONS = {
+    "pause": Action("Pause", Role.EDITOR, _set_status(WorkflowStatus.PAUSED), "paused: it starts no runs"),
+    "resume": Action("Resume", Role.EDITOR, _set_status(WorkflowStatus.ACTIVE), "active: it starts runs again"),
+    "archive": Action("Archive", Role.EDITOR, _set_status(WorkflowStatus.ARCHIVED),
+                      "archived: no new versions and no runs"),
+    "clone": Action("Clone", Role.EDITOR, _clone, "cloned into a new draft"),
+}
+# Which status buttons make sense in which status (the service refuses the others anyway).
+_WORKFLOW_ACTIONS_BY_STATUS = {
+    WorkflowStatus.DRAFT: ("archive", "clone"),
+    WorkflowStatus.ACTIVE: ("pause", "archive", "clone"),
+    WorkflowStatus.PAUSED: ("resume", "archive", "clone"),
+    WorkflowStatus.ARCHIVED: ("resume", "clone"),
+}
+
+
+def workflow_buttons(workflow, role: str | None) -> list[tuple[str, Action]]:
+    shown = _WORKFLOW_ACTIONS_BY_STATUS.get(workflow.status, ())
+    return [(name, action) for name, action in allowed(WORKFLOW_ACTIONS, role) if name in shown]
+
+
+@require_POST
+@login_required
+def workflow_action(request: HttpRequest, workflow_id: int, action: str) -> HttpResponse:
+    """Pause, resume, archive (the API's status route) or clone (`name` from the form) a workflow."""
+    if action not in WORKFLOW_ACTIONS or not is_db_id(workflow_id):
+        raise Http404("no such workflow action")
+    try:
+        workflow = workflow_selectors.workflow_get(user=request.user, workflow_id=workflow_id)
+    except NotFound as error:
+        raise Http404(error.detail) from None
+    chosen = WORKFLOW_ACTIONS[action]
+    target = {"name": request.POST.get("name", "").strip()[:200]} if action == "clone" else {}
+    try:
+        result = _perform(request, chosen, workflow.project.company_id, "workflow", workflow=workflow, **target)
+    except ApplicationError as error:
+        messages.error(request, f"{chosen.label} refused: {error.detail}")
+        return redirect("web:workflow-detail", workflow_id=workflow.pk)
+    messages.success(request, f"Workflow {workflow.slug} {chosen.done}.")
+    return redirect("web:workflow-detail", workflow_id=result.pk)  # a clone lands on the new workflow

@@ -27,6 +27,7 @@ urlpatterns = [
     path("workflows/", workflow_pages.workflow_list, name="workflow-list"),
     path("workflows/<int:workflow_id>/", workflow_pages.workflow_detail, name="workflow-detail"),
     path("workflows/<int:workflow_id>/diff/", workflow_pages.workflow_diff, name="workflow-diff"),
+    path("workflows/<int:workflow_id>/do/<slug:action>/", actions.workflow_action, name="workflow-action"),
     path("workflows/<int:workflow_id>/plan/", plan_pages.plan_new, name="plan-new"),
     path("plans/<uuid:plan_id>/", plan_pages.plan_detail, name="plan-detail"),
     path("plans/<uuid:plan_id>/apply/", plan_pages.plan_apply, name="plan-apply"),

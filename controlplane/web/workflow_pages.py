@@ -11,6 +11,7 @@ from controlplane.core.errors import NotFound
 from controlplane.tenancy.access import role_in
 from controlplane.tenancy.models import Role
 from controlplane.web import selectors as pages
+from controlplane.web.actions import workflow_buttons
 from controlplane.workflows.selectors import version_by_number, version_diff, version_list, workflow_get
 from pipelines.graph_layout import layout_diff, layout_graph
 
@@ -39,8 +40,7 @@ def _version(request: HttpRequest, workflow, number: int):
         raise Http404(error.detail) from None
 
 
-def _is_editor(user, workflow) -> bool:
-    role = role_in(user, workflow.project.company_id)
+def _is_editor(role: Role | None) -> bool:
     return bool(role and role.at_least(Role.EDITOR))
 
 
@@ -62,13 +62,15 @@ def workflow_detail(request: HttpRequest, workflow_id: int) -> HttpResponse:
     else:
         shown = versions[-1] if versions else None
     graph = shown.graph if shown is not None else workflow.draft_graph
+    role = role_in(request.user, workflow.project.company_id)
     return render(request, "web/workflow_detail.html", {
         "workflow": workflow,
         "versions": list(reversed(versions)),
         "shown": shown,
         "layout": layout_graph(graph),
         "deployments": pages.workflow_deployments(user=request.user, workflow=workflow),
-        "can_plan": _is_editor(request.user, workflow),
+        "can_plan": _is_editor(role),
+        "actions": workflow_buttons(workflow, role),
     })
 
 

@@ -8,7 +8,14 @@ from django.db.models import Count, Max
 from django.urls import reverse
 from django.utils.html import format_html
 
-from controlplane.workflows.models import Workflow, WorkflowVersion
+from controlplane.workflows.audit import audit
+from controlplane.workflows.models import (
+    Workflow,
+    WorkflowAuditEvent,
+    WorkflowAuditKind,
+    WorkflowTemplate,
+    WorkflowVersion,
+)
 
 
 class ReadOnlyVersionMixin:
@@ -53,6 +60,12 @@ class WorkflowAdmin(admin.ModelAdmin):
     def company(self, workflow):
         return workflow.project.company
 
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "status" in form.changed_data:  # audited like the API's status changes
+            audit(company_id=obj.project.company_id, kind=WorkflowAuditKind.STATUS_CHANGED, user=request.user,
+                  workflow_id=obj.pk, before=form.initial.get("status"), after=obj.status, via="admin")
+
     @admin.display(description="versions", ordering="_versions")
     def version_count(self, workflow):
         return workflow._versions
@@ -76,3 +89,38 @@ class WorkflowVersionAdmin(ReadOnlyVersionMixin, admin.ModelAdmin):
     @admin.display(description="digest", ordering="digest")
     def short_digest(self, version):
         return version.digest[:19]
+
+
+@admin.register(WorkflowTemplate)
+class WorkflowTemplateAdmin(admin.ModelAdmin):
+    """Templates are made from published versions through the API; here they are read or deleted."""
+
+    list_display = ["name", "company", "source_workflow", "source_version", "created_by", "created_at"]
+    list_filter = ["company"]
+    search_fields = ["name", "description", "company__slug"]
+    list_select_related = ["company", "source_workflow", "created_by"]
+    fields = ["company", "name", "description", "graph", "source_workflow", "source_version", "created_by",
+              "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def delete_model(self, request, obj):
+        audit(company_id=obj.company_id, kind=WorkflowAuditKind.TEMPLATE_DELETED, user=request.user,
+              template_id=obj.pk, name=obj.name, via="admin")
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for template in queryset:  # one audit event each, as for a single delete
+            self.delete_model(request, template)
+
+
+@admin.register(WorkflowAuditEvent)
+class WorkflowAuditEventAdmin(ReadOnlyVersionMixin, admin.ModelAdmin):
+    list_display = ["at", "kind", "company", "workflow_id", "template_id", "actor_username"]
+    list_filter = ["kind", "company"]
+    search_fields = ["actor_username"]
+    date_hierarchy = "at"
+    fields = ["company", "kind", "workflow_id", "template_id", "data", "actor", "actor_username", "at"]
+    readonly_fields = fields

@@ -18,6 +18,7 @@ from controlplane.tenancy.api import paginated, validated
 from controlplane.workflows import selectors, services
 from controlplane.workflows.documents import clean_graph_document
 from controlplane.workflows.models import Workflow
+from controlplane.workflows.operations import template_instantiate
 from controlplane.workflows.serializers import (
     DiffQuerySerializer,
     DiffSerializer,
@@ -104,6 +105,11 @@ class WorkflowListApi(APIView):
     def post(self, request):
         data = validated(WorkflowCreateSerializer, request.data)
         project = tenancy_selectors.project_get(user=request.user, project_id=data["project"])
+        if data.get("template") is not None:
+            template = selectors.template_get(user=request.user, template_id=data["template"], path="template")
+            workflow = template_instantiate(user=request.user, template=template, name=data["name"], slug=data["slug"],
+                                            project=project, description=data["description"] or None)
+            return workflow_response(request, workflow.id, status_code=status.HTTP_201_CREATED)
         workflow = services.workflow_create(
             user=request.user,
             project=project,

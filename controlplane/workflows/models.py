@@ -122,3 +122,88 @@ class WorkflowVersion(WriteOnceModel):
 
     def __str__(self) -> str:
         return f"{self.workflow_id} v{self.number}"
+
+
+class WorkflowTemplate(models.Model):
+    """A graph document saved from a published version, to start new workflows from.
+
+    It holds its own copy of the graph, so it outlives edits and archiving of its source; the
+    source is kept for reference only."""
+
+    company = models.ForeignKey(
+        "tenancy.Company", on_delete=models.CASCADE, related_name="workflow_templates",
+        help_text="The tenant that owns the template; others never see it.",
+    )
+    name = models.CharField(max_length=200, help_text="Unique within the company.")
+    description = models.TextField(blank=True, default="", help_text="What workflows made from it do.")
+    graph = models.JSONField(help_text="The graph document new workflows start with as their draft.")
+    source_workflow = models.ForeignKey(
+        Workflow, on_delete=models.SET_NULL, null=True, blank=True, related_name="templates",
+        help_text="The workflow the template was saved from.",
+    )
+    source_version = models.PositiveIntegerField(null=True, blank=True, help_text="The version number saved.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        help_text="Who saved the template.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, help_text="When the template was saved.")
+
+    class Meta:
+        ordering = ["company_id", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["company", "name"], name="workflow_template_name_unique_per_company"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.company_id}/{self.name}"
+
+
+class WorkflowAuditKind(models.TextChoices):
+    STATUS_CHANGED = "status_changed", "Status changed"
+    CLONED = "cloned", "Cloned"
+    TEMPLATE_SAVED = "template_saved", "Saved as a template"
+    TEMPLATE_DELETED = "template_deleted", "Template deleted"
+    INSTANTIATED = "instantiated", "Created from a template"
+
+
+class WorkflowAuditAppendOnly(Conflict):
+    """A workflow audit event was about to be rewritten."""
+
+    default_code = "append_only"
+
+
+class WorkflowAuditEvent(WriteOnceModel):
+    """One operation on a workflow or a template (who, what, when); kept after either is deleted."""
+
+    company = models.ForeignKey(
+        "tenancy.Company", on_delete=models.CASCADE, related_name="workflow_audit_events",
+        help_text="The tenant concerned.",
+    )
+    # Ids, not foreign keys: the event outlives a deleted draft workflow, and nulling a key
+    # would be an update of an append-only row.
+    workflow_id = models.BigIntegerField(
+        null=True, blank=True, db_index=True,
+        help_text="The workflow concerned (the new one for a clone or a template's instance).",
+    )
+    template_id = models.BigIntegerField(null=True, blank=True, help_text="The template concerned, if any.")
+    kind = models.CharField(max_length=20, choices=WorkflowAuditKind.choices, db_index=True, help_text="What was done.")
+    data = models.JSONField(default=dict, blank=True, help_text="Details: statuses before and after, source, template.")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        help_text="Who did it.",
+    )
+    actor_username = models.CharField(max_length=150, blank=True, default="", help_text="The actor's username then.")
+    at = models.DateTimeField(auto_now_add=True, db_index=True, help_text="When it was done.")
+
+    write_once_error = WorkflowAuditAppendOnly
+    write_once_messages = {
+        "update": "workflow audit events are append-only",
+        "delete": "workflow audit events are append-only",
+    }
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["company", "-at"], name="workflow_audit_company_at")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.workflow_id} by {self.actor_username or '?'}"

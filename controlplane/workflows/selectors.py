@@ -5,10 +5,16 @@ from typing import Any
 
 from django.db.models import Count, Max, QuerySet
 
-from controlplane.core.errors import NotFound
-from controlplane.tenancy.access import member_company_ids
+from controlplane.core.errors import Conflict, NotFound
+from controlplane.tenancy.access import company_scoped, member_company_ids
 from controlplane.tenancy.selectors import is_db_id
-from controlplane.workflows.models import Workflow, WorkflowVersion
+from controlplane.workflows.models import (
+    Workflow,
+    WorkflowAuditEvent,
+    WorkflowStatus,
+    WorkflowTemplate,
+    WorkflowVersion,
+)
 from pipelines.validation import ValidationReport, validate_graph
 
 
@@ -81,3 +87,31 @@ def version_diff(*, older: WorkflowVersion, newer: WorkflowVersion):
     from pipelines.diff import diff_graphs
 
     return diff_graphs(older.graph, newer.graph)
+
+
+def workflow_check_accepts_runs(status: str, *, slug: str = "", path: str = "workflow") -> None:
+    """409 unless a workflow in `status` may start runs: `workflow_paused` or `workflow_archived`."""
+    name = f"workflow {slug!r}" if slug else "the workflow"
+    if status == WorkflowStatus.PAUSED:
+        raise Conflict(f"{name} is paused and starts no runs; set its status to active "
+                       "(POST /api/v1/workflows/<id>/status) first", code="workflow_paused", path=path)
+    if status == WorkflowStatus.ARCHIVED:
+        raise Conflict(f"{name} is archived and starts no runs; set its status to active first",
+                       code="workflow_archived", path=path)
+
+
+def template_list(*, user, company_id: int | None = None) -> QuerySet[WorkflowTemplate]:
+    return company_scoped(WorkflowTemplate.objects.select_related("created_by", "source_workflow__project"),
+                          user, company_id).order_by("company_id", "name")
+
+
+def template_get(*, user, template_id, path: str | None = None) -> WorkflowTemplate:
+    template = template_list(user=user).filter(pk=template_id).first() if is_db_id(template_id) else None
+    if template is None:
+        raise NotFound("template not found", path=path)
+    return template
+
+
+def audit_list(*, workflow: Workflow) -> QuerySet[WorkflowAuditEvent]:
+    """The audit events of `workflow` (already read through the caller's companies), newest first."""
+    return WorkflowAuditEvent.objects.filter(company_id=workflow.project.company_id, workflow_id=workflow.pk)

@@ -5,7 +5,13 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from controlplane.tenancy.serializers import id_field, slug_field
-from controlplane.workflows.models import Workflow, WorkflowStatus, WorkflowVersion
+from controlplane.workflows.models import (
+    Workflow,
+    WorkflowAuditEvent,
+    WorkflowStatus,
+    WorkflowTemplate,
+    WorkflowVersion,
+)
 from controlplane.workflows.selectors import MAX_VERSION_NUMBER, graph_validation
 
 GRAPH_HELP = (
@@ -97,6 +103,14 @@ class WorkflowCreateSerializer(serializers.Serializer):
         required=False, allow_blank=True, default="", max_length=10_000, help_text="What the workflow does."
     )
     graph = GraphField(required=False, help_text=GRAPH_HELP + " Defaults to an empty graph.")
+    template = id_field(
+        required=False, help_text="Id of a template of the project's company to start from (instead of `graph`)."
+    )
+
+    def validate(self, data):
+        if "template" in data and "graph" in data:
+            raise serializers.ValidationError({"template": "send a template or a graph, not both"})
+        return data
 
 
 class DraftUpdateSerializer(serializers.Serializer):
@@ -187,3 +201,63 @@ class DiffSerializer(serializers.Serializer):
         fields = super().get_fields()
         fields["from"] = fields.pop("from_")
         return fields
+
+
+# Operations: clone, templates, audit
+
+
+class CloneSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, help_text="Display name of the new workflow.")
+    slug = slug_field(required=False, help_text="Unique within the project; default: made from the name.")
+    version = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_VERSION_NUMBER,
+        help_text="Number of the version to copy; default: the latest (the draft if none was published).",
+    )
+    project = id_field(required=False, help_text="Project of the new workflow (same company); default: the source's.")
+
+
+class TemplateCreateSerializer(serializers.Serializer):
+    workflow = id_field(help_text="Id of the workflow whose published version is saved.")
+    version = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_VERSION_NUMBER, help_text="Version number; default: the latest."
+    )
+    name = serializers.CharField(max_length=200, help_text="Unique within the company.")
+    description = serializers.CharField(
+        required=False, allow_blank=True, default="", max_length=10_000, help_text="What workflows made from it do."
+    )
+
+
+class TemplateFilterSerializer(serializers.Serializer):
+    company = id_field(required=False, help_text="Only templates of this company.")
+
+
+class TemplateInstantiateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200, help_text="Display name of the new workflow.")
+    slug = slug_field(required=False, help_text="Unique within the project; default: made from the name.")
+    project = id_field(
+        required=False, help_text="Project of the new workflow (the template's company); default: the source's."
+    )
+
+
+class TemplateOutSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(
+        source="created_by.username", read_only=True, allow_null=True, help_text="Who saved the template."
+    )
+
+    class Meta:
+        model = WorkflowTemplate
+        fields = ["id", "company", "name", "description", "source_workflow", "source_version", "created_by",
+                  "created_at"]
+
+
+class TemplateDetailSerializer(TemplateOutSerializer):
+    class Meta(TemplateOutSerializer.Meta):
+        fields = TemplateOutSerializer.Meta.fields + ["graph"]
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor_username", read_only=True, help_text="Who did it.")
+
+    class Meta:
+        model = WorkflowAuditEvent
+        fields = ["id", "kind", "workflow_id", "template_id", "data", "actor", "at"]

@@ -18,7 +18,8 @@ from controlplane.tenancy.access import require_role
 from controlplane.tenancy.models import Project, Role
 from controlplane.tenancy.services import check_slug, delete_or_conflict
 from controlplane.workflows.documents import clean_graph_document
-from controlplane.workflows.models import Workflow, WorkflowStatus, WorkflowVersion, empty_graph
+from controlplane.workflows.audit import audit
+from controlplane.workflows.models import Workflow, WorkflowAuditKind, WorkflowStatus, WorkflowVersion, empty_graph
 from pipelines.graph import graph_digest
 from pipelines.validation import validate_graph
 
@@ -93,7 +94,11 @@ def workflow_update_draft(
 
 @transaction.atomic
 def workflow_set_status(*, user, workflow: Workflow, status: str) -> Workflow:
-    """draft only before the first version; active/paused only after it; archived any time."""
+    """draft only before the first version; active/paused only after it; archived any time.
+
+    A paused or archived workflow starts no runs (manual, schedule, webhook or chained: see
+    `selectors.workflow_check_accepts_runs`); an archived one also refuses edits and publishing.
+    Active or paused again restores it. Each change is audited."""
     require_role(user, workflow.project.company_id, Role.EDITOR, what="workflow")
     status = WorkflowStatus(status)
     workflow = _locked(workflow)
@@ -102,8 +107,13 @@ def workflow_set_status(*, user, workflow: Workflow, status: str) -> Workflow:
         raise Conflict("a published workflow cannot go back to draft; pause or archive it", code="invalid_status")
     if status in (WorkflowStatus.ACTIVE, WorkflowStatus.PAUSED) and not published:
         raise Conflict(f"publish a version before setting the workflow {status.value}", code="invalid_status")
+    before = workflow.status
+    if before == status:
+        return workflow  # nothing changed, nothing to audit
     workflow.status = status
     workflow.save(update_fields=["status", "updated_at"])
+    audit(company_id=workflow.project.company_id, kind=WorkflowAuditKind.STATUS_CHANGED, user=user,
+          workflow_id=workflow.pk, before=before, after=status.value)
     return workflow
 
 

@@ -1,7 +1,7 @@
 """Routes of the workflows app."""
 from django.urls import path
 
-from controlplane.workflows import api
+from controlplane.workflows import api, operations_api
 
 urlpatterns = [
     path("workflows", api.WorkflowListApi.as_view(), name="workflow-list"),
@@ -15,6 +15,12 @@ urlpatterns = [
         api.WorkflowVersionDiffApi.as_view(),
         name="workflow-version-diff",
     ),
+    path("workflows/<int:workflow_id>/clone", operations_api.WorkflowCloneApi.as_view(), name="workflow-clone"),
+    path("workflows/<int:workflow_id>/audit", operations_api.WorkflowAuditApi.as_view(), name="workflow-audit"),
+    path("templates", operations_api.TemplateListApi.as_view(), name="template-list"),
+    path("templates/<int:template_id>", operations_api.TemplateDetailApi.as_view(), name="template-detail"),
+    path("templates/<int:template_id>/instantiate", operations_api.TemplateInstantiateApi.as_view(),
+         name="template-instantiate"),
     path("versions/<int:version_id>", api.VersionDetailApi.as_view(), name="version-detail"),
     path("versions/<int:version_id>/diff", api.VersionDiffApi.as_view(), name="version-diff"),
 ]

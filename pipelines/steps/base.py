@@ -12,7 +12,7 @@ the rendered config and a ``StepContext``. ``run`` returns JSON-safe output or r
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -74,7 +74,9 @@ class StepContext:
     ``idempotency_key`` defaults to ``<execution>:<node>:<shard>`` so a redelivered step
     presents the same key to the outside world (the attempt is deliberately not part of it).
     ``egress`` decides which addresses a step may connect to; every step that opens connections
-    goes through it. The default refuses every non-public address.
+    goes through it. The default refuses every non-public address. ``mailer`` sends one email
+    (a dict: ``to``, ``subject``, ``body``, ``headers``) through whatever transport the engine
+    provides; without one, email steps fail with a clear error.
     """
 
     execution_id: str
@@ -86,6 +88,7 @@ class StepContext:
     context: dict = field(default_factory=dict)
     deadline_s: float | None = None
     egress: EgressPolicy = field(default_factory=EgressPolicy)
+    mailer: Callable[[dict], None] | None = None
 
     def __post_init__(self) -> None:
         if not self.idempotency_key:

@@ -22,6 +22,7 @@ from controlplane.core.logs import bind_attempt_context
 from controlplane.deployments.artifacts import ArtifactRefused, artifact_spec, runnable_job
 from controlplane.deployments.models import artifact_key
 from controlplane.egress.selectors import company_egress_policy
+from controlplane.executions.mail import send_step_email
 from controlplane.executions.models import EventType, Execution, StepRun, StepStatus
 from controlplane.executions.store import store_write
 from pipelines.engine import idempotency_key
@@ -148,6 +149,7 @@ def _run_spec(spec, *, context, company_id, resolver, execution_id, node_id, att
             context=context,
             deadline_s=deadline_s,
             egress=company_egress_policy(company_id),
+            mailer=send_step_email,
         )
         output = run_step({"type": spec["type"], "config": rendered}, ctx, render_templates=False,
                           secret_resolver=resolver)

@@ -25,6 +25,7 @@ from controlplane.executions.services.state import remember_run
 from controlplane.fleet.models import queue_name_for
 from controlplane.tenancy.access import check_role
 from controlplane.tenancy.models import Role
+from controlplane.workflows.selectors import workflow_check_accepts_runs
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +94,8 @@ def execution_start(
 
     The run is pinned to the deployment's version and to the execution graph of its artifacts as
     they are now; a later apply, rollback or pause does not change it. A deployment that does not
-    accept executions is a 409 (`deployment_paused`, `deployment_undeployed`, `not_deployed`). The
+    accept executions is a 409 (`deployment_paused`, `deployment_undeployed`, `not_deployed`), and so
+    is a paused or archived workflow (`workflow_paused`, `workflow_archived`). The
     same idempotency key in the same company returns the existing execution; reusing it for a
     different deployment or input is a 409 `idempotency_conflict`. Nothing is dispatched unless
     the transaction commits. `pin` (version, canvas): pin those instead of what the deployment
@@ -118,6 +120,7 @@ def execution_start(
                 existing = Execution.objects.filter(company=company, idempotency_key=idempotency_key).first()
                 if existing is not None:
                     return _idempotent_repeat(existing, deployment, input), False
+            workflow_check_accepts_runs(target.workflow_status, slug=target.workflow_slug)
             deployment_check_accepts(deployment)
             version, pinned = pin or (deployment.version, start_canvas(deployment, company.slug, target.artifact_stamp))
             graph, canvas = pinned.graph, pinned.canvas

@@ -28,6 +28,8 @@ class StartTarget:
     deployment: Deployment  # with `.version` (id, number, graph) loaded
     company: Company  # id, slug, name
     caller_role: str
+    workflow_status: str  # a paused or archived workflow starts no runs
+    workflow_slug: str
     artifact_stamp: tuple  # (deployment revision, version of its artifact rows): see `_ARTIFACT_VERSION`
     groups: dict[str, tuple[WorkerGroup, bool]]  # {slug: (group, has a live worker)} of the company
 
@@ -63,7 +65,9 @@ def deployment_for_start(user, deployment_id, *, system: bool = False) -> StartT
     On PostgreSQL the deployment row is read under a shared lock held until the start's
     transaction ends: apply, rollback, pause and undeploy update this row before they touch its
     artifacts, so none of them can be half-way while a run pins the version and artifacts read
-    next. Concurrent starts share the lock. (SQLite serialises writers and has no row locks.)
+    next. Concurrent starts share the lock. (SQLite serialises writers and has no row locks.) The
+    workflow row is read, not locked: apply locks it before the deployment, so a share lock here
+    could deadlock with it; a start racing a pause of the workflow is a run started just before.
     `system`: a trigger's start (schedule, webhook, chain) with no caller; no membership is needed.
     """
     user_id = getattr(user, "pk", None) if getattr(user, "is_authenticated", False) else None
@@ -80,7 +84,7 @@ def deployment_for_start(user, deployment_id, *, system: bool = False) -> StartT
     aggregate, array = _JSON_ARRAYS[postgresql]
     sql = (
         "SELECT d.id, d.workflow_id, d.environment, d.status, d.version_id, v.number, v.graph,"
-        " c.id, c.slug, c.name, m.role, d.revision, a.version,"
+        " c.id, c.slug, c.name, m.role, d.revision, a.version, w.status, w.slug,"
         f" (SELECT {aggregate}({array}(g.id, g.slug, EXISTS ("
         f"   SELECT 1 FROM {_table(through)} gw JOIN {_table(Worker)} wk ON wk.id = gw.{worker_column}"
         f"   WHERE gw.{group_column} = g.id AND wk.status = %s AND wk.last_heartbeat > %s)))"
@@ -105,7 +109,7 @@ def deployment_for_start(user, deployment_id, *, system: bool = False) -> StartT
     if row is None:
         return None
     (d_id, workflow_id, environment, status, version_id, number, graph, c_id, c_slug, c_name, role,
-     revision, artifact_version, groups) = row
+     revision, artifact_version, workflow_status, workflow_slug, groups) = row
     graph = WorkflowVersion._meta.get_field("graph").from_db_value(graph, None, connection)
     # workflow_id too: the API's answer names the run's workflow, which would be another query.
     version = _instance(WorkflowVersion, id=version_id, workflow_id=workflow_id, number=number, graph=graph)
@@ -119,6 +123,7 @@ def deployment_for_start(user, deployment_id, *, system: bool = False) -> StartT
         groups = json.loads(groups)
     return StartTarget(
         deployment=deployment, company=company, caller_role=role, artifact_stamp=(revision, artifact_version),
+        workflow_status=workflow_status, workflow_slug=workflow_slug,
         groups={
             slug: (_instance(WorkerGroup, id=group_id, slug=slug, company_id=c_id), bool(live))
             for group_id, slug, live in groups or ()

@@ -26,6 +26,7 @@ from controlplane.core.errors import ApplicationError, Conflict, NotFound
 from controlplane.deployments.models import Deployment, DeploymentStatus
 from controlplane.executions.models import Execution, Trigger
 from controlplane.executions.services.start import SYSTEM, execution_start
+from controlplane.workflows.selectors import workflow_check_accepts_runs
 from controlplane.tenancy.access import require_role
 from controlplane.tenancy.models import Role
 from controlplane.triggers.models import Hook, HookDelivery
@@ -122,6 +123,8 @@ def hook_receive(*, token: str, body: bytes, headers, now: float | None = None) 
     if status != DeploymentStatus.ACTIVE:
         code = "deployment_paused" if status == DeploymentStatus.PAUSED else "deployment_not_active"
         raise Conflict(f"deployment {hook.deployment_id} is {status}; it starts no runs", code=code)
+    workflow = hook.deployment.workflow
+    workflow_check_accepts_runs(workflow.status, slug=workflow.slug)  # 409 workflow_paused / _archived
     return _accept(hook, delivery_id, payload, github=github, event=headers.get("X-GitHub-Event"))
 
 

@@ -26,6 +26,7 @@ from controlplane.deployments.models import DeploymentStatus
 from controlplane.executions.models import ExecutionStatus, Trigger
 from controlplane.executions.services.start import SYSTEM, execution_start
 from controlplane.triggers.models import FireStatus, OverlapPolicy, Schedule, ScheduleFire
+from controlplane.workflows.models import WorkflowStatus
 from pipelines.cron import parse_cron
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def schedule_fire(*, schedule_id: int, now: datetime | None = None) -> dict:
     """Handle the tick of `schedule_id` due at `now` (beat's task); returns {tick: status}."""
     now = now or timezone.now()
     with transaction.atomic():
-        schedule = Schedule.objects.select_for_update(of=("self",)).select_related("deployment").filter(pk=schedule_id).first()
+        schedule = Schedule.objects.select_for_update(of=("self",)).select_related("deployment__workflow").filter(pk=schedule_id).first()
         if schedule is None:
             return {"status": "gone"}
         tick = latest_tick(schedule, now)
@@ -82,6 +83,9 @@ def _running(schedule: Schedule) -> ScheduleFire | None:
 def _fire(schedule: Schedule, scheduled_at: datetime) -> ScheduleFire | None:
     if schedule.deployment.status != DeploymentStatus.ACTIVE:
         return _record(schedule, scheduled_at, FireStatus.REFUSED, f"deployment is {schedule.deployment.status}")
+    workflow_status = schedule.deployment.workflow.status
+    if workflow_status in (WorkflowStatus.PAUSED, WorkflowStatus.ARCHIVED):
+        return _record(schedule, scheduled_at, FireStatus.REFUSED, f"workflow is {workflow_status}")
     running = None if schedule.overlap == OverlapPolicy.ALLOW_ALL else _running(schedule)
     if running is not None:
         if schedule.overlap == OverlapPolicy.BUFFER_ONE and not ScheduleFire.objects.filter(
@@ -128,7 +132,7 @@ def schedules_start_buffered() -> int:
     started = 0
     for fire_id, schedule_id in ScheduleFire.objects.filter(status=FireStatus.BUFFERED).values_list("id", "schedule_id"):
         with transaction.atomic():
-            schedule = Schedule.objects.select_for_update(of=("self",)).select_related("deployment").filter(pk=schedule_id).first()
+            schedule = Schedule.objects.select_for_update(of=("self",)).select_related("deployment__workflow").filter(pk=schedule_id).first()
             fire = ScheduleFire.objects.filter(pk=fire_id, status=FireStatus.BUFFERED).first()
             if schedule is None or fire is None or _running(schedule) is not None:
                 continue

@@ -33,11 +33,21 @@ def test_detail_publishes_the_schema_the_validator_checks(client_for, owner):
     assert schema == get_step_type("http").config_json_schema()
 
 
-@pytest.mark.parametrize("name, side_effect_free", [("noop", True), ("jq", True), ("delay", False)])
+@pytest.mark.parametrize("name, side_effect_free", [("noop", True), ("jq", True), ("delay", False), ("notify", False)])
 def test_detail_says_whether_the_step_has_side_effects(client_for, owner, name, side_effect_free):
     body = client_for(owner).get(f"/api/v1/step-types/{name}").json()
 
     assert body["side_effect_free"] is side_effect_free
+
+
+def test_notify_is_listed_with_its_channels(client_for, owner):
+    body = client_for(owner).get("/api/v1/step-types/notify").json()
+
+    schema = body["config_schema"]
+    Draft202012Validator.check_schema(schema)
+    assert schema["required"] == ["channel"]
+    assert schema["properties"]["channel"]["enum"] == ["slack", "email"]
+    assert {"webhook", "text", "blocks", "to", "subject", "body"} <= set(schema["properties"])
 
 
 def test_unknown_type_is_a_404_in_the_error_shape(client_for, owner):

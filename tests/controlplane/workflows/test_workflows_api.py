@@ -255,6 +255,21 @@ INVALID_GRAPHS = {
     "cycle": ({"nodes": [node("a"), node("b")], "edges": [edge("a", "b"), edge("b", "a")]}, None, "cycle"),
     "unknown-type": ({"nodes": [node("a", "teleport")], "edges": []}, "nodes[0].type", "unknown_step_type"),
     "missing-config": ({"nodes": [node("a", "http")], "edges": []}, "nodes[0].config.url", "missing_config"),
+    "notify-webhook-in-clear": (
+        {"nodes": [node("a", "notify", config={"channel": "slack", "webhook": "https://hooks.example/T/B/x",
+                                               "text": "hi"})], "edges": []},
+        "nodes[0].config.webhook", "invalid_config",
+    ),
+    "notify-bad-recipient": (
+        {"nodes": [node("a", "notify", config={"channel": "email", "to": ["ops@example.com", "nobody"],
+                                               "subject": "s", "body": "b"})], "edges": []},
+        "nodes[0].config.to[1]", "invalid_config",
+    ),
+    "notify-missing-subject": (
+        {"nodes": [node("a", "notify", config={"channel": "email", "to": ["ops@example.com"], "body": "b"})],
+         "edges": []},
+        "nodes[0].config.subject", "missing_config",
+    ),
     "invalid-jq": (
         {"nodes": [node("a", "log", config={"message": "{{ .foo | }}"})], "edges": []},
         "nodes[0].config.message",
