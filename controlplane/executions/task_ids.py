@@ -18,6 +18,7 @@ under `EXECUTION_TASK_IDS_DIR` (never pruned: that default is one machine's demo
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable
 
@@ -30,11 +31,16 @@ def _key(execution_id) -> str:
     return f"{KEY_PREFIX}{execution_id}"
 
 
+@contextmanager
 def _redis_client(connection):
-    """The Redis client of a kombu connection to a Redis broker, else None."""
+    """A Redis client on a kombu connection to a Redis broker (None on another broker): the
+    channel's synchronous pool, as kombu's own LPUSH uses, not `channel.client`, whose connection
+    may be waiting on a BRPOP of the channel's consumers (broadcast replies)."""
     if connection.transport.driver_type != "redis":
-        return None
-    return connection.default_channel.client
+        yield None
+        return
+    with connection.default_channel.conn_or_acquire() as client:
+        yield client
 
 
 def _file(execution_id) -> Path:
@@ -47,13 +53,13 @@ def task_ids_record(execution_id, task_ids: Iterable[str], connection) -> None:
     ids = [task_id for task_id in task_ids if task_id]
     if not ids:
         return
-    client = _redis_client(connection)
-    if client is not None:
-        pipe = client.pipeline(transaction=False)
-        pipe.sadd(_key(execution_id), *ids)
-        pipe.expire(_key(execution_id), int(settings.EXECUTION_TASK_IDS_TTL_S))
-        pipe.execute()
-        return
+    with _redis_client(connection) as client:
+        if client is not None:
+            pipe = client.pipeline(transaction=False)
+            pipe.sadd(_key(execution_id), *ids)
+            pipe.expire(_key(execution_id), int(settings.EXECUTION_TASK_IDS_TTL_S))
+            pipe.execute()
+            return
     path = _file(execution_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     # One write of whole lines in append mode: concurrent publishers of a run never interleave.
@@ -68,8 +74,7 @@ def run_task_ids(execution_id) -> set[str]:
     """Every task id recorded for the run (empty once they expired)."""
     from controlplane.core.celery_app import app
 
-    with app.pool.acquire(block=True) as connection:
-        client = _redis_client(connection)
+    with app.pool.acquire(block=True) as connection, _redis_client(connection) as client:
         if client is not None:
             return {member.decode() if isinstance(member, bytes) else member
                     for member in client.smembers(_key(execution_id))}
