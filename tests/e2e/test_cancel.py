@@ -91,7 +91,11 @@ def test_cancel_of_a_wide_fan_out_stops_every_step_and_leaves_no_task(group, pro
     cancelled = Execution.objects.get(pk=execution.pk)
     seq_at_cancel = cancelled.event_seq
     last_attempt_at_cancel = StepRun.objects.filter(execution=execution).aggregate(last=Max("id"))["last"]
-    finishing = set(_running(execution).values_list("id", flat=True))
+    record = cancelled.events.get(type=EventType.EXECUTION_CANCELLED).data
+    finishing = {StepRun.objects.get(execution=execution, is_compensation=False, node_id=item["node_id"],
+                                     shard=item["shard"], attempt=item["attempt"]).pk
+                 for item in record["finishing"]}
+    assert finishing and not record["interrupted"]
     assert client_for(owner).post(f"{URL}/{execution.pk}/cancel", {}, format="json").json()["error"] == \
         "not_cancellable"
 
@@ -115,8 +119,7 @@ def test_cancel_of_a_wide_fan_out_stops_every_step_and_leaves_no_task(group, pro
     assert states.count(("fan", "finishing")) == len(finishing)
     assert states.count(("fan", "pending")) == 50 - len(finishing) - fan_done
     assert ("publish", "pending") in states and not any(node == "prepare" for node, _ in states)
-    started = cancelled.events.get(type=EventType.EXECUTION_CANCELLED).data
-    assert (started["by"], started["reason"], started["compensate"]) == ("owner", "wrong input", False)
+    assert (record["by"], record["reason"], record["compensate"]) == ("owner", "wrong input", False)
     # Tracking covered every task that ran.
     tracked = run_task_ids(execution.pk)
     assert set(StepRun.objects.filter(execution=execution).values_list("task_id", flat=True)) <= tracked
