@@ -4,6 +4,7 @@ The embedded default needs no server: SQLite under var/ and Celery's file-based 
 backend under var/. Production sets DATABASE_URL and CELERY_BROKER_URL (PostgreSQL and Redis).
 """
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -207,6 +208,25 @@ else:
 for _folder in [_results_dir, *[CELERY_BROKER_TRANSPORT_OPTIONS.get(k) for k in ("data_folder_in", "processed_folder", "control_folder")]]:
     if _folder:
         Path(_folder).mkdir(parents=True, exist_ok=True)
+# The default cache holds the webhook throttle's counts (controlplane/triggers/throttle.py). On the
+# broker's Redis (or CACHE_URL) every web process shares them; the embedded default has no server,
+# so each process counts alone. Keys are prefixed; never call cache.clear() on it: that is FLUSHDB
+# of the broker's database.
+CACHE_URL = os.environ.get("CACHE_URL", "") or (
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "")
+if CACHE_URL:
+    CACHES = {"default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL, "KEY_PREFIX": "flowplane",
+        # A Redis that does not answer fails a request within a second instead of hanging it.
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Deliveries one webhook accepts per period: `<n>/<s|m|h|d>` (DRF's rate syntax).
+HOOK_THROTTLE_RATE = os.environ.get("HOOK_THROTTLE_RATE", "120/min")
+if not re.fullmatch(r"[1-9][0-9]*/(s|m|h|d)[a-z]*", HOOK_THROTTLE_RATE):
+    raise ImproperlyConfigured(f"HOOK_THROTTLE_RATE={HOOK_THROTTLE_RATE!r} is not '<count>/<period>'; e.g. 120/min "
+                               "(periods: s, m, h, d)")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
