@@ -242,7 +242,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's consumer, except that a broker restart does not take the worker down (workers/consumer.py).
 CELERY_WORKER_CONSUMER = "workers.consumer:Consumer"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "workers.beat:DatabaseScheduler"  # interval schedules on their grid
 # Celery's Django fixup closes every database connection before and after each task unless this
 # is set; workers/connections.py instead drops only stale or broken connections (CONN_MAX_AGE and
 # health checks), which spares each step a new PostgreSQL backend.

@@ -1,5 +1,6 @@
-"""Triggers end to end: real `celery beat` (django-celery-beat's DatabaseScheduler) fires a deployed
-schedule every 2 s onto a real worker, the runs succeed, pausing the deployment stops the ticks and
+"""Triggers end to end: real `celery beat` (django-celery-beat's DatabaseScheduler, with interval
+schedules on their grid: workers/beat.py) fires a deployed schedule every 2 s onto a real worker,
+each tick at its own exact time on the grid, the runs succeed, pausing the deployment stops the ticks and
 resuming brings them back; a finished run starts its chained workflow through the triggers sweep.
 
 Beat and the worker are stopped by their process group id; every wait is bounded.
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 
 import pytest
 from django.conf import settings
@@ -18,7 +20,7 @@ from django.conf import settings
 from controlplane.deployments.services import deployment_pause, deployment_resume
 from controlplane.executions.models import Execution, ExecutionStatus, Trigger
 from controlplane.fleet.services import worker_group_create
-from controlplane.triggers.models import FireStatus, ScheduleFire
+from controlplane.triggers.models import FireStatus, Schedule, ScheduleFire
 from controlplane.workflows.models import Workflow
 from tests.controlplane.executions.builders import deploy_version
 from tests.controlplane.triggers.conftest import publish
@@ -47,7 +49,7 @@ def start_beat(redis_test_db, tmp_path):
         log = open(tmp_path / "beat.log", "wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers", "beat", "--loglevel", "INFO",
-             "-S", "django_celery_beat.schedulers:DatabaseScheduler", "--max-interval", "1",
+             "-S", settings.CELERY_BEAT_SCHEDULER, "--max-interval", "1",
              "-s", str(tmp_path / "beat-schedule"), "--pidfile", str(tmp_path / "beat.pid")],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -97,6 +99,11 @@ def test_beat_fires_a_schedule_and_stops_after_pause(project, owner, ingest, sta
     run = schedule_runs(deployment).filter(status=ExecutionStatus.SUCCEEDED).first()
     assert run.input == {"from": "beat"} and run.trigger_details["schedule"] == "ping"
     assert run.trigger_details["scheduled_at"] and run.created_by is None
+    # every tick is its own grid point (anchor + n * 2 s), never the time the task happened to run
+    anchor = Schedule.objects.select_related("periodic_task").get(deployment=deployment).periodic_task.start_time
+    ticks = list(ScheduleFire.objects.order_by("scheduled_at").values_list("scheduled_at", flat=True))
+    assert all((tick - anchor).total_seconds() % 2 == 0 and tick >= anchor for tick in ticks), ticks
+    assert {datetime.fromisoformat(r.trigger_details["scheduled_at"]) for r in schedule_runs(deployment)} <= set(ticks)
 
     # after pause beat stops firing (its entry is disabled), not merely the fires refused
     deployment_pause(deployment=deployment, user=owner)
