@@ -227,6 +227,11 @@ HOOK_THROTTLE_RATE = os.environ.get("HOOK_THROTTLE_RATE", "120/min")
 if not re.fullmatch(r"[1-9][0-9]*/(s|m|h|d)[a-z]*", HOOK_THROTTLE_RATE):
     raise ImproperlyConfigured(f"HOOK_THROTTLE_RATE={HOOK_THROTTLE_RATE!r} is not '<count>/<period>'; e.g. 120/min "
                                "(periods: s, m, h, d)")
+# A chained run refused because its group has no live worker is tried again by the triggers sweep:
+# the delay doubles from the initial one up to the maximum, for at most this many tries in all.
+CHAIN_RETRY_MAX_TRIES = int(os.environ.get("CHAIN_RETRY_MAX_TRIES", "8"))
+CHAIN_RETRY_INITIAL_S = float(os.environ.get("CHAIN_RETRY_INITIAL_S", "5"))
+CHAIN_RETRY_MAX_DELAY_S = float(os.environ.get("CHAIN_RETRY_MAX_DELAY_S", "300"))
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

@@ -19,6 +19,7 @@ from django.conf import settings
 
 from controlplane.deployments.services import deployment_pause, deployment_resume
 from controlplane.executions.models import Execution, ExecutionStatus, Trigger
+from controlplane.fleet.models import Worker, WorkerStatus
 from controlplane.fleet.services import worker_group_create
 from controlplane.triggers.models import FireStatus, Schedule, ScheduleFire
 from controlplane.workflows.models import Workflow
@@ -133,6 +134,47 @@ def test_a_finished_run_starts_its_chained_workflow(project, owner, ingest, star
     assert set(chained.input["upstream"]["output"]) == {"b"}  # the upstream graph's final job
     time.sleep(6)  # more sweeps: still one chained run
     assert Execution.objects.filter(deployment=downstream).count() == 1
+
+
+def test_a_chained_run_refused_for_want_of_a_worker_starts_when_one_comes_up(
+    project, owner, company, start_worker, landing_dir, start_beat
+):
+    """The downstream group has no worker when the upstream run ends: the sweep records the
+    refusal and tries again with backoff; a worker started later runs the chained run."""
+    from controlplane.executions.services import execution_start
+    from controlplane.triggers.models import ChainRun
+
+    ingest = worker_group_create(company=company, slug="ingest")
+    report = worker_group_create(company=company, slug="report")
+    retry_env = {**ENV, "LANDING_STORE_URL": f"file://{landing_dir}", "CHAIN_RETRY_INITIAL_S": "1",
+                 "CHAIN_RETRY_MAX_DELAY_S": "2", "CHAIN_RETRY_MAX_TRIES": "100"}
+    start_worker([ingest.queue_name, settings.CELERY_TASK_DEFAULT_QUEUE], "triggers1@e2e", concurrency=2,
+                 extra_env=retry_env)
+    first_report = start_worker([report.queue_name], "report1@e2e", extra_env=retry_env)
+    wait_live(ingest)
+    wait_live(report)
+    upstream = deploy(project, owner, "ingest-flow", graph())
+    downstream_graph = graph(on={"workflow": "ingest-flow"})
+    for node in downstream_graph["nodes"]:
+        node["group"] = "report"
+    downstream = deploy(project, owner, "report-flow", downstream_graph)  # planning wants a live worker
+    first_report.stop()
+    # What the fleet sweep does once its heartbeat is WORKER_OFFLINE_AFTER_S old, without the wait.
+    Worker.objects.filter(hostname="report1@e2e").update(status=WorkerStatus.OFFLINE)
+    _ensure_sweep_task()
+    start_beat()
+    execution_start(deployment=upstream, input={"n": 1}, user=owner)
+
+    refused = wait_until(lambda: ChainRun.objects.filter(deployment=downstream).exclude(tries=[]).first(),
+                         timeout=60, interval=0.5, what="the chained start to be refused")
+    assert refused.execution is None and refused.tries[0]["error"]["error"] == "no_live_worker"
+    start_worker([report.queue_name], "report2@e2e", extra_env=retry_env)
+
+    chained = wait_until(lambda: Execution.objects.filter(deployment=downstream, status=ExecutionStatus.SUCCEEDED).first(),
+                         timeout=60, interval=0.5, what="the chained run to succeed once a worker is up")
+    link = ChainRun.objects.get(deployment=downstream)
+    assert (link.execution_id, link.next_try_at, link.error) == (chained.pk, None, None)
+    assert len(link.tries) >= 1 and Execution.objects.filter(deployment=downstream).count() == 1
 
 
 def _ensure_sweep_task():
