@@ -2,6 +2,8 @@
 version choice, the links and events on both runs, and the API's refusals."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from controlplane.executions.models import EventType, Execution, ExecutionStatus, ReplayMode, StepRun, StepStatus
@@ -235,3 +237,19 @@ def test_a_failed_exact_replay_compensates_every_step_it_ran(original, deploymen
 
     planned = replay.events.get(type=EventType.SAGA_COMPENSATING).data
     assert ([step["node_id"] for step in planned["steps"]], planned["not_compensated"]) == (["a"], [])
+
+
+def test_a_replay_compiles_its_canvas_like_a_start_fused_and_runs_it_past_reused_steps(original, deployment, owner):
+    """One builder for both (start_canvas.compile_graph): the jq chain runs as one fused task in a
+    replay too, and that task walks past the reused step without running it."""
+    from controlplane.executions.services.fused import steps_execute
+
+    started, _ = execution_start(deployment=deployment, input={"order": 3}, user=owner)
+    replay = execution_replay(execution=original, user=owner, mode=ReplayMode.FROM_STEP, version="pinned",
+                              from_step="b", input={"order": 4})
+
+    assert replay.canvas == started.canvas and '"kind": "steps", "nodes": ["a", "b", "c"]' in json.dumps(replay.canvas)
+    outcome = steps_execute(execution_id=replay.pk, node_ids=["a", "b", "c"], delivery=DELIVERY, final=True)
+    replay.refresh_from_db()
+    assert (outcome.action, replay.status) == ("done", ExecutionStatus.SUCCEEDED)
+    assert outputs(replay)["a"] == {"step": "a", "order": 1} and outputs(replay)["c"] == {"step": "c", "order": 4}
