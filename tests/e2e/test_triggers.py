@@ -23,7 +23,7 @@ from controlplane.fleet.models import Worker, WorkerStatus
 from controlplane.fleet.services import worker_group_create
 from controlplane.triggers.models import FireStatus, Schedule, ScheduleFire
 from controlplane.workflows.models import Workflow
-from tests.controlplane.executions.builders import deploy_version
+from tests.controlplane.executions.builders import deploy_version, make_live_worker
 from tests.controlplane.triggers.conftest import publish
 from tests.e2e.engine_support import wait_live
 from tests.e2e.harness import REPO_ROOT, database_url, wait_until
@@ -110,7 +110,7 @@ def test_beat_fires_a_schedule_and_stops_after_pause(project, owner, ingest, sta
     deployment_pause(deployment=deployment, user=owner)
     time.sleep(3)  # a tick already sent when pausing is refused; let beat see the change
     fires, runs = ScheduleFire.objects.count(), schedule_runs(deployment).count()
-    time.sleep(6)  # three intervals
+    time.sleep(4)  # two intervals: an entry still enabled fires on its 2 s grid within any such window
     assert ScheduleFire.objects.count() == fires and schedule_runs(deployment).count() == runs
     assert not ScheduleFire.objects.filter(status=FireStatus.STARTED, execution__isnull=True).exists()
 
@@ -132,12 +132,15 @@ def test_a_finished_run_starts_its_chained_workflow(project, owner, ingest, star
                          timeout=60, interval=0.5, what="the chained run to succeed")
     assert chained.trigger == Trigger.WORKFLOW and chained.input["upstream"]["execution"] == str(run.pk)
     assert set(chained.input["upstream"]["output"]) == {"b"}  # the upstream graph's final job
-    time.sleep(6)  # more sweeps: still one chained run
+    # more sweeps, here and on the worker beside them: still one chained run (no need to sleep through beat's)
+    from controlplane.triggers.services import triggers_sweep
+
+    assert [triggers_sweep()["chained"] for _ in range(3)] == [0, 0, 0]
     assert Execution.objects.filter(deployment=downstream).count() == 1
 
 
 def test_a_chained_run_refused_for_want_of_a_worker_starts_when_one_comes_up(
-    project, owner, company, start_worker, landing_dir, start_beat
+    project, owner, company, start_worker, landing_dir, start_beat, settings
 ):
     """The downstream group has no worker when the upstream run ends: the sweep records the
     refusal and tries again with backoff; a worker started later runs the chained run."""
@@ -150,17 +153,17 @@ def test_a_chained_run_refused_for_want_of_a_worker_starts_when_one_comes_up(
                  "CHAIN_RETRY_MAX_DELAY_S": "2", "CHAIN_RETRY_MAX_TRIES": "100"}
     start_worker([ingest.queue_name, settings.CELERY_TASK_DEFAULT_QUEUE], "triggers1@e2e", concurrency=2,
                  extra_env=retry_env)
-    first_report = start_worker([report.queue_name], "report1@e2e", extra_env=retry_env)
     wait_live(ingest)
-    wait_live(report)
     upstream = deploy(project, owner, "ingest-flow", graph())
     downstream_graph = graph(on={"workflow": "ingest-flow"})
     for node in downstream_graph["nodes"]:
         node["group"] = "report"
-    downstream = deploy(project, owner, "report-flow", downstream_graph)  # planning wants a live worker
-    first_report.stop()
-    # What the fleet sweep does once its heartbeat is WORKER_OFFLINE_AFTER_S old, without the wait.
-    Worker.objects.filter(hostname="report1@e2e").update(status=WorkerStatus.OFFLINE)
+    # Planning wants a live worker in the group: a worker row that then goes offline, as the fleet
+    # sweep marks one whose process died (no process behind it: rollout waits for no reply).
+    settings.DEPLOY_CONTROL_TIMEOUT_S = 0.05
+    gone = make_live_worker("report0@e2e", report)
+    downstream = deploy(project, owner, "report-flow", downstream_graph)
+    Worker.objects.filter(pk=gone.pk).update(status=WorkerStatus.OFFLINE)
     _ensure_sweep_task()
     start_beat()
     execution_start(deployment=upstream, input={"n": 1}, user=owner)
@@ -168,7 +171,7 @@ def test_a_chained_run_refused_for_want_of_a_worker_starts_when_one_comes_up(
     refused = wait_until(lambda: ChainRun.objects.filter(deployment=downstream).exclude(tries=[]).first(),
                          timeout=60, interval=0.5, what="the chained start to be refused")
     assert refused.execution is None and refused.tries[0]["error"]["error"] == "no_live_worker"
-    start_worker([report.queue_name], "report2@e2e", extra_env=retry_env)
+    start_worker([report.queue_name], "report1@e2e", extra_env=retry_env)
 
     chained = wait_until(lambda: Execution.objects.filter(deployment=downstream, status=ExecutionStatus.SUCCEEDED).first(),
                          timeout=60, interval=0.5, what="the chained run to succeed once a worker is up")
