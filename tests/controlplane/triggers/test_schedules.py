@@ -255,3 +255,25 @@ def test_a_bad_scheduled_at_falls_back_to_the_latest_tick_and_never_blocks_later
     assert list(schedule_fire(schedule_id=schedule.pk, scheduled_at=sent, now=at(7, 30))) == [tick.isoformat()]
     assert list(schedule_fire(schedule_id=schedule.pk, scheduled_at=at(8).isoformat(), now=at(8, 1))) == [
         at(8).isoformat()]
+
+
+def test_the_migration_anchors_interval_entries_registered_without_a_grid_and_back(deploy):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("controlplane.triggers.migrations.0004_fixes_anchor_interval_schedules")
+    deployment = deploy(doc(schedules=[every("ping", 30), NIGHTLY]))
+    tasks = tasks_of(deployment)
+    PeriodicTask.objects.filter(pk=tasks["ping"].pk).update(start_time=None)  # as registered before
+    sweep = PeriodicTask.objects.create(name="other", task="flowplane.triggers_sweep", interval=tasks["ping"].interval)
+
+    migration.anchor(apps, None)
+
+    anchored = tasks_of(deployment)
+    assert anchored["ping"].start_time.timestamp() % 30 == 0 and anchored["ping"].start_time > timezone.now()
+    assert anchored["nightly"].start_time is None
+    sweep.refresh_from_db()
+    assert sweep.start_time is None  # only schedule fires
+    migration.unanchor(apps, None)
+    assert tasks_of(deployment)["ping"].start_time is None
