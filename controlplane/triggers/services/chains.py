@@ -141,5 +141,5 @@ def next_try_at(code: str, tries: int, now: datetime) -> datetime | None:
     `CHAIN_RETRY_INITIAL_S` up to `CHAIN_RETRY_MAX_DELAY_S`."""
     if code not in RETRYABLE or tries >= settings.CHAIN_RETRY_MAX_TRIES:
         return None
-    delay = min(settings.CHAIN_RETRY_MAX_DELAY_S, settings.CHAIN_RETRY_INITIAL_S * 2 ** (tries - 1))
+    delay = min(settings.CHAIN_RETRY_MAX_DELAY_S, settings.CHAIN_RETRY_INITIAL_S * 2 ** min(tries - 1, 40))  # no float overflow
     return now + timedelta(seconds=delay)

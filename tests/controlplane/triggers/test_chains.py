@@ -189,3 +189,13 @@ def test_a_paused_downstream_waits_without_spending_its_tries(deploy, owner, set
     deployment_resume(deployment=downstream, user=owner)
     workers_up()
     assert chains_fire(now=t0 + timedelta(seconds=31)) == 1
+
+
+def test_the_backoff_doubles_up_to_its_cap_even_after_a_great_many_tries(settings):
+    from controlplane.triggers.services.chains import next_try_at
+
+    settings.CHAIN_RETRY_MAX_TRIES, settings.CHAIN_RETRY_INITIAL_S, settings.CHAIN_RETRY_MAX_DELAY_S = 10_000, 5, 300
+    t0 = timezone.now()
+    assert [(next_try_at("no_live_worker", n, t0) - t0).total_seconds() for n in (1, 2, 3, 7, 5000)] == [
+        5, 10, 20, 300, 300]
+    assert next_try_at("no_live_worker", 10_000, t0) is None and next_try_at("unknown_group", 1, t0) is None
