@@ -208,6 +208,28 @@ else:
 for _folder in [_results_dir, *[CELERY_BROKER_TRANSPORT_OPTIONS.get(k) for k in ("data_folder_in", "processed_folder", "control_folder")]]:
     if _folder:
         Path(_folder).mkdir(parents=True, exist_ok=True)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_RESULT_EXTENDED = False
+# Backends without native chord support join by polling chord_unlock; poll often.
+CELERY_RESULT_CHORD_RETRY_INTERVAL = float(os.environ.get("CELERY_RESULT_CHORD_RETRY_INTERVAL", "0.1"))
+CELERY_RESULT_EXPIRES = 3600
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_DEFAULT_QUEUE", "controlplane")
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's consumer, except that a broker restart does not take the worker down (workers/consumer.py).
+CELERY_WORKER_CONSUMER = "workers.consumer:Consumer"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULER = "workers.beat:DatabaseScheduler"  # interval schedules on their grid
+# Celery's Django fixup closes every database connection before and after each task unless this
+# is set; workers/connections.py instead drops only stale or broken connections (CONN_MAX_AGE and
+# health checks), which spares each step a new PostgreSQL backend.
+CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
+CELERY_TIMEZONE = TIME_ZONE
+
 # The default cache holds the webhook throttle's counts (controlplane/triggers/throttle.py). On the
 # broker's Redis (or CACHE_URL) every web process shares them; the embedded default has no server,
 # so each process counts alone. Keys are prefixed; never call cache.clear() on it: that is FLUSHDB
@@ -232,27 +254,6 @@ if not re.fullmatch(r"[1-9][0-9]*/(s|m|h|d)[a-z]*", HOOK_THROTTLE_RATE):
 CHAIN_RETRY_MAX_TRIES = int(os.environ.get("CHAIN_RETRY_MAX_TRIES", "8"))
 CHAIN_RETRY_INITIAL_S = float(os.environ.get("CHAIN_RETRY_INITIAL_S", "5"))
 CHAIN_RETRY_MAX_DELAY_S = float(os.environ.get("CHAIN_RETRY_MAX_DELAY_S", "300"))
-CELERY_TASK_SERIALIZER = "json"
-CELERY_RESULT_SERIALIZER = "json"
-CELERY_ACCEPT_CONTENT = ["json"]
-CELERY_TASK_ACKS_LATE = True
-CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_RESULT_EXTENDED = False
-# Backends without native chord support join by polling chord_unlock; poll often.
-CELERY_RESULT_CHORD_RETRY_INTERVAL = float(os.environ.get("CELERY_RESULT_CHORD_RETRY_INTERVAL", "0.1"))
-CELERY_RESULT_EXPIRES = 3600
-CELERY_TASK_DEFAULT_QUEUE = os.environ.get("CELERY_DEFAULT_QUEUE", "controlplane")
-CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# Celery's consumer, except that a broker restart does not take the worker down (workers/consumer.py).
-CELERY_WORKER_CONSUMER = "workers.consumer:Consumer"
-CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULER = "workers.beat:DatabaseScheduler"  # interval schedules on their grid
-# Celery's Django fixup closes every database connection before and after each task unless this
-# is set; workers/connections.py instead drops only stale or broken connections (CONN_MAX_AGE and
-# health checks), which spares each step a new PostgreSQL backend.
-CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
-CELERY_TIMEZONE = TIME_ZONE
 
 # Worker heartbeat: a worker unseen for longer than this is offline and its running steps are lost.
 WORKER_HEARTBEAT_INTERVAL_S = float(os.environ.get("WORKER_HEARTBEAT_INTERVAL_S", "5"))
