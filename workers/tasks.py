@@ -137,12 +137,13 @@ def reconcile_all() -> dict:
 
 
 @shared_task(name="flowplane.schedule_fire", ignore_result=True, acks_late=True, soft_time_limit=60, time_limit=90)
-def schedule_fire(schedule_id: int) -> dict:
-    """For beat: one tick of a deployment's schedule (overlap policy, catch-up); no retries: a tick
-    redelivered after a crash is recognised by its scheduled time and starts nothing twice."""
+def schedule_fire(schedule_id: int, scheduled_at: str | None = None) -> dict:
+    """For beat: one tick of a deployment's schedule (overlap policy, catch-up), `scheduled_at` the
+    tick's time as beat sent it (workers/beat.py); no retries: a tick redelivered after a crash is
+    recognised by its scheduled time and starts nothing twice."""
     from controlplane.triggers.services import schedule_fire as fire
 
-    return fire(schedule_id=schedule_id)
+    return fire(schedule_id=schedule_id, scheduled_at=scheduled_at)
 
 
 @shared_task(name="flowplane.triggers_sweep", ignore_result=True, soft_time_limit=120, time_limit=150)

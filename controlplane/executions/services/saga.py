@@ -4,9 +4,11 @@
 once; a redelivered saga task sees `saga.compensating` already recorded and stops). It waits until
 no step of the run is still running (a branch in flight may still complete, and then it must be
 undone too), then publishes one chain: a `flowplane.compensate` per succeeded step that has a
-`compensate` spec, latest completion first, each on the queue where the step ran (or its
-compensation's own group), then `flowplane.saga_finish`. Steps that never completed are not
-compensated. A compensation is claimed like a step (is_compensation=True), so it runs once.
+`compensate` spec and ran in this run, latest completion first, each on the queue where the step
+ran (or its compensation's own group), then `flowplane.saga_finish`. Steps that never completed
+are not compensated, and neither are a replay's reused and mocked steps, which never ran in it:
+`saga.compensating` lists them under `not_compensated` with the reason. A compensation is claimed
+like a step (is_compensation=True), so it runs once.
 """
 from __future__ import annotations
 
@@ -47,20 +49,37 @@ def saga_start(*, execution_id, delivery: Delivery) -> Outcome:
             return Outcome("wait", "waiting", countdown=wait_countdown(delivery.retries),
                            detail=f"steps {running} are still running")
         jobs = pinned_graph(execution.pk, execution.graph).graph.by_id
-        undo = sorted(
-            (r for r in runs if r.status == StepStatus.SUCCEEDED and jobs[r.node_id].compensate),
-            key=lambda r: r.completed_seq or 0,
-            reverse=True,
-        )
+        done = [r for r in runs if r.status == StepStatus.SUCCEEDED and jobs[r.node_id].compensate]
+        not_run = prerecorded_steps(execution) if execution.replay_of_id else {}
+        undo = sorted((r for r in done if (r.node_id, r.shard) not in not_run),
+                      key=lambda r: r.completed_seq or 0, reverse=True)
         plan = [(r.pk, compensation_queue(execution, r, jobs[r.node_id])) for r in undo]
         event_append(
             execution=execution,
             type=EventType.SAGA_COMPENSATING,
             data={"steps": [{"node_id": r.node_id, "shard": r.shard, "queue": q} for r, (_, q) in zip(undo, plan)],
-                  "still_running": running},
+                  "still_running": running,
+                  "not_compensated": [{"node_id": r.node_id, "shard": r.shard, **not_run[(r.node_id, r.shard)]}
+                                      for r in done if (r.node_id, r.shard) in not_run]},
         )
         transaction.on_commit(lambda: _dispatch_compensations(execution_id, plan, delivery.queue))
         return Outcome("done", "compensating", detail=f"{len(plan)} compensation(s)")
+
+
+def prerecorded_steps(execution: Execution) -> dict[tuple[str, int], dict]:
+    """{(node, shard): why} of the replay's steps recorded without running (`step.reused`,
+    `step.mocked`): this run did not perform their effect, so its saga must not undo it (a reused
+    step's effect belongs to the original run, whose own saga answers for it)."""
+    out = {}
+    for type, data in execution.events.filter(type__in=(EventType.STEP_REUSED, EventType.STEP_MOCKED)).values_list(
+            "type", "data"):
+        if type == EventType.STEP_MOCKED:
+            why = {"reason": "mocked", "detail": "the replay recorded a mocked output; the step never ran"}
+        else:
+            why = {"reason": "reused", "reused_from": data.get("reused_from"),
+                   "detail": "the replay reused the original run's output; the step did not run again"}
+        out[(data["node_id"], data["shard"])] = why
+    return out
 
 
 def compensation_queue(execution: Execution, run: StepRun, job: Job) -> str:
