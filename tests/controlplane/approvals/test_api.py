@@ -211,3 +211,10 @@ def test_a_rejected_approvals_dead_letter_is_not_replayed_as_a_task(
     response = client_for(owner).post(f"/api/v1/dead-letters/{letter.pk}/replay", {}, format="json")
 
     assert (response.status_code, response.json()["error"]) == (409, "approval_not_replayable")
+
+
+def test_mine_leaves_out_the_approvals_of_runs_no_longer_waiting(waiting, client_for, owner):
+    execution = waiting()
+    assert len(client_for(owner).get(URL, {"mine": 1}).json()["results"]) == 1
+    Execution.objects.filter(pk=execution.pk).update(status=ExecutionStatus.CANCELLED)
+    assert client_for(owner).get(URL, {"mine": 1}).json()["results"] == []
