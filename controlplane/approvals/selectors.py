@@ -18,7 +18,7 @@ def approval_list(*, user, status: str | None = None, mine: bool = False, execut
     """Approvals of the caller's companies, newest first; `status` narrows them, `mine` keeps the
     pending ones the caller may decide now (their run is waiting; a list then, not a queryset)."""
     qs = Approval.objects.filter(company_id__in=member_company_ids(user)).select_related(
-        "execution", "decided_by", "requested_by")
+        "execution__version", "decided_by", "requested_by")
     if status:
         qs = qs.filter(status=status)
     if execution_id is not None:
