@@ -67,7 +67,8 @@ def test_approve_records_the_input_as_the_steps_output_and_dispatches_the_next_s
     ({"ticket": "CHG-1", "extra": 1}, "input"),
     ("text", "input"),
     ({"ticket": "CHG-1", "note": {"deep": [[[[[[[[[[[[[[[[[[["x"]]]]]]]]]]]]]]]]]]]}}, "input"),
-], ids=["missing", "too-short", "extra-key", "not-an-object", "deep"])
+    ({"ticket": "CHG-1", "note": "x" * 70_000}, "input"),
+], ids=["missing", "too-short", "extra-key", "not-an-object", "deep", "huge"])
 def test_bad_input_is_a_400_naming_the_path_and_the_approval_stays_pending(
         waiting, client_for, owner, django_capture_on_commit_callbacks, input, path):
     execution = waiting()
