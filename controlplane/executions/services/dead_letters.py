@@ -76,6 +76,11 @@ def dead_letter_replay(*, dead_letter: DeadLetter, user, input: Any = None, vers
     with transaction.atomic():
         letter = DeadLetter.objects.select_for_update().get(pk=dead_letter.pk)
         _check_open(letter)
+        if (letter.payload.get("job") or {}).get("type") == "approval":
+            # People decide an approval; no task can rerun it. A replay of the run asks them again.
+            raise Conflict(f"dead letter {letter.pk} is a rejected or expired approval ({letter.node_id!r}); "
+                           f"replay the run instead (POST executions/{letter.execution_id}/replay) to ask again",
+                           code="approval_not_replayable")
         original = locked_execution(letter.execution_id)
         by = getattr(user, "username", None)
         if _can_continue(original):
@@ -210,6 +215,11 @@ def _carry_on_after_commit(execution: Execution) -> None:
     from controlplane.executions.dispatch import build_signature  # dispatch imports the services: at call time
     from controlplane.executions.services.start import execution_queues
 
+    from controlplane.executions.services.segments import has_gates, segment_redrive
+
+    if has_gates(execution):  # a gated run carries on with its current segment only
+        segment_redrive(execution)
+        return
     execution_id, canvas, queues = str(execution.pk), execution.canvas, execution_queues(execution)
     transaction.on_commit(lambda: build_signature(execution_id, canvas, queues).apply_async())
 
