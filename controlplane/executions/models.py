@@ -88,6 +88,8 @@ class EventType(models.TextChoices):
     DEAD_LETTER_REPLAYED = "dead_letter.replayed"
     DEAD_LETTER_DISCARDED = "dead_letter.discarded"
     EXECUTION_CONTINUED = "execution.continued"
+    # A map node's gate opened: its items (one shard each) as rendered then, and its lanes.
+    MAP_EXPANDED = "map.expanded"
 
 
 class ReplayMode(models.TextChoices):

@@ -23,8 +23,10 @@ from controlplane.deployments.artifacts import ArtifactRefused, artifact_spec, r
 from controlplane.deployments.models import artifact_key
 from controlplane.egress.selectors import company_egress_policy
 from controlplane.executions.models import EventType, Execution, StepRun, StepStatus
+from controlplane.executions.services.map_items import map_item_run
 from controlplane.executions.store import store_write
 from pipelines.engine import idempotency_key
+from pipelines.engine.fanout import is_map
 # Waits and time limits are the engine's (pure) rules; re-exported for the task shims and dispatch.
 from pipelines.engine.limits import (  # noqa: F401
     HARD_LIMIT_GRACE_S,
@@ -210,7 +212,7 @@ def run_attempt(company_id: int, run: StepRun, job: dict[str, Any], context: dic
     What runs is the artifact the job was pinned to (`job["artifact"]`, its digest): from this
     process's artifact cache, else loaded from the store and checked; a missing or altered one is a
     non-retryable error naming the job and digests. (Runs pinned before the store existed have no
-    digest and run the graph's copy.)"""
+    digest and run the graph's copy.) A map node's shard runs the map's child step on its item."""
     key = (str(run.execution_id), run.node_id, run.shard, run.attempt)
     if key in _exhausted:
         return _exhausted[key]
@@ -223,6 +225,11 @@ def run_attempt(company_id: int, run: StepRun, job: dict[str, Any], context: dic
         except ArtifactRefused as exc:
             return None, None, exc.to_error()
         job = runnable_job(job, spec)
+    if is_map(job.get("type")):  # shard i of a map node runs its child step on item i
+        try:
+            job, context = map_item_run(run.execution_id, run.node_id, run.shard, job, context)
+        except StepFailed as exc:
+            return None, None, exc.to_dict()
     context["shard"] = {"index": run.shard, "count": run.shard_count}
     result = run_spec(
         job,
