@@ -265,3 +265,16 @@ def _facts():
     from pipelines.engine import DeliveryFacts
 
     return DeliveryFacts()
+
+
+# --------------------------------------------------------------------------- drawing
+
+
+def test_the_graph_drawing_marks_a_map_node_with_its_child_step():
+    from pipelines.graph_layout import layout_graph
+
+    layout = layout_graph(doc(MAP_CONFIG))
+    each, discover = layout.node("each"), layout.node("discover")
+    assert each.map_step == "log" and len(each.stack) == 2
+    assert discover.map_step is None and discover.stack == ()
+    assert layout_graph(doc({"items": []})).node("each").map_step == "?"
