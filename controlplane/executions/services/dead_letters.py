@@ -210,6 +210,11 @@ def _carry_on_after_commit(execution: Execution) -> None:
     from controlplane.executions.dispatch import build_signature  # dispatch imports the services: at call time
     from controlplane.executions.services.start import execution_queues
 
+    from controlplane.executions.services.segments import has_gates, segment_redrive
+
+    if has_gates(execution):  # a gated run carries on with its current segment only
+        segment_redrive(execution)
+        return
     execution_id, canvas, queues = str(execution.pk), execution.canvas, execution_queues(execution)
     transaction.on_commit(lambda: build_signature(execution_id, canvas, queues).apply_async())
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from controlplane.executions.services.start_canvas import StartCanvas
 from controlplane.fleet.models import queue_name_for
-from pipelines.canvas import CanvasNode, compile_canvas
+from pipelines.engine.segments import compile_segments
 
 
 def canvas_for_graph(graph: dict[str, Any], company_slug: str) -> StartCanvas:
@@ -21,11 +21,8 @@ def canvas_for_graph(graph: dict[str, Any], company_slug: str) -> StartCanvas:
     jobs = graph.get("jobs") or []
     if not jobs:  # the start refuses it (`not_deployed`)
         return StartCanvas(graph, {}, "", 0, {}, [])
-    plan = compile_canvas(
-        [CanvasNode(job["id"], job["replicas"], job["group"]) for job in jobs],
-        [(edge["from"], edge["to"]) for edge in graph.get("edges", [])],
-    )
-    canvas = {**plan.to_dict(), "timeouts": {job["id"]: job["timeout_s"] for job in jobs if job.get("timeout_s")}}
+    plan = compile_segments(jobs, graph.get("edges", []))
+    canvas = {**plan, "timeouts": {job["id"]: job["timeout_s"] for job in jobs if job.get("timeout_s")}}
     placements: list[tuple[str, str | None]] = []
     for job in jobs:
         placements.append((f"jobs.{job['id']}.group", job["group"]))
@@ -33,7 +30,7 @@ def canvas_for_graph(graph: dict[str, Any], company_slug: str) -> StartCanvas:
         if compensate.get("group"):
             placements.append((f"jobs.{job['id']}.compensate.group", compensate["group"]))
     queues = {slug: queue_name_for(company_slug, slug) for _, slug in placements if slug}
-    return StartCanvas(graph, canvas, plan.strategy, plan.task_count, queues, placements)
+    return StartCanvas(graph, canvas, plan["strategy"], plan["task_count"], queues, placements)
 
 
 def with_configs(graph: dict[str, Any], configs: dict[str, Any]) -> dict[str, Any]:

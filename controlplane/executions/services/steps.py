@@ -42,6 +42,7 @@ from controlplane.executions.services.attempts import (
 )
 from controlplane.executions.services.map_gate import empty_map_join
 from controlplane.executions.services.optimistic import step_execute_unlocked
+from controlplane.executions.services.segments import has_gates, segment_advance_locked, segment_pending_nodes
 from controlplane.executions.services.state import claim_reads, pinned_graph, template_context
 from controlplane.executions.store import attempt_records, locked_execution, store_write, succeeded_event
 from pipelines.engine import (
@@ -162,11 +163,18 @@ def finish_after(
         execution = locked if locked is not None else locked_execution(execution_id)
         if execution.status != ExecutionStatus.RUNNING:
             return outcome
-        if _finish_locked(execution, delivery).kind != FINISH:
-            queue = delivery.queue
-            transaction.on_commit(lambda: _dispatch_finish(execution_id, queue))
+        if has_gates(execution):  # the last task of a segment: open the next one (or finish)
+            detail = segment_advance_locked(execution, delivery=delivery)
+            return Outcome("done", outcome.status, detail=f"{outcome.status}; {detail}")
+        if finish_locked(execution, delivery).kind != FINISH:
+            dispatch_finish_after_commit(execution_id, delivery.queue)
             return outcome
     return Outcome("done", ExecutionStatus.SUCCEEDED, detail=f"{outcome.status}; run finished")
+
+
+def dispatch_finish_after_commit(execution_id, queue: str) -> None:
+    """After commit, the stand-alone finish, which waits (bounded) for what is still pending."""
+    transaction.on_commit(lambda: _dispatch_finish(execution_id, queue))
 
 
 def _dispatch_finish(execution_id, queue: str) -> None:
@@ -311,9 +319,9 @@ def _write_attempt(execution: Execution, run: StepRun, events, fields: list[str]
 
 
 def fail_execution(execution: Execution, *, error: dict[str, Any], saga_queue: str) -> bool:
-    """running -> compensating, once: the caller holds the row lock, so only the first failing
+    """running (or waiting at a gate) -> compensating, once: the caller holds the row lock, so only the first failing
     branch wins; it appends `execution.failed` and, after commit, publishes the saga."""
-    if execution.status != ExecutionStatus.RUNNING:
+    if execution.status not in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING):
         return False
     execution.status = ExecutionStatus.COMPENSATING
     execution.error = error
@@ -370,7 +378,13 @@ def execution_finish(*, execution_id, delivery: Delivery) -> Outcome:
     """The end of the canvas: succeeded once every node is recorded succeeded or skipped."""
     with transaction.atomic():
         execution = locked_execution(execution_id)
-        decision = _finish_locked(execution, delivery)
+        if execution.status == ExecutionStatus.RUNNING and has_gates(execution):
+            pending = segment_pending_nodes(execution)
+            if pending:
+                return _waited(execution, delivery, wait_or_give_up(
+                    DeliveryFacts(retries=delivery.retries), f"nodes {pending} of the segment have not completed"))
+            return Outcome("done", execution.status, detail=segment_advance_locked(execution, delivery=delivery))
+        decision = finish_locked(execution, delivery)
         if decision.kind == FINISH:
             return Outcome("done", execution.status)
         if decision.kind == IGNORE:
@@ -378,7 +392,7 @@ def execution_finish(*, execution_id, delivery: Delivery) -> Outcome:
         return _waited(execution, delivery, decision)
 
 
-def _finish_locked(execution: Execution, delivery: Delivery):
+def finish_locked(execution: Execution, delivery: Delivery):
     """`decide_finish` for the locked `execution`; on FINISH it is written: running -> succeeded."""
     if execution.status not in (ExecutionStatus.RUNNING, ExecutionStatus.SUCCEEDED):
         return decide_finish(None, Snapshot.of(execution.pk, execution.status, ()), DeliveryFacts())
