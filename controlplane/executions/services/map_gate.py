@@ -29,6 +29,7 @@ from controlplane.executions.models import EventType, Execution, StepRun, StepSt
 from controlplane.executions.services.attempts import Delivery, error_dict, new_attempt
 from controlplane.executions.services.events import event_append
 from controlplane.executions.services.map_items import map_expansion
+from controlplane.executions.services.segments import RESOLVED, GateOpen
 from controlplane.executions.services.state import pinned_graph, template_context
 from controlplane.executions.store import attempt_records, store_write
 from controlplane.fleet.models import queue_name_for
@@ -85,6 +86,13 @@ def map_gate_open(execution: Execution, job: Any, snapshot: Snapshot | None = No
                                        "items": expansion.count, "max_parallel": expansion.max_parallel})
     return MapOpening(RUN, map_plan(node_id, expansion.count, expansion.max_parallel, spec["group"]),
                       expansion.count)
+
+
+def map_gate(execution: Execution, job: dict[str, Any], snapshot: Snapshot) -> GateOpen:
+    """The segments' handler of map nodes (`register_gate("map", map_gate)`): "run" the items'
+    plan; once the gate failed the step the run is compensating, which ends the advance."""
+    opening = map_gate_open(execution, job, snapshot)
+    return GateOpen(RUN, opening.plan) if opening.state == RUN else GateOpen(RESOLVED)
 
 
 def _job_spec(execution: Execution, job: Any) -> dict[str, Any]:

@@ -130,6 +130,10 @@ def segment_advance_locked(execution: Execution, *, delivery: Delivery | None = 
         if done(gate):
             continue
         answer = _open(execution, graph, gate, snapshot)
+        if execution.status not in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING):
+            # The gate failed its step for good (a map whose items are no list): the run is
+            # compensating now, and nothing more of it may be published.
+            return f"gate {gate!r} failed: execution is {execution.status}"
         if answer.state == HELD:
             held.append(gate)
         elif answer.state == RUN:
