@@ -177,3 +177,26 @@ class TestItems:
         opening = open_gate(execution)
 
         assert opening.count == 0 and expansions(execution)[0]["items"] == []
+
+
+class TestSegments:
+    def test_the_advance_opens_the_map_gate_and_publishes_its_segment_once(self, groups, project, owner):
+        from controlplane.executions.services.segments import segment_advance
+
+        execution = started_map(project, owner, n=3)
+
+        assert segment_advance(execution.pk) == "segment 1 dispatched"
+        assert segment_advance(execution.pk) == "segment 1 already dispatched"
+
+        assert len(expansions(execution)) == 1
+        assert execution.events.filter(type=EventType.SEGMENT_DISPATCHED).count() == 1
+
+    def test_a_gate_that_failed_its_step_ends_the_advance_without_publishing(self, groups, project, owner):
+        from controlplane.executions.services.segments import segment_advance
+
+        execution = started_map(project, owner, program="{ids: 1}")
+
+        assert segment_advance(execution.pk) == "gate 'each' failed: execution is compensating"
+
+        assert not execution.events.filter(type=EventType.SEGMENT_DISPATCHED).exists()
+        assert segment_advance(execution.pk) == "ignored: execution is compensating"
