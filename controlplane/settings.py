@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "controlplane.workflows",
     "controlplane.fleet",
     "controlplane.executions",
+    "controlplane.approvals",
     "controlplane.catalog",
     "controlplane.deployments",
     "controlplane.egress",

@@ -121,11 +121,14 @@ def saga_finish(self, execution_id: str) -> dict:
 def sweep(self) -> dict:
     """For beat: stale workers -> offline (their running steps are recovered by the fleet hook);
     attempts whose process is gone -> lost and re-published; attempts past their hard time limit
-    -> lost, failing their run; runs with nothing running and no progress -> their canvas again."""
+    -> lost, failing their run; runs with nothing running and no progress -> their canvas again;
+    approvals past their deadline -> expired, their run compensating."""
+    from controlplane.approvals.services import approvals_expire
     from controlplane.fleet.services import fleet_sweep
 
     return {"offline": fleet_sweep(), "orphaned": services.step_runs_recover_orphaned(),
-            "expired": services.step_runs_expire(), "stalled": services.executions_redrive_stalled()}
+            "expired": services.step_runs_expire(), "stalled": services.executions_redrive_stalled(),
+            "approvals": approvals_expire()}
 
 
 @shared_task(name="flowplane.reconcile_all", ignore_result=True, soft_time_limit=300, time_limit=360)

@@ -32,7 +32,6 @@ from controlplane.executions.services.map_items import map_expansion
 from controlplane.executions.services.segments import RESOLVED, GateOpen
 from controlplane.executions.services.state import pinned_graph, template_context
 from controlplane.executions.store import attempt_records, store_write
-from controlplane.fleet.models import queue_name_for
 from pipelines.canvas import PlanItem
 from pipelines.engine import Snapshot
 from pipelines.engine.fanout import expand_items, map_plan
@@ -69,7 +68,6 @@ def map_gate_open(execution: Execution, job: Any, snapshot: Snapshot | None = No
     if mine:  # recorded without items: its gate failed when it first opened
         return MapOpening(FAILED_GATE, error={"message": f"map node {node_id!r} was recorded "
                                                          f"{mine[-1].status} when its gate opened"})
-    queue = queue_name_for(execution.company.slug, spec["group"])
     context = template_context(execution, snapshot)
     try:
         expansion = expand_items(spec.get("config") or {}, context,
@@ -77,7 +75,7 @@ def map_gate_open(execution: Execution, job: Any, snapshot: Snapshot | None = No
                                  max_parallel=int(settings.FLOWPLANE_MAP_MAX_PARALLEL))
     except PipelineError as exc:  # a template or the list itself: the step fails for good, as data
         error = {**error_dict(exc), "retryable": False}
-        _record_failed(execution, spec, queue, error, context)
+        _record_failed(execution, spec, error)
         return MapOpening(FAILED_GATE, error=error)
     event_append(execution=execution, type=EventType.MAP_EXPANDED, data={
         "node_id": node_id, "count": expansion.count, "max_parallel": expansion.max_parallel,
@@ -100,15 +98,12 @@ def _job_spec(execution: Execution, job: Any) -> dict[str, Any]:
     return pinned_graph(execution.pk, execution.graph).jobs[node_id]
 
 
-def _record_failed(execution: Execution, spec: dict[str, Any], queue: str, error: dict[str, Any],
-                   context: dict[str, Any]) -> None:
+def _record_failed(execution: Execution, spec: dict[str, Any], error: dict[str, Any]) -> None:
     """The map step failed for good: a failed attempt of shard 0, its dead letter, the run failing
     (the saga then undoes what completed), exactly as for a step that ran out of attempts."""
-    from controlplane.executions.services.steps import record_attempt_locked  # steps imports this module's peers
+    from controlplane.executions.services.steps import gate_attempt_record  # steps imports this module
 
-    run = new_attempt(execution, spec, 0, 1, [], Delivery(queue=queue), deferred=True)
-    record_attempt_locked(execution, run, spec, {"items": (spec.get("config") or {}).get("items")}, None, error,
-                          context)
+    gate_attempt_record(execution, spec, rendered={"items": (spec.get("config") or {}).get("items")}, error=error)
 
 
 def empty_map_join(execution: Execution, node_id: str, delivery: Delivery) -> StepRun | None:

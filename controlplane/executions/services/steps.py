@@ -42,6 +42,7 @@ from controlplane.executions.services.attempts import (
 )
 from controlplane.executions.services.map_gate import empty_map_join
 from controlplane.executions.services.optimistic import step_execute_unlocked
+from controlplane.executions.services.start import execution_queues
 from controlplane.executions.services.segments import has_gates, segment_advance_locked, segment_pending_nodes
 from controlplane.executions.services.state import claim_reads, pinned_graph, template_context
 from controlplane.executions.store import attempt_records, locked_execution, store_write, succeeded_event
@@ -306,8 +307,20 @@ def _record_locked(execution: Execution, run: StepRun, job, rendered, output, er
     return Outcome("fail", StepStatus.FAILED, detail=error["message"])
 
 
-# The gate of a map node records its failure like any step's (`map_gate`).
-record_attempt_locked = _record_locked
+def gate_attempt_record(execution: Execution, job: dict[str, Any], *, rendered: Any = None, output: Any = None,
+                        error: dict[str, Any] | None = None, worker: str = "") -> Outcome:
+    """Record the outcome of a gate that no task ran (an approval decided by a person), as a step
+    attempt recorded the usual way (`_record_locked`): `error` None -> succeeded with `output`
+    (downstream templates read `.steps.<id>.output`); a non-retryable `error` -> failed,
+    dead-lettered, and the run goes to the saga (also from `waiting`). `worker`: who decided
+    (shown where the worker of a step would be). The caller holds the execution lock."""
+    previous = list(StepRun.objects.filter(execution_id=execution.pk, node_id=job["id"], shard=0,
+                                           is_compensation=False).only("attempt"))
+    delivery = Delivery(worker=worker[:255], queue=execution_queues(execution)[job["group"]])
+    run = new_attempt(execution, job, 0, 1, previous, delivery, deferred=True)
+    if error is not None:
+        error = {**error, "retryable": False}
+    return _record_locked(execution, run, job, rendered, output, error, {})
 
 
 def _write_attempt(execution: Execution, run: StepRun, events, fields: list[str], *, completes: bool = False) -> None:
