@@ -48,10 +48,12 @@ from controlplane.executions.services.events import (
     events_append_with_run,
     locked_execution,
 )
+from controlplane.executions.services.map_items import map_item_rerun
 from controlplane.executions.services.replay import ACTIVE, VERSIONS, replay_start
 from controlplane.executions.store import store_write
 from controlplane.tenancy.access import require_role
 from controlplane.tenancy.models import Role
+from pipelines.engine.fanout import is_map
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +177,8 @@ def dead_letter_rerun_execute(*, dead_letter_id: int, delivery: Delivery) -> Out
         if "replay_input" in payload:  # modified by an operator: no longer the deployed artifact
             spec.pop("artifact", None)
         context = payload.get("context") or {}
+        if is_map(job.get("type")) and not spec.get("artifact"):  # a map item: its child step, on its item
+            spec, context = map_item_rerun(execution.pk, letter.shard, job, config, context)
     rendered, output, error = run_attempt(execution.company_id, run, spec, context)
     with transaction.atomic():
         execution = locked_execution(letter.execution_id)

@@ -53,3 +53,17 @@ def map_item_run(execution_id, node_id: str, index: int, job: dict[str, Any],
                  context: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(job, context) item `index` of a map node runs: the child step, seeing `.item`/`.item_index`."""
     return item_job(job), item_context(context, map_item(execution_id, node_id, index), index)
+
+
+
+def map_item_rerun(execution_id, index: int, job: dict[str, Any], config: dict[str, Any] | None,
+                   context: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(spec, context) a dead letter's rerun of item `index` of map `job` runs when it is not pinned
+    to the deployed artifact (an operator modified its input): the child step with `config` (what
+    the item ran with, or the operator's), on its item. (A pinned rerun needs nothing: `run_attempt`
+    takes the map from the artifact and runs the item as usual.)"""
+    child = item_job(job)
+    child.pop("artifact", None)
+    if config is not None:
+        child["config"] = dict(config)
+    return child, item_context(context, map_item(execution_id, job["id"], index), index)

@@ -200,3 +200,38 @@ class TestSegments:
 
         assert not execution.events.filter(type=EventType.SEGMENT_DISPATCHED).exists()
         assert segment_advance(execution.pk) == "ignored: execution is compensating"
+
+
+class TestDeadLetters:
+    def failed_item(self, project, owner, step):
+        from controlplane.executions.services import saga_finish
+
+        execution = started_map(project, owner, n=3, step=step)
+        open_gate(execution)
+        assert run_item(execution, 1, 3).action == "fail"
+        saga_finish(execution_id=execution.pk, delivery=DELIVERY)  # nothing to undo: failed
+        return DeadLetter.objects.get(execution=execution)
+
+    @pytest.mark.parametrize("step, body, output", [
+        pytest.param({"type": "fail", "config": {"fail_attempts": 1}}, {}, {"attempt": 2, "failed_attempts": 1},
+                     id="as-deployed"),
+        pytest.param({"type": "jq", "config": {"program": 'if .item == 1 then error("no") else . end'}},
+                     {"input": {"program": "{fixed: .item, index: .item_index}"}}, {"fixed": 1, "index": 1},
+                     id="modified-input"),
+    ])
+    def test_a_dead_lettered_item_reruns_in_place_on_its_own_item(self, groups, project, owner, client_for,
+                                                                  django_capture_on_commit_callbacks, step, body,
+                                                                  output):
+        from controlplane.executions.services import dead_letter_rerun_execute
+
+        letter = self.failed_item(project, owner, step)
+        with django_capture_on_commit_callbacks():
+            response = client_for(owner).post(f"/api/v1/dead-letters/{letter.pk}/replay", body, format="json")
+        assert response.status_code == 202, response.json()
+
+        with django_capture_on_commit_callbacks():
+            outcome = dead_letter_rerun_execute(dead_letter_id=letter.pk, delivery=DELIVERY)
+
+        assert outcome.action == "done", outcome
+        rerun = StepRun.objects.get(execution=letter.execution, node_id="each", shard=1, attempt=2)
+        assert (rerun.status, rerun.output) == (StepStatus.SUCCEEDED, output)
