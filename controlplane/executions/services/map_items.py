@@ -49,6 +49,14 @@ def map_item(execution_id, node_id: str, index: int) -> Any:
     return items[index]
 
 
+def map_item_or_none(execution_id, node_id: str, index: int) -> Any:
+    """`map_item`, or None when the run recorded no such item (a replay's mocked map)."""
+    try:
+        return map_item(execution_id, node_id, index)
+    except StepFailed:
+        return None
+
+
 def map_item_run(execution_id, node_id: str, index: int, job: dict[str, Any],
                  context: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(job, context) item `index` of a map node runs: the child step, seeing `.item`/`.item_index`."""

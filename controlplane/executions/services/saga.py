@@ -27,7 +27,7 @@ from controlplane.executions.services.attempts import (
 )
 from controlplane.executions.services.state import pinned_graph, template_context
 from controlplane.executions.services.events import event_append
-from controlplane.executions.services.map_items import map_item
+from controlplane.executions.services.map_items import map_item_or_none
 from controlplane.executions.store import attempt_records, locked_execution, store_write
 from controlplane.fleet.models import queue_name_for
 from pipelines.engine import DONE, FAIL, IGNORE, RETRY, AttemptRecord, DeliveryFacts, Job, Snapshot, decide, settle
@@ -124,8 +124,9 @@ def compensation_execute(*, execution_id, step_run_id: int, delivery: Delivery) 
         context = template_context(execution, Snapshot.of(execution.pk, execution.status, attempt_records(
             execution.pk, with_output=True)))
         company_id = execution.company_id
-        if is_map(job.type):  # a map item's compensation sees its item, as the item did
-            context = item_context(context, map_item(execution.pk, original.node_id, original.shard), original.shard)
+        if is_map(job.type):  # a map item's compensation sees its item, as the item did (none if mocked)
+            context = item_context(context, map_item_or_none(execution.pk, original.node_id, original.shard),
+                                   original.shard)
         context["compensating"] = {"node_id": original.node_id, "shard": original.shard,
                                    "input": original.input, "output": original.output}
     rendered, output, error = run_spec(

@@ -235,3 +235,46 @@ class TestDeadLetters:
         assert outcome.action == "done", outcome
         rerun = StepRun.objects.get(execution=letter.execution, node_id="each", shard=1, attempt=2)
         assert (rerun.status, rerun.output) == (StepStatus.SUCCEEDED, output)
+
+
+class TestReplay:
+    def finished(self, project, owner, n):
+        execution = started_map(project, owner, n=n)
+        opening = open_gate(execution)
+        for index in range(opening.count):
+            run_item(execution, index, opening.count)
+        merge_execute(execution_id=execution.pk, node_id="each", shards=opening.count, delivery=DELIVERY)
+        step_execute(execution_id=execution.pk, node_id="after", shard=0, shard_count=1, delivery=DELIVERY,
+                     final=True)
+        execution.refresh_from_db()
+        assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+        return execution
+
+    @pytest.mark.parametrize("n", [0, 3])
+    def test_a_replay_from_after_the_map_reuses_every_item_and_its_items(self, groups, project, owner, n):
+        from controlplane.executions.models import ReplayMode
+        from controlplane.executions.services import execution_replay
+
+        original = self.finished(project, owner, n)
+
+        replay = execution_replay(execution=original, user=owner, mode=ReplayMode.FROM_STEP, version="pinned",
+                                  from_step="after")
+
+        reused = StepRun.objects.filter(execution=replay, node_id="each").order_by("shard")
+        assert [(r.shard, r.shard_count) for r in reused] == ([(0, 0)] if n == 0 else [(i, n) for i in range(n)])
+        assert expansions(replay) == expansions(original)
+        step_execute(execution_id=replay.pk, node_id="after", shard=0, shard_count=1, delivery=DELIVERY)
+        assert StepRun.objects.get(execution=replay, node_id="after").output == StepRun.objects.get(
+            execution=original, node_id="after").output
+
+    def test_a_mocked_map_records_one_item_per_output(self, groups, project, owner):
+        from controlplane.executions.models import ReplayMode
+        from controlplane.executions.services import execution_replay
+
+        original = self.finished(project, owner, 1)
+
+        replay = execution_replay(execution=original, user=owner, mode=ReplayMode.MODIFIED, version="pinned",
+                                  mock={"each": ["x", "y"]})
+
+        mocked = StepRun.objects.filter(execution=replay, node_id="each").order_by("shard")
+        assert [(r.shard, r.shard_count, r.output) for r in mocked] == [(0, 2, "x"), (1, 2, "y")]
