@@ -278,3 +278,15 @@ class TestReplay:
 
         mocked = StepRun.objects.filter(execution=replay, node_id="each").order_by("shard")
         assert [(r.shard, r.shard_count, r.output) for r in mocked] == [(0, 2, "x"), (1, 2, "y")]
+
+
+def test_a_chained_workflow_sees_a_final_maps_items_as_a_list(groups, project, owner):
+    from controlplane.triggers.services.chains import upstream_output
+
+    execution = start(project, owner, [job("discover", "jq", config={"program": "[1]"}), each()],
+                      edges(("discover", "each")))
+    step_execute(execution_id=execution.pk, node_id="discover", shard=0, shard_count=1, delivery=DELIVERY)
+    open_gate(execution)
+    run_item(execution, 0, 1)
+
+    assert upstream_output(execution) == {"each": [{"item": 1, "index": 0, "n": 1}]}
