@@ -19,13 +19,15 @@ limit and compensation, its templates seeing ``.item`` and ``.item_index``.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from pipelines.canvas import Chain, Chord, MergeTask, PlanItem, StepTask
-from pipelines.errors import StepFailed
+from pipelines.errors import PipelineError, StepFailed
+from pipelines.steps import get_step_type
 from pipelines.steps.map import DEFAULT_MAX_ITEMS, DEFAULT_MAX_PARALLEL, MAP_TYPE, MAX_PARALLEL
-from pipelines.templating import render
+from pipelines.templating import find_templates, render
 from pipelines.value_types import json_type
 
 INVALID_MAP_ITEMS = "invalid_map_items"
@@ -116,6 +118,26 @@ def item_job(job: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(step, Mapping) or not isinstance(step.get("type"), str):
         raise StepFailed(f"map node {job.get('id')!r} has no child step (config.step.type)", retryable=False)
     return {**job, "type": step["type"], "config": dict(step.get("config") or {})}
+
+
+# A template that is one of these plain paths reads nothing an item's claim would have to load:
+# the item, and what every claim has (trigger, params, the run, the shard).
+_CLAIMED_PATH = re.compile(r'^\.(item|item_index|trigger|params|execution|shard)'
+                           r'(\.[A-Za-z_][A-Za-z0-9_]*|\[[0-9]+\]|\["[^"\\]*"\])*$')
+
+
+def item_reads_upstream(job: Mapping[str, Any]) -> bool:
+    """Whether an item of map `job` needs the run's upstream outputs: its child step's type reads
+    the context itself, or one of its templates is more than a plain path into the item, trigger,
+    params or run. Otherwise an item's claim loads statuses only, not every recorded output
+    (with each of its siblings'), which for a long list of large items is most of its cost."""
+    try:
+        child = item_job(job)
+        if get_step_type(child["type"]).reads_context:
+            return True
+        return any(not _CLAIMED_PATH.match(expr.strip()) for _, expr in find_templates(child["config"]))
+    except PipelineError:
+        return True  # it fails when it runs; reading more is the safe side
 
 
 def item_context(context: Mapping[str, Any], item: Any, index: int) -> dict[str, Any]:

@@ -278,3 +278,20 @@ def test_the_graph_drawing_marks_a_map_node_with_its_child_step():
     assert each.map_step == "log" and len(each.stack) == 2
     assert discover.map_step is None and discover.stack == ()
     assert layout_graph(doc({"items": []})).node("each").map_step == "?"
+
+
+@pytest.mark.parametrize("step, reads", [
+    pytest.param({"type": "log", "config": {"message": "{{ .item }} {{ .item.a[0] }} #{{ .item_index }}"}}, False,
+                 id="item-paths"),
+    pytest.param({"type": "log", "config": {"message": "{{ .params.x }} {{ .trigger.y }} {{ .execution.id }}"}},
+                 False, id="what-every-claim-has"),
+    pytest.param({"type": "log", "config": {"message": "{{ .steps.discover.output }}"}}, True, id="upstream"),
+    pytest.param({"type": "log", "config": {"message": "{{ .item | tostring }}"}}, True, id="not-a-plain-path"),
+    pytest.param({"type": "log", "config": {"message": "{{ .items }}"}}, True, id="another-key"),
+    pytest.param({"type": "jq", "config": {"program": "."}}, True, id="type-reads-the-context"),
+    pytest.param({"type": "nope"}, True, id="unknown-type"),
+])
+def test_an_items_claim_loads_upstream_outputs_only_when_its_child_may_read_them(step, reads):
+    from pipelines.engine.fanout import item_reads_upstream
+
+    assert item_reads_upstream(job("each", "map", config={**MAP_CONFIG, "step": step})) is reads

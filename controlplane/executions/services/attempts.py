@@ -26,7 +26,7 @@ from controlplane.executions.models import EventType, Execution, StepRun, StepSt
 from controlplane.executions.services.map_items import map_item_run
 from controlplane.executions.store import store_write
 from pipelines.engine import idempotency_key
-from pipelines.engine.fanout import is_map
+from pipelines.engine.fanout import is_map, item_reads_upstream
 # Waits and time limits are the engine's (pure) rules; re-exported for the task shims and dispatch.
 from pipelines.engine.limits import (  # noqa: F401
     HARD_LIMIT_GRACE_S,
@@ -173,7 +173,9 @@ def runs_in_transaction(job: dict[str, Any]) -> bool:
 
 def needs_upstream_outputs(job: dict[str, Any]) -> bool:
     """Whether running `job` reads upstream outputs: its config templates them, or its step type
-    reads the context itself. Otherwise a claim loads statuses only."""
+    reads the context itself (a map's item: its child step). Otherwise a claim loads statuses only."""
+    if is_map(job.get("type")):
+        return item_reads_upstream(job)
     if find_templates(job.get("config") or {}, "config"):
         return True
     try:

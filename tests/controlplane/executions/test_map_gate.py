@@ -23,8 +23,8 @@ def each(items=ITEMS, step=None, **config):
     return job("each", "map", config={"items": items, "step": step, "max_parallel": 2, **config})
 
 
-def start(project, owner, nodes, edge_list, input=None):
-    deployment = make_deployment(project, nodes, edge_list, user=owner)
+def start(project, owner, nodes, edge_list, input=None, params=None):
+    deployment = make_deployment(project, nodes, edge_list, user=owner, params=params)
     execution, _ = execution_start(deployment=deployment, input=input or {}, user=owner)
     return execution
 
@@ -290,3 +290,20 @@ def test_a_chained_workflow_sees_a_final_maps_items_as_a_list(groups, project, o
     run_item(execution, 0, 1)
 
     assert upstream_output(execution) == {"each": [{"item": 1, "index": 0, "n": 1}]}
+
+
+@pytest.mark.parametrize("message, expected", [
+    pytest.param("item {{ .item }} of {{ .params.region }}", "item 1 of eu", id="statuses-only"),
+    pytest.param("item {{ .item }} of {{ .steps.discover.output | length }}", "item 1 of 2", id="with-outputs"),
+])
+def test_an_item_whose_child_reads_only_its_item_claims_without_upstream_outputs(groups, project, owner, message,
+                                                                                 expected):
+    execution = start(project, owner, [
+        job("discover", "jq", config={"program": "[0, 1]"}),
+        each(step={"type": "log", "config": {"message": message}}),
+    ], edges(("discover", "each")), params={"region": "eu"})
+    step_execute(execution_id=execution.pk, node_id="discover", shard=0, shard_count=1, delivery=DELIVERY)
+    open_gate(execution)
+
+    assert run_item(execution, 1, 2).status == StepStatus.SUCCEEDED
+    assert StepRun.objects.get(execution=execution, node_id="each", shard=1).output == {"message": expected}
