@@ -124,10 +124,10 @@ def approval_decide(*, approval: Approval, user, decision: str, comment: str = "
         job = execution.job(approval.node_id)
         rendered = {"decision": decision, "by": by, "comment": comment}
         if decision == Decision.APPROVE:
-            gate_attempt_record(execution, job, rendered=rendered, output=data, worker=by)
+            gate_attempt_record(execution, job, rendered=rendered, output=data, worker=by, started_at=approval.created_at)
             gate_resolved(execution.pk, approval.node_id, by=by)
         else:
-            gate_attempt_record(execution, job, rendered=rendered, worker=by, error={
+            gate_attempt_record(execution, job, rendered=rendered, worker=by, started_at=approval.created_at, error={
                 "message": f"rejected by {by}" + (f": {comment}" if comment else ""),
                 "details": {"reason": "rejected", "approval": approval.pk, "by": by}})
     logger.info("approval.decided", extra={"execution_id": str(approval.execution_id), "step": approval.node_id,
@@ -168,7 +168,8 @@ def _expire(pk: int, now) -> str | None:
             "deadline": approval.deadline.isoformat()})])
         if not waiting:
             return "cancelled"
-        gate_attempt_record(execution, execution.job(approval.node_id), worker="timeout", error={
+        gate_attempt_record(execution, execution.job(approval.node_id), worker="timeout",
+                            started_at=approval.created_at, error={
             "message": f"approval {approval.node_id!r} expired at {approval.deadline.isoformat()} without a decision",
             "details": {"reason": "timeout", "approval": approval.pk}})
     logger.warning("approval.expired", extra={"execution_id": str(execution_id), "step": approval.node_id})

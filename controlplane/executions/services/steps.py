@@ -308,16 +308,18 @@ def _record_locked(execution: Execution, run: StepRun, job, rendered, output, er
 
 
 def gate_attempt_record(execution: Execution, job: dict[str, Any], *, rendered: Any = None, output: Any = None,
-                        error: dict[str, Any] | None = None, worker: str = "") -> Outcome:
+                        error: dict[str, Any] | None = None, worker: str = "", started_at=None) -> Outcome:
     """Record the outcome of a gate that no task ran (an approval decided by a person), as a step
     attempt recorded the usual way (`_record_locked`): `error` None -> succeeded with `output`
     (downstream templates read `.steps.<id>.output`); a non-retryable `error` -> failed,
     dead-lettered, and the run goes to the saga (also from `waiting`). `worker`: who decided
-    (shown where the worker of a step would be). The caller holds the execution lock."""
+    (shown where the worker of a step would be); `started_at`: when the gate began waiting, so the
+    attempt's duration is the wait. The caller holds the execution lock."""
     previous = list(StepRun.objects.filter(execution_id=execution.pk, node_id=job["id"], shard=0,
                                            is_compensation=False).only("attempt"))
     delivery = Delivery(worker=worker[:255], queue=execution_queues(execution)[job["group"]])
     run = new_attempt(execution, job, 0, 1, previous, delivery, deferred=True)
+    run.started_at = started_at or run.started_at
     if error is not None:
         error = {**error, "retryable": False}
     return _record_locked(execution, run, job, rendered, output, error, {})

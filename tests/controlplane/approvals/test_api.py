@@ -12,41 +12,11 @@ from controlplane.approvals.services import approvals_expire
 from controlplane.executions.models import DeadLetter, EventType, Execution, ExecutionStatus, StepRun
 from controlplane.executions.services import execution_start
 from controlplane.tenancy.models import Role
-from tests.controlplane.executions.builders import edges, job, make_deployment
 from tests.factories import add_member, make_user
 
 pytestmark = pytest.mark.django_db
 
 URL = "/api/v1/approvals"
-FORM = {"type": "object", "required": ["ticket"], "additionalProperties": False,
-        "properties": {"ticket": {"type": "string", "pattern": "^CHG-[0-9]+$"}, "note": {"type": "string"}}}
-
-
-def approval_job(**config):
-    return job("ok", "approval", config={"approvers": {"roles": ["admin"]}, "prompt": "Ship {{ .trigger.what }}?",
-                                         "input_schema": FORM, **config})
-
-
-@pytest.fixture
-def publishes(monkeypatch):
-    published = []
-    monkeypatch.setattr("controlplane.executions.dispatch.build_signature",
-                        lambda execution_id, canvas, queues: type("P", (), {
-                            "apply_async": lambda self: published.append(canvas)})())
-    return published
-
-
-@pytest.fixture
-def waiting(groups, project, owner, django_capture_on_commit_callbacks, publishes):
-    """Given a run that stopped at its approval: ok (admins decide) -> apply, with apply compensable."""
-    def start(user=owner, **config):
-        deployment = make_deployment(project, [approval_job(**config), job("apply", compensate={"type": "noop"})],
-                                     edges(("ok", "apply")), user=owner)
-        with django_capture_on_commit_callbacks(execute=True):
-            execution, _ = execution_start(deployment=deployment, input={"what": "v2"}, user=user)
-        return Execution.objects.get(pk=execution.pk)
-    return start
-
 
 def decide(client_for, user, approval, capture, **body):
     with capture(execute=True):
