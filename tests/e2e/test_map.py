@@ -225,3 +225,26 @@ def test_a_killed_pool_child_running_an_item_is_retried(fan, project, owner, set
         (1, StepStatus.LOST), (2, StepStatus.SUCCEEDED)]
     assert [o["item"] for o in output_of(execution)] == list(range(4))
     assert fan["worker"].process.poll() is None
+
+
+def test_a_map_first_over_the_trigger_and_maps_in_series_and_side_by_side(fan, project, owner):
+    double = {"type": "jq", "config": {"program": ".item * 2"}}
+    deployment = make_deployment(project, [
+        # A gate first: segment 0 is empty, the start opens the map at once.
+        job("first", "map", group="fan", config={"items": "{{ .trigger.ids }}", "max_parallel": 2, "step": double}),
+        # Fed by the first map's output (a list of its items' outputs, in item order) ...
+        job("second", "map", group="fan", config={"items": "{{ .steps.first.output }}", "max_parallel": 3,
+                                                  "step": double}),
+        # ... while this one fans out beside it, over the same list.
+        job("beside", "map", group="fan", config={"items": "{{ .steps.first.output | map(. + 1) }}",
+                                                  "step": double}),
+        job("after", "jq", group="fan", config={"program": "{second: .steps.second.output, "
+                                                           "beside: .steps.beside.output}"}),
+    ], edges(("first", "second"), ("first", "beside"), ("second", "after"), ("beside", "after")), user=owner)
+
+    execution, _ = execution_start(deployment=deployment, input={"ids": [1, 2, 3, 4, 5]}, user=owner)
+    execution = wait_for_end(execution, timeout=60)
+
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    assert output_of(execution) == {"second": [4, 8, 12, 16, 20], "beside": [6, 10, 14, 18, 22]}
+    assert execution.events.filter(type=EventType.MAP_EXPANDED).count() == 3
