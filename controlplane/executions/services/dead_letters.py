@@ -78,6 +78,11 @@ def dead_letter_replay(*, dead_letter: DeadLetter, user, input: Any = None, vers
     with transaction.atomic():
         letter = DeadLetter.objects.select_for_update().get(pk=dead_letter.pk)
         _check_open(letter)
+        if (letter.payload.get("job") or {}).get("type") == "approval":
+            # People decide an approval; no task can rerun it. A replay of the run asks them again.
+            raise Conflict(f"dead letter {letter.pk} is a rejected or expired approval ({letter.node_id!r}); "
+                           f"replay the run instead (POST executions/{letter.execution_id}/replay) to ask again",
+                           code="approval_not_replayable")
         original = locked_execution(letter.execution_id)
         by = getattr(user, "username", None)
         if _can_continue(original):

@@ -58,7 +58,9 @@ _HANDLERS: dict[str, GateHandler] = {}
 def register_gate(step_type: str, handler: GateHandler) -> None:
     """Make `handler(execution, job, snapshot) -> GateOpen` the gate of nodes of `step_type`. It is
     called under the run's row lock, possibly more than once per gate (duplicates, re-drives,
-    every advance until the gate opens): it must be idempotent."""
+    every advance until the gate opens): it must be idempotent. "resolved" means the handler has
+    recorded the gate's node (succeeded or skipped); a handler may also fail the step for good
+    (`fail_execution`, via `steps.gate_attempt_record`): nothing is published then."""
     _HANDLERS[step_type] = handler
 
 
@@ -130,10 +132,6 @@ def segment_advance_locked(execution: Execution, *, delivery: Delivery | None = 
         if done(gate):
             continue
         answer = _open(execution, graph, gate, snapshot)
-        if execution.status not in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING):
-            # The gate failed its step for good (a map whose items are no list): the run is
-            # compensating now, and nothing more of it may be published.
-            return f"gate {gate!r} failed: execution is {execution.status}"
         if answer.state == HELD:
             held.append(gate)
         elif answer.state == RUN:
@@ -142,6 +140,8 @@ def segment_advance_locked(execution: Execution, *, delivery: Delivery | None = 
             plans.append(answer.plan)
         elif answer.state != RESOLVED:
             raise ValueError(f"gate {gate!r} answered {answer.state!r}; expected resolved, held or run")
+    if execution.status not in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING):
+        return f"a gate of segment {segment.index} ended the run: {execution.status}"  # e.g. a map's list too long
     if held:
         if execution.status != ExecutionStatus.WAITING:
             execution.status = ExecutionStatus.WAITING

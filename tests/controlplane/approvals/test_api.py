@@ -197,3 +197,15 @@ def test_a_graph_with_an_approval_node_validates(client_for, owner, project):
                   {"id": "ok", "type": "approval", "group": "ingest", "config": {"approvers": {"roles": ["admin"]}}}],
         "edges": [{"from": "plan", "to": "ok"}]}}, format="json").json()
     assert body["ok"] is True, body
+
+
+def test_a_rejected_approvals_dead_letter_is_not_replayed_as_a_task(
+        waiting, client_for, owner, django_capture_on_commit_callbacks, monkeypatch):
+    monkeypatch.setattr("controlplane.executions.services.steps._dispatch_saga", lambda execution_id, queue: None)
+    approval = Approval.objects.get(execution=waiting())
+    decide(client_for, owner, approval, django_capture_on_commit_callbacks, decision="reject")
+    letter = DeadLetter.objects.get(execution=approval.execution)
+
+    response = client_for(owner).post(f"/api/v1/dead-letters/{letter.pk}/replay", {}, format="json")
+
+    assert (response.status_code, response.json()["error"]) == (409, "approval_not_replayable")

@@ -196,7 +196,7 @@ class TestSegments:
 
         execution = started_map(project, owner, program="{ids: 1}")
 
-        assert segment_advance(execution.pk) == "gate 'each' failed: execution is compensating"
+        assert segment_advance(execution.pk) == "a gate of segment 1 ended the run: compensating"
 
         assert not execution.events.filter(type=EventType.SEGMENT_DISPATCHED).exists()
         assert segment_advance(execution.pk) == "ignored: execution is compensating"

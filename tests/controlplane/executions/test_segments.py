@@ -11,6 +11,7 @@ from django.utils import timezone
 from controlplane.executions.models import EventType, Execution, ExecutionStatus, StepRun, StepStatus
 from controlplane.executions.services import Delivery, execution_start, executions_redrive_stalled, step_execute
 from controlplane.executions.services import segments as segment_services
+from controlplane.executions.selectors import execution_timeline
 from controlplane.executions.services.segments import GateOpen, gate_resolved, register_gate
 from controlplane.executions.store import locked_execution, store_write
 from pipelines.canvas import StepTask
@@ -127,6 +128,9 @@ def test_the_run_waits_at_a_held_gate_and_resumes_once_when_it_is_resolved(
     assert [e.data["index"] for e in dispatched] == [1]
     step(execution, "b", django_capture_on_commit_callbacks, final=True)
     assert refreshed(execution).status == ExecutionStatus.SUCCEEDED
+    timeline = execution_timeline(execution=refreshed(execution))
+    assert [(s["index"], s["gates"], s["nodes"], s["dispatched_at"] is not None) for s in timeline["segments"]] == [
+        (0, [], ["a"], True), (1, ["ok"], ["b"], True)]
 
 
 def test_a_gate_first_publishes_nothing_until_it_opens(groups, project, owner, django_capture_on_commit_callbacks,
