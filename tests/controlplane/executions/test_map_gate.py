@@ -307,3 +307,24 @@ def test_an_item_whose_child_reads_only_its_item_claims_without_upstream_outputs
 
     assert run_item(execution, 1, 2).status == StepStatus.SUCCEEDED
     assert StepRun.objects.get(execution=execution, node_id="each", shard=1).output == {"message": expected}
+
+
+def test_a_failed_map_gates_dead_letter_points_to_a_replay_from_the_map(groups, project, owner, client_for,
+                                                                        django_capture_on_commit_callbacks):
+    from controlplane.executions.models import ReplayMode
+    from controlplane.executions.services import execution_replay, saga_finish
+
+    execution = started_map(project, owner, program="{ids: 1}")
+    open_gate(execution)
+    saga_finish(execution_id=execution.pk, delivery=DELIVERY)
+    letter = DeadLetter.objects.get(execution=execution)
+
+    response = client_for(owner).post(f"/api/v1/dead-letters/{letter.pk}/replay", {}, format="json")
+
+    assert (response.status_code, response.json()["error"]) == (409, "map_items_not_replayable")
+    assert "from_step" in response.json()["detail"]
+    with django_capture_on_commit_callbacks():
+        replay = execution_replay(execution=execution, user=owner, mode=ReplayMode.FROM_STEP, version="pinned",
+                                  from_step="each")
+    assert StepRun.objects.get(execution=replay, node_id="discover").output == {"ids": 1}  # reused
+    assert not StepRun.objects.filter(execution=replay, node_id="each").exists()  # its gate opens again
