@@ -295,3 +295,31 @@ def test_an_items_claim_loads_upstream_outputs_only_when_its_child_may_read_them
     from pipelines.engine.fanout import item_reads_upstream
 
     assert item_reads_upstream(job("each", "map", config={**MAP_CONFIG, "step": step})) is reads
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _plan(config, slots=8, types=frozenset({"noop", "map", "log", "http"})):
+    from pipelines.planner import FleetSnapshot, GroupState, plan_deployment
+
+    graph = {"nodes": [{"id": "discover", "type": "noop", "group": "ingest"},
+                       {"id": "each", "type": "map", "group": "ingest", "config": config}],
+             "edges": [{"from": "discover", "to": "each"}]}
+    return plan_deployment(graph, blueprints={}, templates={}, placement={}, replicas={},
+                           fleet=FleetSnapshot({"ingest": GroupState("ingest", 1, slots, types)}), deployed={},
+                           secrets=frozenset(), landing_store="file:///var/landing")
+
+
+def test_planning_weighs_a_map_by_its_max_parallel_items():
+    (warning,) = _plan(MAP_CONFIG).warnings  # the default: 10 items at once, on 8 slots
+    assert warning.code == "capacity" and "needs 10 slots" in warning.message and "each x10" in warning.message
+    assert _plan({**MAP_CONFIG, "max_parallel": 8}).warnings == ()
+    assert _plan({**MAP_CONFIG, "max_parallel": "{{ .params.n }}"}).warnings[0].code == "capacity"  # the default
+
+
+def test_planning_checks_that_the_maps_group_runs_its_child_step_type():
+    http = {**MAP_CONFIG, "step": {"type": "http", "config": {"url": "https://example.test"}}}
+    plan = _plan(http, types=frozenset({"noop", "map", "log"}))
+    assert [(i.path, i.code) for i in plan.errors] == [("nodes[1].config.step.type", "unsupported_step_type")]
+    assert _plan(http, slots=10).errors == ()
