@@ -3,7 +3,8 @@
 A `Snapshot` is the run's status and its recorded attempts by (node, shard), oldest first, as one
 read returned them. The rules (a shard's and a node's state, the skip rule, what a node waits on,
 the template context) are pure functions of a graph and a snapshot: the locked claim, the
-lock-free claim and the saga all decide from them, so they cannot drift apart.
+lock-free claim and the saga all decide from them, so they cannot drift apart. A node's width is
+its replicas, or for a map node the item count recorded with its shards (`shard_total`).
 """
 from __future__ import annotations
 
