@@ -7,6 +7,7 @@ it read.
 """
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Any
 
@@ -16,23 +17,26 @@ from pipelines.errors import StepFailed
 
 _CACHE: OrderedDict[tuple[str, str], dict[str, Any]] = OrderedDict()
 _CACHE_SIZE = 64
+_LOCK = threading.Lock()  # gunicorn serves a process's requests (and the gates they open) on threads
 
 
 def map_expansion(execution_id, node_id: str) -> dict[str, Any] | None:
     """The `map.expanded` event's data of `node_id` ({node_id, count, max_parallel, items}), or None
     while its gate has not opened."""
     key = (str(execution_id), node_id)
-    found = _CACHE.get(key)
-    if found is not None:
-        _CACHE.move_to_end(key)
-        return found
+    with _LOCK:
+        found = _CACHE.get(key)
+        if found is not None:
+            _CACHE.move_to_end(key)
+            return found
     found = (ExecutionEvent.objects.filter(execution_id=execution_id, type=EventType.MAP_EXPANDED,
                                            data__node_id=node_id)
              .order_by("seq").values_list("data", flat=True).first())
     if found is not None:
-        _CACHE[key] = found
-        if len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+        with _LOCK:
+            _CACHE[key] = found
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
     return found
 
 
