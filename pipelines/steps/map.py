@@ -16,14 +16,13 @@ from __future__ import annotations
 from typing import Any
 
 from pipelines import errors as E
+from pipelines.engine.segments import GATE_TYPES  # types that cut the canvas: none can be a child
 from pipelines.errors import Issue, StepFailed
 from pipelines.steps.base import Field, StepContext, StepType
 from pipelines.steps.registry import get_step_type, is_step_type, register_step_type, step_type_names
 from pipelines.templating import has_template
 
 MAP_TYPE = "map"
-# Types that cut the canvas (`pipelines.engine.segments.GATE_TYPES`); none of them can be a child.
-GATE_TYPES = frozenset({"approval", MAP_TYPE})
 DEFAULT_MAX_PARALLEL = 10
 MAX_PARALLEL = 100
 # The ceiling of `max_items` when the control plane configures none (FLOWPLANE_MAP_MAX_ITEMS).
