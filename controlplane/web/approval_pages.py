@@ -72,8 +72,7 @@ def _input_from_form(post, schema: dict | None) -> Any:
 @login_required
 def approval_inbox(request: HttpRequest) -> HttpResponse:
     mine = selectors.approval_list(user=request.user, mine=True)
-    pending = [{"approval": a, "fields": form_fields(a.input_schema)} for a in mine
-               if a.execution.status == "waiting"]
+    pending = [{"approval": a, "fields": form_fields(a.input_schema)} for a in mine]
     recent = (selectors.approval_list(user=request.user).exclude(status=ApprovalStatus.PENDING)
               .order_by("-decided_at")[:RECENT_SHOWN])
     return render(request, "web/approvals.html", {"pending": pending, "recent": recent})

@@ -95,7 +95,37 @@ def input_schema_issues(schema: dict, path: str) -> list[Issue]:
         where = ".".join(str(p) for p in exc.absolute_path)
         return [Issue(f"{path}.{where}" if where else path, f"not a valid JSON Schema: {exc.message}",
                       E.INVALID_CONFIG)]
-    return []
+    return [Issue(where, message, E.INVALID_CONFIG) for where, message in _risky_patterns(schema, path)]
+
+
+# The decision's input is checked in the web process with Python's backtracking `re`, where a
+# pattern can take exponential time (`(a+)+$`) or a high power of the input's length (`a*a*a*b`)
+# with no way to stop it: input forms have no `pattern` or `patternProperties` (a person fills
+# them in; `enum`, `minLength` and `maxLength` bound what they type).
+_UNSAFE_KEYWORDS = ("pattern", "patternProperties")
+
+
+_NAME_MAPS = ("properties", "$defs", "definitions", "dependentSchemas")  # {name: schema}: names are data
+
+
+def _risky_patterns(schema: Any, path: str):
+    stack = [(schema, path)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, list):
+            stack.extend((value, f"{where}[{i}]") for i, value in enumerate(node))
+            continue
+        if not isinstance(node, dict):
+            continue
+        for keyword in _UNSAFE_KEYWORDS:
+            if keyword in node:
+                yield f"{where}.{keyword}", (f"input_schema may not use {keyword!r} (matching it cannot be bounded "
+                                             "in time); use enum, minLength or maxLength")
+        for key, value in node.items():
+            if key in _NAME_MAPS and isinstance(value, dict):
+                stack.extend((sub, f"{where}.{key}.{name}") for name, sub in value.items())
+            elif isinstance(value, (dict, list)):
+                stack.append((value, f"{where}.{key}"))
 
 
 def input_issues(schema: dict | None, value: Any, path: str = "input") -> list[Issue]:

@@ -209,3 +209,35 @@ def test_a_duplicate_gate_resolved_publishes_the_next_segment_once(
     assert sorted(attempts.values_list("node_id", "status")) == [
         ("apply", StepStatus.SUCCEEDED), ("ok", StepStatus.SUCCEEDED), ("plan", StepStatus.SUCCEEDED),
         ("test", StepStatus.SUCCEEDED)]
+
+
+def test_two_decisions_at_once_one_wins_and_the_next_segment_is_published_once(
+        fleet, recorder, project, owner, company, approver):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    from controlplane.approvals.services import approval_decide
+    from controlplane.core.errors import Conflict
+
+    other = add_member(company, make_user("bob"), role=Role.ADMIN)
+    execution = start_waiting(pipeline(project, owner, recorder), owner)
+    approval = Approval.objects.get(execution=execution)
+
+    def attempt(user, decision):
+        try:
+            approval_decide(approval=approval, user=user, decision=decision, input={"ticket": "T-4"})
+            return decision
+        except Conflict as exc:
+            return exc.code
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(2) as pool:
+        results = sorted(pool.map(lambda args: attempt(*args), [(approver, "approve"), (other, "reject")]))
+
+    assert results in (["already_decided", "approve"], ["already_decided", "reject"])
+    finished = wait_for_end(execution, timeout=60)
+    assert finished.status == (ExecutionStatus.SUCCEEDED if "approve" in results else ExecutionStatus.COMPENSATED)
+    assert StepRun.objects.filter(execution=execution, node_id="ok").count() == 1
+    assert execution.events.filter(type=EventType.APPROVAL_DECIDED).count() == 1

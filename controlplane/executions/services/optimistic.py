@@ -58,6 +58,7 @@ from controlplane.executions.services.state import (
     remember_run,
     template_context,
 )
+from controlplane.executions.services.segments import graph_has_gates
 from controlplane.executions.store import (
     attempt_record,
     execution_row,
@@ -84,6 +85,8 @@ def step_execute_unlocked(*, execution_id, node_id: str, shard: int, shard_count
     if pinned is None or node_id not in pinned.jobs or not runs_in_transaction(pinned.jobs[node_id]):
         return None
     job = pinned.jobs[node_id]
+    if final and graph_has_gates(pinned.graph):
+        return None  # the last task of a segment opens the next one, under the lock (`segments`)
     if _first_try_of_a_plain_step(pinned, job, final, delivery):
         outcome = _claim_first_attempt_in_one_statement(pinned, job, execution_id, shard, shard_count, delivery)
         if outcome is not None:

@@ -75,7 +75,11 @@ def run_segments(execution: Execution) -> list[Segment] | None:
 def has_gates(execution: Execution) -> bool:
     """Whether the run was compiled into segments (from the pinned graph this process caches, so
     the final task of an ungated run reads nothing more)."""
-    graph = pinned_graph(execution.pk, execution.graph).graph
+    return graph_has_gates(pinned_graph(execution.pk, execution.graph).graph)
+
+
+def graph_has_gates(graph) -> bool:
+    """Whether a run's `ExecutionGraph` has gate nodes (so its canvas is cut into segments)."""
     return any(job.type in GATE_TYPES for job in graph.jobs)
 
 

@@ -67,7 +67,8 @@ def test_approve_records_the_input_as_the_steps_output_and_dispatches_the_next_s
     ({"ticket": "CHG-1", "extra": 1}, "input"),
     ("text", "input"),
     ({"ticket": "CHG-1", "note": {"deep": [[[[[[[[[[[[[[[[[[["x"]]]]]]]]]]]]]]]]]]]}}, "input"),
-], ids=["missing", "pattern", "extra-key", "not-an-object", "deep"])
+    ({"ticket": "CHG-1", "note": "x" * 70_000}, "input"),
+], ids=["missing", "too-short", "extra-key", "not-an-object", "deep", "huge"])
 def test_bad_input_is_a_400_naming_the_path_and_the_approval_stays_pending(
         waiting, client_for, owner, django_capture_on_commit_callbacks, input, path):
     execution = waiting()
@@ -173,10 +174,12 @@ def test_a_cancelled_run_cannot_be_approved(waiting, client_for, owner, django_c
     ({"approvers": {"roles": ["boss"]}}, "nodes[0].config.approvers.roles[0]"),
     ({"approvers": {"roles": ["admin"]}, "timeout_s": 0}, "nodes[0].config.timeout_s"),
     ({"approvers": {"roles": ["admin"]}, "input_schema": {"type": "nope"}}, "nodes[0].config.input_schema.type"),
+    ({"approvers": {"roles": ["admin"]}, "input_schema": {"properties": {"t": {"type": "string", "pattern": "(a+)+$"}}}},
+     "nodes[0].config.input_schema.properties.t.pattern"),
     ({"approvers": {"roles": ["admin"]}, "input_schema": {"properties": {"a": {"properties": {"b": {"properties": {
         "c": {"properties": {"d": {"properties": {"e": {"type": "string"}}}}}}}}}}}},
      "nodes[0].config.input_schema"),
-], ids=["no-approver", "unknown-role", "zero-timeout", "bad-schema", "deep-schema"])
+], ids=["no-approver", "unknown-role", "zero-timeout", "bad-schema", "pattern", "deep-schema"])
 def test_a_bad_approval_config_is_refused_naming_the_path(client_for, owner, project, config, path):
     from controlplane.workflows.models import Workflow
 
@@ -209,3 +212,10 @@ def test_a_rejected_approvals_dead_letter_is_not_replayed_as_a_task(
     response = client_for(owner).post(f"/api/v1/dead-letters/{letter.pk}/replay", {}, format="json")
 
     assert (response.status_code, response.json()["error"]) == (409, "approval_not_replayable")
+
+
+def test_mine_leaves_out_the_approvals_of_runs_no_longer_waiting(waiting, client_for, owner):
+    execution = waiting()
+    assert len(client_for(owner).get(URL, {"mine": 1}).json()["results"]) == 1
+    Execution.objects.filter(pk=execution.pk).update(status=ExecutionStatus.CANCELLED)
+    assert client_for(owner).get(URL, {"mine": 1}).json()["results"] == []

@@ -192,3 +192,44 @@ def test_the_watchdog_leaves_a_waiting_run_alone_and_redrives_only_the_current_s
         assert executions_redrive_stalled(now=later) == {"redriven": 1, "failed": 0}
     assert [c["root"] for c in published[1:]] == [StepTask("b", 0, 1, "ingest").to_dict()] * 2
     assert execution.events.filter(type=EventType.SEGMENT_DISPATCHED).count() == 1
+
+
+def test_a_gate_on_an_untaken_branch_is_skipped_without_asking_its_handler(
+        groups, project, owner, django_capture_on_commit_callbacks, gate_answers, published):
+    deployment = make_deployment(project, [
+        job("check", "condition", config={"expression": ".trigger.go"}),
+        job("ok", "approval", config=GATE), job("after", "noop"), job("other", "noop"),
+    ], edges(("check", "ok", "true"), ("ok", "after"), ("check", "other", "false")), user=owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        execution, _ = execution_start(deployment=deployment, input={"go": False}, user=owner)
+    step(execution, "check", django_capture_on_commit_callbacks)
+    step(execution, "other", django_capture_on_commit_callbacks, final=True)
+
+    assert gate_answers["calls"] == []
+    assert published[1]["root"]["node"] == "after"  # skipped by its dead edge when it runs
+    step(execution, "after", django_capture_on_commit_callbacks, final=True)
+    assert refreshed(execution).status == ExecutionStatus.SUCCEEDED
+    statuses = dict(StepRun.objects.filter(execution=execution).values_list("node_id", "status"))
+    assert statuses == {"check": "succeeded", "ok": "skipped", "after": "skipped", "other": "succeeded"}
+
+
+def test_a_segments_last_task_fired_early_leaves_the_advance_to_the_stand_alone_finish(
+        groups, project, owner, django_capture_on_commit_callbacks, gate_answers, published, monkeypatch):
+    from controlplane.executions.services import barrier_execute, execution_finish
+
+    finishes = []
+    monkeypatch.setattr("controlplane.executions.dispatch.finish_signature", lambda execution_id, queue: type(
+        "F", (), {"apply_async": lambda self: finishes.append(execution_id)})())
+    execution = start(project, owner, [job("a"), job("b"), job("ok", "approval", config=GATE), job("c")],
+                      edges(("a", "ok"), ("b", "ok"), ("ok", "c")), django_capture_on_commit_callbacks)
+    step(execution, "a", django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):  # a chord body fired twice: b not recorded yet
+        barrier_execute(execution_id=execution.pk, label="end", delivery=DELIVERY, final=True)
+    assert finishes == [str(execution.pk)] and gate_answers["calls"] == []
+
+    waited = execution_finish(execution_id=execution.pk, delivery=DELIVERY)
+    assert waited.action == "wait" and "['b']" in waited.detail
+    step(execution, "b", django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        execution_finish(execution_id=execution.pk, delivery=DELIVERY)
+    assert refreshed(execution).status == ExecutionStatus.WAITING and gate_answers["calls"] == ["ok"]
