@@ -276,6 +276,10 @@ STEP_MAX_LOST_ATTEMPTS = int(os.environ.get("STEP_MAX_LOST_ATTEMPTS", "3"))
 # again (the claims make that harmless); after this many re-drives in a row with no progress it fails.
 EXECUTION_STALL_AFTER_S = float(os.environ.get("EXECUTION_STALL_AFTER_S", "60"))
 EXECUTION_MAX_REDRIVES = int(os.environ.get("EXECUTION_MAX_REDRIVES", "5"))
+# `map` steps: a list longer than this fails the step (a config's max_items may only ask for less),
+# and never more than this many of its items run at once (a config's max_parallel is capped here).
+FLOWPLANE_MAP_MAX_ITEMS = int(os.environ.get("FLOWPLANE_MAP_MAX_ITEMS", "1000"))
+FLOWPLANE_MAP_MAX_PARALLEL = int(os.environ.get("FLOWPLANE_MAP_MAX_PARALLEL", "100"))
 
 # Modules whose import registers `python` step callables (the allow-list registry).
 PIPELINES_CALLABLE_MODULES = env_list("PIPELINES_CALLABLE_MODULES", "pipelines.steps.builtin_callables")

@@ -99,6 +99,8 @@ class EventType(models.TextChoices):
     APPROVAL_REQUESTED = "approval.requested"
     APPROVAL_DECIDED = "approval.decided"
     APPROVAL_EXPIRED = "approval.expired"
+    # A map node's gate opened: its items (one shard each) as rendered then, and its lanes.
+    MAP_EXPANDED = "map.expanded"
 
 
 class ReplayMode(models.TextChoices):

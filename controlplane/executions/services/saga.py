@@ -29,10 +29,12 @@ from controlplane.executions.services.attempts import (
 )
 from controlplane.executions.services.state import pinned_graph, template_context
 from controlplane.executions.services.events import event_append
+from controlplane.executions.services.map_items import map_item_or_none
 from controlplane.executions.store import attempt_records, locked_execution, store_write
 from controlplane.fleet.models import queue_name_for
 from pipelines.engine import DONE, FAIL, IGNORE, RETRY, AttemptRecord, DeliveryFacts, Job, Snapshot, decide, settle
 from pipelines.engine.decider import RECORDED
+from pipelines.engine.fanout import is_map, item_context
 
 
 def saga_start(*, execution_id, delivery: Delivery) -> Outcome:
@@ -49,7 +51,9 @@ def saga_start(*, execution_id, delivery: Delivery) -> Outcome:
             return Outcome("wait", "waiting", countdown=wait_countdown(delivery.retries),
                            detail=f"steps {running} are still running")
         jobs = pinned_graph(execution.pk, execution.graph).graph.by_id
-        done = [r for r in runs if r.status == StepStatus.SUCCEEDED and jobs[r.node_id].compensate]
+        # Every shard is a step run of its own, so a replicated or map node is undone per shard
+        # (per completed item); an empty map's join (a node of 0 shards) ran nothing to undo.
+        done = [r for r in runs if r.status == StepStatus.SUCCEEDED and jobs[r.node_id].compensate and r.shard_count]
         not_run = prerecorded_steps(execution) if execution.replay_of_id else {}
         undo = sorted((r for r in done if (r.node_id, r.shard) not in not_run),
                       key=lambda r: r.completed_seq or 0, reverse=True)
@@ -139,6 +143,9 @@ def compensation_execute(*, execution_id, step_run_id: int, delivery: Delivery) 
         context = template_context(execution, Snapshot.of(execution.pk, execution.status, attempt_records(
             execution.pk, with_output=True)))
         company_id = execution.company_id
+        if is_map(job.type):  # a map item's compensation sees its item, as the item did (none if mocked)
+            context = item_context(context, map_item_or_none(execution.pk, original.node_id, original.shard),
+                                   original.shard)
         context["compensating"] = {"node_id": original.node_id, "shard": original.shard,
                                    "input": original.input, "output": original.output}
     rendered, output, error = run_spec(

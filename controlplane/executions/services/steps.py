@@ -40,6 +40,7 @@ from controlplane.executions.services.attempts import (
     started_data,
     step_idempotency_key,
 )
+from controlplane.executions.services.map_gate import empty_map_join
 from controlplane.executions.services.optimistic import step_execute_unlocked
 from controlplane.executions.services.start import execution_queues
 from controlplane.executions.services.segments import has_gates, segment_advance_locked, segment_pending_nodes
@@ -62,6 +63,7 @@ from pipelines.engine import (
     settle,
 )
 from pipelines.engine.decider import RECORDED, wait_or_give_up
+from pipelines.engine.fanout import is_map
 from pipelines.engine.history import PENDING, node_state
 
 logger = logging.getLogger(__name__)
@@ -361,13 +363,16 @@ def _waited(execution: Execution, delivery: Delivery, decision) -> Outcome:
 
 
 def merge_execute(*, execution_id, node_id: str, shards: int, delivery: Delivery, final: bool = False) -> Outcome:
-    """The join of a replicated node: complete once every shard is recorded (outputs stay in the
-    store; `.steps.<id>.output` is the list of shard outputs by index)."""
+    """The join of a replicated node or of a map node's items: complete once every shard is
+    recorded (outputs stay in the store; `.steps.<id>.output` is the list of shard outputs by
+    index). A map without items has no shard to wait for: its join records the node done with `[]`."""
     with transaction.atomic():
         execution = locked_execution(execution_id)
         if execution.status != ExecutionStatus.RUNNING:
             return Outcome("ignore", execution.status, detail=f"execution is {execution.status}")
         graph = pinned_graph(execution.pk, execution.graph).graph
+        if shards == 0 and is_map(graph.job(node_id).type):
+            empty_map_join(execution, node_id, delivery)
         attempts = Snapshot.of(execution.pk, execution.status, attempt_records(execution.pk, with_output=False))
         state = node_state(graph.job(node_id), attempts.attempts)
         if state == PENDING:

@@ -29,6 +29,7 @@ from controlplane.deployments.models import DeploymentStatus
 from controlplane.executions.models import Execution, ExecutionStatus, StepRun, StepStatus, Trigger
 from controlplane.executions.services.start import SYSTEM, execution_start
 from controlplane.triggers.models import ChainRun, ChainTrigger
+from pipelines.engine.fanout import is_map
 from pipelines.triggers import status_matches
 
 logger = logging.getLogger(__name__)
@@ -46,18 +47,21 @@ def _lookback() -> timedelta:
 
 
 def upstream_output(execution: Execution) -> dict:
-    """{job id: output} of the run's final jobs (shards as a list)."""
+    """{job id: output} of the run's final jobs (shards as a list; a map's items always one)."""
     jobs = execution.graph.get("jobs", [])
     sources = {edge["from"] for edge in execution.graph.get("edges", [])}
     sinks = {j["id"]: j for j in jobs if j["id"] not in sources}
     out: dict = {}
     rows = (StepRun.objects.filter(execution=execution, node_id__in=list(sinks), is_compensation=False,
                                    status=StepStatus.SUCCEEDED).order_by("node_id", "shard", "attempt")
-            .values_list("node_id", "shard", "output"))
-    by_shard = {(node, shard): output for node, shard, output in rows}
+            .values_list("node_id", "shard", "output", "shard_count"))
+    by_shard = {(node, shard): output for node, shard, output, _ in rows}
+    widths = {node: count for node, _, _, count in rows}  # a map's width is recorded with its shards
     for node_id, job in sinks.items():
-        shards = [by_shard.get((node_id, i)) for i in range(job.get("replicas", 1))]
-        out[node_id] = shards[0] if len(shards) == 1 else shards
+        mapped = is_map(job.get("type"))
+        width = widths.get(node_id, 0) if mapped else job.get("replicas", 1)
+        shards = [by_shard.get((node_id, i)) for i in range(width)]
+        out[node_id] = shards[0] if len(shards) == 1 and not mapped else shards
     return out
 
 
