@@ -4,6 +4,7 @@ The embedded default needs no server: SQLite under var/ and Celery's file-based 
 backend under var/. Production sets DATABASE_URL and CELERY_BROKER_URL (PostgreSQL and Redis).
 """
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -59,6 +60,7 @@ INSTALLED_APPS = [
     "controlplane.workflows",
     "controlplane.fleet",
     "controlplane.executions",
+    "controlplane.approvals",
     "controlplane.catalog",
     "controlplane.deployments",
     "controlplane.egress",
@@ -222,12 +224,37 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Celery's consumer, except that a broker restart does not take the worker down (workers/consumer.py).
 CELERY_WORKER_CONSUMER = "workers.consumer:Consumer"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "workers.beat:DatabaseScheduler"  # interval schedules on their grid
 # Celery's Django fixup closes every database connection before and after each task unless this
 # is set; workers/connections.py instead drops only stale or broken connections (CONN_MAX_AGE and
 # health checks), which spares each step a new PostgreSQL backend.
 CELERY_DB_REUSE_MAX = int(os.environ.get("CELERY_DB_REUSE_MAX", "1000"))
 CELERY_TIMEZONE = TIME_ZONE
+
+# The default cache holds the webhook throttle's counts (controlplane/triggers/throttle.py). On the
+# broker's Redis (or CACHE_URL) every web process shares them; the embedded default has no server,
+# so each process counts alone. Keys are prefixed; never call cache.clear() on it: that is FLUSHDB
+# of the broker's database.
+CACHE_URL = os.environ.get("CACHE_URL", "") or (
+    CELERY_BROKER_URL if CELERY_BROKER_URL.startswith(("redis://", "rediss://")) else "")
+if CACHE_URL:
+    CACHES = {"default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL, "KEY_PREFIX": "flowplane",
+        # A Redis that does not answer fails a request within a second instead of hanging it.
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Deliveries one webhook accepts per period: `<n>/<s|m|h|d>` (DRF's rate syntax).
+HOOK_THROTTLE_RATE = os.environ.get("HOOK_THROTTLE_RATE", "120/min")
+if not re.fullmatch(r"[1-9][0-9]*/(s|m|h|d)[a-z]*", HOOK_THROTTLE_RATE):
+    raise ImproperlyConfigured(f"HOOK_THROTTLE_RATE={HOOK_THROTTLE_RATE!r} is not '<count>/<period>'; e.g. 120/min "
+                               "(periods: s, m, h, d)")
+# A chained run refused because its group has no live worker is tried again by the triggers sweep:
+# the delay doubles from the initial one up to the maximum, for at most this many tries in all.
+CHAIN_RETRY_MAX_TRIES = int(os.environ.get("CHAIN_RETRY_MAX_TRIES", "8"))
+CHAIN_RETRY_INITIAL_S = float(os.environ.get("CHAIN_RETRY_INITIAL_S", "5"))
+CHAIN_RETRY_MAX_DELAY_S = float(os.environ.get("CHAIN_RETRY_MAX_DELAY_S", "300"))
 
 # Worker heartbeat: a worker unseen for longer than this is offline and its running steps are lost.
 WORKER_HEARTBEAT_INTERVAL_S = float(os.environ.get("WORKER_HEARTBEAT_INTERVAL_S", "5"))
@@ -253,6 +280,10 @@ EXECUTION_MAX_REDRIVES = int(os.environ.get("EXECUTION_MAX_REDRIVES", "5"))
 # cancel can revoke them (a Redis set per run; a file per run under the directory on other brokers).
 EXECUTION_TASK_IDS_TTL_S = int(os.environ.get("EXECUTION_TASK_IDS_TTL_S", str(7 * 24 * 3600)))
 EXECUTION_TASK_IDS_DIR = os.environ.get("EXECUTION_TASK_IDS_DIR", str(VAR_DIR / "run-tasks"))
+# `map` steps: a list longer than this fails the step (a config's max_items may only ask for less),
+# and never more than this many of its items run at once (a config's max_parallel is capped here).
+FLOWPLANE_MAP_MAX_ITEMS = int(os.environ.get("FLOWPLANE_MAP_MAX_ITEMS", "1000"))
+FLOWPLANE_MAP_MAX_PARALLEL = int(os.environ.get("FLOWPLANE_MAP_MAX_PARALLEL", "100"))
 
 # Modules whose import registers `python` step callables (the allow-list registry).
 PIPELINES_CALLABLE_MODULES = env_list("PIPELINES_CALLABLE_MODULES", "pipelines.steps.builtin_callables")

@@ -8,6 +8,7 @@ api_v1 = [
     path("", include("controlplane.workflows.urls")),
     path("", include("controlplane.fleet.urls")),
     path("", include("controlplane.executions.urls")),
+    path("", include("controlplane.approvals.urls")),
     path("", include("controlplane.catalog.urls")),
     path("", include("controlplane.deployments.urls")),
     path("", include("controlplane.egress.urls")),

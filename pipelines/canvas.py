@@ -20,6 +20,7 @@ Mapping (series-parallel graphs map exactly: no task waits for anything it does 
        +-> c
 
     x (replicas: 3)             Chord(header=(x#0/3, x#1/3, x#2/3), body=Merge(x))
+                                (a map node's items, known at run time: `pipelines.engine.fanout`)
 
     a -> b -> c  (fused)        Steps(a, b, c)        see `fuse_steps`
 

@@ -45,6 +45,7 @@ class NodeBox:
     replicas: int
     compensate: str | None  # the compensation's step type, when the node has one
     state: str = SAME
+    map_step: str | None = None  # a map node's child step type: it fans out, one shard per item
     in_cycle: bool = False
     changed_fields: tuple[str, ...] = ()
     width: int = NODE_WIDTH
@@ -52,8 +53,9 @@ class NodeBox:
 
     @property
     def stack(self) -> tuple[int, ...]:
-        """Offsets of the shadow cards drawn behind a replicated node (at most two)."""
-        return tuple(STACK_OFFSET * i for i in range(min(self.replicas, 3) - 1, 0, -1))
+        """Offsets of the shadow cards drawn behind a replicated or map node (at most two)."""
+        cards = 3 if self.map_step is not None else min(self.replicas, 3)
+        return tuple(STACK_OFFSET * i for i in range(cards - 1, 0, -1))
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,14 @@ def _kind(raw: dict) -> str:
 def _replicas(raw: dict) -> int:
     value = raw.get("replicas", 1)
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+
+
+def _map_step(raw: dict) -> str | None:
+    """The child step type of a map node ("?" when unreadable), None for any other node."""
+    if raw.get("type") != "map":
+        return None
+    step = (raw.get("config") or {}).get("step") if isinstance(raw.get("config"), dict) else None
+    return step.get("type") if isinstance(step, dict) and isinstance(step.get("type"), str) else "?"
 
 
 def _compensation(raw: dict) -> str | None:
@@ -245,6 +255,7 @@ def _place(nodes, edges, *, states, edge_states, changed) -> Layout:
                 group_index=groups.index(group) if group is not None else -1,
                 replicas=_replicas(raw),
                 compensate=_compensation(raw),
+                map_step=_map_step(raw),
                 state=states.get(nid, SAME),
                 in_cycle=nid in stuck,
                 changed_fields=tuple(changed.get(nid, ())),

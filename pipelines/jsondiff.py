@@ -55,33 +55,38 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
+_MISSING = object()
+
+
 def _walk(left: Any, right: Any, path: str, found: list[str], limit: int) -> bool:
     """Append differences; True once `limit` is reached (the walk stops)."""
     kind = _kind(left)
     if kind != _kind(right):
         found.append(path)
         return len(found) >= limit
-    if kind == "object":
-        for key in sorted(set(left) | set(right), key=str):
-            sub = child_path(path, str(key))
-            if key not in left or key not in right:
+    if kind in ("object", "array"):
+        for key, a, b in _children(kind, left, right):
+            sub = child_path(path, key)
+            if a is _MISSING or b is _MISSING:  # on one side only: a difference at its own path
                 found.append(sub)
                 if len(found) >= limit:
                     return True
-            elif _walk(left[key], right[key], sub, found, limit):
-                return True
-        return False
-    if kind == "array":
-        for index in range(max(len(left), len(right))):
-            sub = child_path(path, index)
-            if index >= len(left) or index >= len(right):
-                found.append(sub)
-                if len(found) >= limit:
-                    return True
-            elif _walk(left[index], right[index], sub, found, limit):
+            elif _walk(a, b, sub, found, limit):
                 return True
         return False
     if left != right:
         found.append(path)
         return len(found) >= limit
     return False
+
+
+def _children(kind: str, left: Any, right: Any):
+    """(path key, left child, right child) of two objects (keys sorted) or arrays (by index),
+    `_MISSING` on the side that lacks it."""
+    if kind == "object":
+        for key in sorted(set(left) | set(right), key=str):
+            yield str(key), left.get(key, _MISSING), right.get(key, _MISSING)
+    else:
+        for index in range(max(len(left), len(right))):
+            yield (index, left[index] if index < len(left) else _MISSING,
+                   right[index] if index < len(right) else _MISSING)

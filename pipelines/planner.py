@@ -55,6 +55,7 @@ from pipelines.job_diff import (  # noqa: F401  re-exported: callers import them
 )
 from pipelines.secrets import MISSING_SECRET, secret_issues  # noqa: F401  MISSING_SECRET re-exported
 from pipelines.steps import get_step_type
+from pipelines.steps.map import DEFAULT_MAX_PARALLEL, MAP_TYPE
 from pipelines.templating import template_issues
 from pipelines.triggers import ScheduleChange, ScheduleSpec, diff_schedules, schedule_specs, trigger_issues
 
@@ -345,6 +346,11 @@ def _check_jobs(drafts: Iterable[_Draft], fleet: FleetSnapshot, secrets: frozens
             errors.append(Issue(d.type_path, f"step type {d.type!r} is not advertised by the workers of group "
                                 f"{d.group!r}; place the job on a group that runs it", UNSUPPORTED_STEP_TYPE))
         path = d.type_path[: -len(".type")] if d.kind == STEP else d.source
+        child = _map_child_type(d)
+        if state is not None and child is not None and child not in state.step_types:
+            errors.append(Issue(f"{path}.config.step.type", f"step type {child!r} of map {d.job_id!r}'s items is not "
+                                f"advertised by the workers of group {d.group!r}; place the map on a group that "
+                                "runs it", UNSUPPORTED_STEP_TYPE))
         if d.kind == STEP:
             errors.extend(registry.issues(d.type, d.config, f"{path}.config", d.type_path))
         errors.extend(secret_issues(d.config, f"{path}.config", secrets))
@@ -362,6 +368,21 @@ def _check_jobs(drafts: Iterable[_Draft], fleet: FleetSnapshot, secrets: frozens
             errors.extend(registry.issues(comp["type"], comp.get("config") or {}, f"{comp_path}.config",
                                           f"{comp_path}.type"))
             errors.extend(secret_issues(comp.get("config") or {}, f"{comp_path}.config", secrets))
+
+
+def _map_child_type(d: _Draft) -> str | None:
+    """The child step type a map job runs per item, None for any other job."""
+    step = d.config.get("step") if d.type == MAP_TYPE and isinstance(d.config, Mapping) else None
+    return step.get("type") if isinstance(step, Mapping) and isinstance(step.get("type"), str) else None
+
+
+def _slots(d: _Draft) -> int:
+    """How many slots a job may take at once: its replicas, a map's max_parallel items."""
+    if d.type != MAP_TYPE:
+        return d.replicas
+    parallel = d.config.get("max_parallel") if isinstance(d.config, Mapping) else None
+    return parallel if isinstance(parallel, int) and not isinstance(parallel, bool) and parallel > 0 \
+        else DEFAULT_MAX_PARALLEL
 
 
 def _group_state(group, path, fleet: FleetSnapshot, errors) -> GroupState | None:
@@ -412,13 +433,13 @@ def _check_capacity(drafts: Iterable[_Draft], edges: set, fleet: FleetSnapshot, 
     """Warn where the jobs of a group that may run at the same time need more slots than it has.
 
     Only jobs with no path between them overlap, so the need is the group's heaviest antichain
-    (``pipelines.concurrency``), weighted by replicas; the plain sum of replicas bounds it from
+    (``pipelines.concurrency``), weighted by replicas (a map's by its max_parallel); the plain sum of replicas bounds it from
     above, so the flow is computed only for groups whose sum exceeds their live slots.
     """
     by_group: dict[str, dict[str, int]] = {}
     for d in drafts:
         if d.group is not None:
-            by_group.setdefault(d.group, {})[d.job_id] = d.replicas
+            by_group.setdefault(d.group, {})[d.job_id] = _slots(d)
     for group in sorted(by_group):
         state = fleet.groups.get(group)
         if state is None or state.live_workers == 0 or sum(by_group[group].values()) <= state.concurrency:
@@ -433,7 +454,7 @@ def _check_capacity(drafts: Iterable[_Draft], edges: set, fleet: FleetSnapshot, 
                 f"fleet.{group}",
                 f"group {group!r} needs {widest.weight} slots at once for jobs that can run at the same time "
                 f"({shown}) but has {state.concurrency} live slots on {state.live_workers} worker(s); "
-                "add workers or lower replicas",
+                "add workers or lower replicas (or a map's max_parallel)",
                 CAPACITY,
             ))
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone as dt_timezone
 from typing import Any, Iterable, Mapping
 
 from pipelines import errors as E
@@ -88,6 +89,26 @@ class ScheduleChange:
     fields: tuple[str, ...] = ()
     old: ScheduleSpec | None = None
     new: ScheduleSpec | None = None
+
+
+# --------------------------------------------------------------------------- interval ticks
+
+EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+
+
+def interval_tick(every_s: int, at: datetime, anchor: datetime | None = None) -> datetime:
+    """The latest tick ``anchor + n * every_s`` at or before ``at`` (aware; n may be negative), in
+    UTC. The default anchor is the epoch, so ``every_s: 60`` ticks on the minute."""
+    anchor = EPOCH if anchor is None else anchor.astimezone(dt_timezone.utc)
+    # Whole microseconds: float seconds would put a tick a hair past `at` after decades of them.
+    step = timedelta(seconds=every_s)
+    return anchor + ((at.astimezone(dt_timezone.utc) - anchor) // step) * step
+
+
+def first_interval_tick(every_s: int, after: datetime) -> datetime:
+    """The first epoch-aligned tick strictly after ``after``: the anchor apply gives a new interval
+    schedule (its first tick comes within one interval, on the same grid as every other one)."""
+    return interval_tick(every_s, after) + timedelta(seconds=every_s)
 
 
 # --------------------------------------------------------------------------- validation

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Mapping
 from pipelines import errors as E
 from pipelines.errors import GraphError, Issue, sort_issues
 from pipelines.graph import Graph
+from pipelines.steps.map import MAP_TYPE
 from pipelines.structure import parse_structure
 from pipelines.templating import template_issues
 
@@ -100,6 +101,10 @@ def _node_issues(raw: dict, p: str, types: Mapping[str, Any]) -> list[Issue]:
     params = raw.get("params")
     if isinstance(params, dict):
         issues.extend(template_issues(params, f"{p}.params"))
+    if step_type == MAP_TYPE and raw.get("replicas", 1) != 1:
+        issues.append(Issue(f"{p}.replicas", f"{label} is a map: it runs one shard per item, so it cannot "
+                                              "also have replicas; remove replicas (max_parallel bounds "
+                                              "how many items run at once)", E.INVALID_FIELD))
 
     compensate = raw.get("compensate")
     if isinstance(compensate, dict) and isinstance(compensate.get("type"), str):

@@ -55,6 +55,8 @@ def seeded(transactional_db, settings):
     deployment = make_deployment(project, [job("a"), job("b")], [{"from": "a", "to": "b"}], user=owner)
     plan = plan_create(workflow=workflow, version=version, environment="staging", user=owner)
     execution, _ = execution_start(deployment=deployment, input={}, user=owner)
+    gated = make_deployment(project, [job("ok", "approval", config={"approvers": {"roles": ["owner"]}})], user=owner)
+    waiting, _ = execution_start(deployment=gated, input={}, user=owner)  # waits at its approval
     blueprint = blueprint_create(company=company, name="fanout", description="", user=owner)
     blueprint_version, _ = blueprint_publish(blueprint=blueprint, document=simple_blueprint(), user=owner)
     template = job_template_create(company=company, name="say", step_type="log", defaults={"message": "hi"}, param_schema={})
@@ -66,6 +68,7 @@ def seeded(transactional_db, settings):
             "version_id": [version.id], "group_id": [group.id], "worker_id": [worker.id],
             "deployment_id": [deployment.id], "plan_id": [plan.id], "execution_id": [execution.id],
             "user_id": [member.id, owner.id],
+            "approval_id": list(waiting.approvals.values_list("id", flat=True)),
             # The catalog's viewsets name every id `id`.
             "id": [str(blueprint.id), str(blueprint_version.id), str(template.id), str(secret.id)],
         },

@@ -23,7 +23,7 @@ THIRD_PARTY_ENV = {"FLOWER_BASIC_AUTH"}
 
 def variables_read_by_the_code() -> set[str]:
     names: set[str] = set()
-    pattern = re.compile(r"""(?:os\.environ\.get|os\.environ\[|env_flag|env_list|environ\.setdefault|_int)\(?\s*["']([A-Z][A-Z0-9_]+)["']""")
+    pattern = re.compile(r"""(?:os\.environ\.get|os\.environ\[|env_flag|env_list|environ\.setdefault|_int|_env)\(?\s*["']([A-Z][A-Z0-9_]+)["']""")
     for folder in ("controlplane", "workers", "pipelines"):
         for path in (REPO_ROOT / folder).rglob("*.py"):
             names.update(pattern.findall(path.read_text()))
@@ -85,3 +85,25 @@ def test_the_dockerfile_collects_static_files_and_serves_with_gunicorn():
     assert re.search(r"^ENV .*\bDEBUG=0\b", text, re.M)
     assert "SECRET_KEY" not in re.search(r"^ENV .*$", text, re.M).group(0), "no key baked into the image"
     assert re.search(r"^USER (?!root)\w+", text, re.M), "the image runs as an unprivileged user"
+
+
+TRACED = ["web", "beat", *sorted(name for name in APP_SERVICES if name.startswith("worker-"))]
+
+
+@pytest.mark.parametrize("service", TRACED)
+@pytest.mark.parametrize("variable", ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME"])
+def test_web_workers_and_beat_pass_the_tracing_variables_through_empty_by_default(service, variable):
+    assert APP_SERVICES[service]["environment"][variable] == f"${{{variable}:-}}", (
+        f"service {service} must pass {variable} through, empty unless the operator sets it")
+
+
+def test_an_empty_endpoint_means_no_tracing_and_an_empty_name_keeps_each_processs_own():
+    from controlplane.core.telemetry import build_provider, telemetry_mode
+
+    compose_default = {"OTEL_EXPORTER_OTLP_ENDPOINT": "", "OTEL_SERVICE_NAME": ""}
+    assert telemetry_mode(compose_default) == "off"
+    assert telemetry_mode({**compose_default, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}) == "otlp"
+    assert len(TRACED) >= 4  # web, beat and at least the control plane's and one group's workers
+    provider = build_provider("flowplane-beat", "console", compose_default)
+    assert provider.resource.attributes["service.name"] == "flowplane-beat"
+    provider.shutdown()

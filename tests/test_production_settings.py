@@ -76,3 +76,24 @@ def test_a_malformed_proxy_header_setting_names_itself(tmp_path, value):
 def test_a_debug_flag_that_is_not_a_boolean_is_refused(tmp_path):
     result = manage(tmp_path, "check", DEBUG="maybe")
     assert result.returncode != 0 and "DEBUG='maybe' is not a boolean" in result.stderr
+
+
+@pytest.mark.parametrize("broker, cache_url, backend", [
+    pytest.param(None, None, "locmem.LocMemCache", id="embedded-no-server"),
+    pytest.param("redis://127.0.0.1:6379/3", None, "redis.RedisCache redis://127.0.0.1:6379/3", id="the-brokers-redis"),
+    pytest.param("redis://127.0.0.1:6379/3", "redis://cache:6379/0", "redis.RedisCache redis://cache:6379/0",
+                 id="its-own-cache-url"),
+])
+def test_the_default_cache_is_the_brokers_redis_when_there_is_one(tmp_path, broker, cache_url, backend):
+    env = {k: v for k, v in {"CELERY_BROKER_URL": broker, "CACHE_URL": cache_url}.items() if v}
+    code = ("from django.conf import settings as s; c = s.CACHES['default']; "
+            "print(c['BACKEND'].removeprefix('django.core.cache.backends.'), c.get('LOCATION', '')) ")
+    result = manage(tmp_path, "shell", "--no-imports", "-c", code, SECRET_KEY=PRODUCTION_KEY, **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == backend
+
+
+@pytest.mark.parametrize("rate", ["120", "0/min", "ten/min", "5/week", "5/"])
+def test_a_malformed_hook_throttle_rate_names_itself(tmp_path, rate):
+    result = manage(tmp_path, "check", SECRET_KEY=PRODUCTION_KEY, HOOK_THROTTLE_RATE=rate)
+    assert result.returncode != 0 and f"HOOK_THROTTLE_RATE={rate!r}" in result.stderr

@@ -121,11 +121,14 @@ def saga_finish(self, execution_id: str) -> dict:
 def sweep(self) -> dict:
     """For beat: stale workers -> offline (their running steps are recovered by the fleet hook);
     attempts whose process is gone -> lost and re-published; attempts past their hard time limit
-    -> lost, failing their run; runs with nothing running and no progress -> their canvas again."""
+    -> lost, failing their run; runs with nothing running and no progress -> their canvas again;
+    approvals past their deadline -> expired, their run compensating."""
+    from controlplane.approvals.services import approvals_expire
     from controlplane.fleet.services import fleet_sweep
 
     return {"offline": fleet_sweep(), "orphaned": services.step_runs_recover_orphaned(),
-            "expired": services.step_runs_expire(), "stalled": services.executions_redrive_stalled()}
+            "expired": services.step_runs_expire(), "stalled": services.executions_redrive_stalled(),
+            "approvals": approvals_expire()}
 
 
 @shared_task(name="flowplane.reconcile_all", ignore_result=True, soft_time_limit=300, time_limit=360)
@@ -137,12 +140,13 @@ def reconcile_all() -> dict:
 
 
 @shared_task(name="flowplane.schedule_fire", ignore_result=True, acks_late=True, soft_time_limit=60, time_limit=90)
-def schedule_fire(schedule_id: int) -> dict:
-    """For beat: one tick of a deployment's schedule (overlap policy, catch-up); no retries: a tick
-    redelivered after a crash is recognised by its scheduled time and starts nothing twice."""
+def schedule_fire(schedule_id: int, scheduled_at: str | None = None) -> dict:
+    """For beat: one tick of a deployment's schedule (overlap policy, catch-up), `scheduled_at` the
+    tick's time as beat sent it (workers/beat.py); no retries: a tick redelivered after a crash is
+    recognised by its scheduled time and starts nothing twice."""
     from controlplane.triggers.services import schedule_fire as fire
 
-    return fire(schedule_id=schedule_id)
+    return fire(schedule_id=schedule_id, scheduled_at=scheduled_at)
 
 
 @shared_task(name="flowplane.triggers_sweep", ignore_result=True, soft_time_limit=120, time_limit=150)

@@ -194,7 +194,7 @@ class ExecutionCancelApi(APIView):
         409: OpenApiResponse(ErrorSerializer, description="`not_cancellable`: the run already finished, failed, is "
                              "compensating or was cancelled.")})
     def post(self, request, execution_id):
-        """Stop a pending or running run: no step of it starts after this returns.
+        """Stop a pending, running or waiting run: no step of it starts after this returns.
 
         Every task of the run still queued, prefetched or waiting for a countdown is revoked; a
         running step whose node is `interruptible: true` is terminated (its attempt `cancelled`),

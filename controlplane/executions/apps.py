@@ -14,6 +14,15 @@ class ExecutionsConfig(AppConfig):
         # the previous one had claimed is lost likewise.
         hooks.workers_offline.connect(_recover_offline, dispatch_uid="executions.lost_work_recover")
         hooks.worker_replaced.connect(_recover_replaced, dispatch_uid="executions.worker_replaced_recover")
+        _register_gates()
+
+
+def _register_gates() -> None:
+    from controlplane.executions.services.map_gate import map_gate
+    from controlplane.executions.services.segments import register_gate
+
+    # A map node's gate renders its items and publishes their lanes before the next segment.
+    register_gate("map", map_gate)
 
 
 def _recover_offline(sender, hostnames, **kwargs):

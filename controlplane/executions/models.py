@@ -26,6 +26,9 @@ from controlplane.tenancy.models import Company
 class ExecutionStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     RUNNING = "running", "Running"
+    # Stopped at a gate (an approval): no task of the run is queued or running, and no worker
+    # slot or broker message is held; deciding the gate publishes the next segment.
+    WAITING = "waiting", "Waiting (for an approval)"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     COMPENSATING = "compensating", "Compensating"
@@ -90,6 +93,16 @@ class EventType(models.TextChoices):
     DEAD_LETTER_REPLAYED = "dead_letter.replayed"
     DEAD_LETTER_DISCARDED = "dead_letter.discarded"
     EXECUTION_CONTINUED = "execution.continued"
+    # Segments (gates: approval, map): a segment's canvas published, the run stopped at a gate
+    # and resumed; an approval asked for, decided (by whom) or expired.
+    SEGMENT_DISPATCHED = "segment.dispatched"
+    EXECUTION_WAITING = "execution.waiting"
+    EXECUTION_RESUMED = "execution.resumed"
+    APPROVAL_REQUESTED = "approval.requested"
+    APPROVAL_DECIDED = "approval.decided"
+    APPROVAL_EXPIRED = "approval.expired"
+    # A map node's gate opened: its items (one shard each) as rendered then, and its lanes.
+    MAP_EXPANDED = "map.expanded"
 
 
 class ReplayMode(models.TextChoices):
@@ -144,8 +157,8 @@ class Execution(models.Model):
         choices=ExecutionStatus.choices,
         default=ExecutionStatus.PENDING,
         db_index=True,
-        help_text="running until finish; on a final step failure compensating, then compensated, "
-        "compensation_failed, or failed when nothing needed undoing.",
+        help_text="running until finish (waiting while stopped at an approval); on a final step failure "
+        "compensating, then compensated, compensation_failed, or failed when nothing needed undoing.",
     )
     idempotency_key = models.CharField(
         max_length=200,

@@ -10,6 +10,7 @@ from django.db.models import Count, QuerySet
 from controlplane.core.errors import NotFound
 from controlplane.executions.models import DeadLetter, EventType, Execution, ExecutionEvent, ExecutionStatus, StepRun
 from controlplane.tenancy.access import member_company_ids
+from pipelines.engine.segments import GATE_TYPES, split_segments
 
 
 def execution_list(
@@ -130,7 +131,7 @@ def execution_timeline(*, execution: Execution) -> dict[str, Any]:
 
     compensations = entries(True)
     compensations.sort(key=lambda e: e["started_at"] or execution.created_at)
-    return {
+    timeline = {
         "execution": str(execution.pk),
         "status": execution.status,
         "started_at": execution.started_at,
@@ -141,6 +142,40 @@ def execution_timeline(*, execution: Execution) -> dict[str, Any]:
         "cancelled": _cancelled_steps(execution),
         "error": execution.error,
     }
+    _add_gates(execution, timeline, order)
+    return timeline
+
+
+def _add_gates(execution: Execution, timeline: dict[str, Any], order: dict[str, int]) -> None:
+    """For a run cut into segments (gates: approval, map): `segments` with when each was
+    dispatched, and per approval step its wait: the step's entry carries `approval` (who decided,
+    when), and a pending approval, which has no attempt yet, gets an entry `waiting` since it was
+    asked (its bar grows until someone decides)."""
+    jobs = execution.graph.get("jobs", [])
+    if not any(job.get("type") in GATE_TYPES for job in jobs):
+        return
+    dispatched = {event.data.get("index"): event.created_at for event in
+                  execution.events.filter(type=EventType.SEGMENT_DISPATCHED).only("data", "created_at")}
+    timeline["segments"] = [
+        {**segment.to_dict(), "dispatched_at": execution.started_at if segment.index == 0 and segment.nodes
+         else dispatched.get(segment.index)}
+        for segment in split_segments(jobs, execution.graph.get("edges", []))]
+    by_node = {entry["node_id"]: entry for entry in timeline["steps"]}
+    for approval in execution.approvals.select_related("decided_by").order_by("id"):
+        facts = {"id": approval.pk, "status": approval.status, "requested_at": approval.created_at,
+                 "deadline": approval.deadline, "decided_at": approval.decided_at, "comment": approval.comment,
+                 "decided_by": approval.decided_by.username if approval.decided_by else None}
+        entry = by_node.get(approval.node_id)
+        if entry is None:
+            entry = by_node[approval.node_id] = {
+                "node_id": approval.node_id, "shard": 0, "shard_count": 1, "attempts": 0, "group": "", "queue": "",
+                "worker": "", "started_at": approval.created_at, "finished_at": approval.decided_at,
+                "duration_ms": _ms(approval.created_at, approval.decided_at), "input": None, "output": None,
+                "error": None, "attempt_history": [],
+                "status": "waiting" if approval.status == "pending" else approval.status}
+            timeline["steps"].append(entry)
+        entry["approval"] = facts
+    timeline["steps"].sort(key=lambda e: (order.get(e["node_id"], 1e9), e["shard"]))
 
 
 # Statuses a cancelled run can be in (its saga may be running, or have failed).

@@ -103,7 +103,7 @@ def execution_row(execution_id, *, with_graph: bool, lock: bool = False) -> Exec
     return Execution.from_db(connection.alias, columns.attnames, columns.convert(row))
 
 
-RUN_COLUMNS = ("id", "node_id", "shard", "attempt", "status", "worker", "started_at")
+RUN_COLUMNS = ("id", "node_id", "shard", "attempt", "status", "worker", "started_at", "shard_count")
 _RUNS = {False: Columns(StepRun, RUN_COLUMNS), True: Columns(StepRun, RUN_COLUMNS + ("output",))}
 
 
@@ -227,7 +227,12 @@ def locked_execution(execution_id) -> Execution:
 def attempt_records(execution_id, *, with_output: bool, node_ids: Iterable[str] | None = None) -> list[AttemptRecord]:
     """A run's attempts (not compensations) oldest first, in one query; outputs only when the
     caller needs them (they can be large), `node_ids` narrowing them to the nodes a claim is about."""
-    return [AttemptRecord(*row) for row in step_run_rows(execution_id, with_output=with_output, node_ids=node_ids)]
+    return [attempt_record(row) for row in step_run_rows(execution_id, with_output=with_output, node_ids=node_ids)]
+
+
+def attempt_record(row: Sequence[Any]) -> AttemptRecord:
+    """One of `step_run_rows`' value lists (`RUN_COLUMNS`, + output) as the engine reads it."""
+    return AttemptRecord(*row[:7], output=row[8] if len(row) > 8 else None, shard_count=row[7])
 
 
 def succeeded_event(execution: Execution, skipped: Sequence[str]) -> Event:

@@ -34,4 +34,4 @@ class ChainTriggerAdmin(admin.ModelAdmin):
 
 @admin.register(ChainRun)
 class ChainRunAdmin(admin.ModelAdmin):
-    list_display = ("upstream", "deployment", "execution", "created_at")
+    list_display = ("upstream", "deployment", "execution", "next_try_at", "created_at")

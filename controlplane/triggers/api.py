@@ -5,12 +5,10 @@ Another tenant's hook, schedule or deployment is a 404, like a missing one.
 """
 from __future__ import annotations
 
-from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.throttling import SimpleRateThrottle
 from rest_framework.views import APIView
 
 from controlplane.core.errors import NotFound
@@ -22,6 +20,7 @@ from controlplane.tenancy.access import require_role
 from controlplane.tenancy.models import Role
 from controlplane.triggers import selectors, serializers as s, services
 from controlplane.triggers.models import Schedule
+from controlplane.triggers.throttle import HookThrottle
 
 
 def _hook(request, hook_id):
@@ -68,18 +67,6 @@ class HookRetirePreviousApi(APIView):
     def post(self, request, hook_id):
         hook = services.hook_retire_previous(hook=_hook(request, hook_id), user=request.user)
         return Response(s.HookOut(hook).data)
-
-
-class HookThrottle(SimpleRateThrottle):
-    """Deliveries per hook token (`HOOK_THROTTLE_RATE`, default 120/min); over it: 429 with Retry-After."""
-
-    scope = "hook"
-
-    def get_rate(self):
-        return getattr(settings, "HOOK_THROTTLE_RATE", "120/min")
-
-    def get_cache_key(self, request, view):
-        return f"throttle_hook_{view.kwargs.get('token', '')}"
 
 
 class HookReceiveApi(APIView):

@@ -11,7 +11,9 @@
       HookDelivery  one accepted delivery, unique per (hook, delivery id): a redelivery starts no run
     ChainTrigger    an `on: {workflow, status}` of the deployed version: runs of `upstream` start
                     runs of `deployment` when they end in a matching status
-      ChainRun      one (upstream run, downstream deployment) pair, unique: each is started once
+      ChainRun      one (upstream run, downstream deployment) pair, unique: each is started once;
+                    a start refused for a passing reason (no live worker) is tried again by the
+                    sweep with backoff, a bounded number of times, each try recorded
 """
 from __future__ import annotations
 
@@ -173,8 +175,19 @@ class ChainRun(models.Model):
         help_text="The downstream run it started.",
     )
     error = models.JSONField(null=True, blank=True, help_text="Why the downstream run could not start, if it could not.")
+    tries = models.JSONField(
+        default=list, blank=True,
+        help_text="Each try that could not start the downstream run, oldest first: {at, error}.",
+    )
+    next_try_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the triggers sweep tries again (a transient refusal such as no live worker); empty once "
+                  "the run started, after a refusal that a retry cannot mend, or when the tries ran out.",
+    )
     created_at = models.DateTimeField(auto_now_add=True, help_text="When it was handled.")
 
     class Meta:
         ordering = ["id"]
         constraints = [models.UniqueConstraint(fields=["upstream", "deployment"], name="chain_run_unique")]
+        indexes = [models.Index(fields=["next_try_at"], condition=models.Q(next_try_at__isnull=False),
+                                name="chain_run_retry_due")]

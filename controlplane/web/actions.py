@@ -68,19 +68,19 @@ def _perform(request: HttpRequest, action: Action, company_id: int, what: str, *
         raise DjangoPermissionDenied(error.detail) from None
 
 
-@require_POST
-@login_required
-def deployment_action(request: HttpRequest, deployment_id: int, action: str) -> HttpResponse:
-    if action not in DEPLOYMENT_ACTIONS or not is_db_id(deployment_id):
-        raise Http404("no such deployment action")
+def _or_404(select: Callable[..., Any], **lookup) -> Any:
+    """The object a selector finds for the caller; another company's (or none) is a 404."""
     try:
-        deployment = deployment_selectors.deployment_get(user=request.user, deployment_id=deployment_id)
+        return select(**lookup)
     except NotFound as error:
         raise Http404(error.detail) from None
-    chosen = DEPLOYMENT_ACTIONS[action]
+
+
+def _act_on_deployment(request: HttpRequest, deployment, chosen: Action, done: str, **target) -> HttpResponse:
+    """Run `chosen` on `deployment`, say how it went, and go back to the deployment's page."""
     try:
-        _perform(request, chosen, deployment.workflow.project.company_id, "deployment", deployment=deployment)
-        messages.success(request, f"Deployment #{deployment.pk} {chosen.done}.")
+        _perform(request, chosen, deployment.workflow.project.company_id, "deployment", deployment=deployment, **target)
+        messages.success(request, done)
     except ApplicationError as error:  # a refused transition, e.g. pausing a paused deployment
         messages.error(request, f"{chosen.label} refused: {error.detail}")
     return redirect("web:deployment-detail", deployment_id=deployment.pk)
@@ -88,13 +88,20 @@ def deployment_action(request: HttpRequest, deployment_id: int, action: str) -> 
 
 @require_POST
 @login_required
+def deployment_action(request: HttpRequest, deployment_id: int, action: str) -> HttpResponse:
+    if action not in DEPLOYMENT_ACTIONS or not is_db_id(deployment_id):
+        raise Http404("no such deployment action")
+    deployment = _or_404(deployment_selectors.deployment_get, user=request.user, deployment_id=deployment_id)
+    chosen = DEPLOYMENT_ACTIONS[action]
+    return _act_on_deployment(request, deployment, chosen, f"Deployment #{deployment.pk} {chosen.done}.")
+
+
+@require_POST
+@login_required
 def execution_action(request: HttpRequest, execution_id, action: str) -> HttpResponse:
     if action not in EXECUTION_ACTIONS:
         raise Http404("no such execution action")
-    try:
-        execution = execution_selectors.execution_get(user=request.user, execution_id=execution_id)
-    except NotFound as error:
-        raise Http404(error.detail) from None
+    execution = _or_404(execution_selectors.execution_get, user=request.user, execution_id=execution_id)
     chosen = EXECUTION_ACTIONS[action]
     try:
         result = _perform(request, chosen, execution.company_id, "execution", execution=execution)
@@ -123,28 +130,17 @@ def drift_action(request: HttpRequest, deployment_id: int, action: str) -> HttpR
     `accept-drift` and `reconcile` routes do, with their role (editor)."""
     if action not in DRIFT_ACTIONS or not is_db_id(deployment_id):
         raise Http404("no such drift action")
-    try:
-        deployment = deployment_selectors.deployment_get(user=request.user, deployment_id=deployment_id)
-    except NotFound as error:
-        raise Http404(error.detail) from None
+    deployment = _or_404(deployment_selectors.deployment_get, user=request.user, deployment_id=deployment_id)
     chosen = DRIFT_ACTIONS[action]
     target = {"drift": request.POST.get("drift", "")} if action == "accept" else {}
-    try:
-        _perform(request, chosen, deployment.workflow.project.company_id, "deployment", deployment=deployment, **target)
-        messages.success(request, f"Deployment #{deployment.pk}: {chosen.done}.")
-    except ApplicationError as error:
-        messages.error(request, f"{chosen.label} refused: {error.detail}")
-    return redirect("web:deployment-detail", deployment_id=deployment.pk)
+    return _act_on_deployment(request, deployment, chosen, f"Deployment #{deployment.pk}: {chosen.done}.", **target)
 
 
 @require_POST
 @login_required
 def dead_letter_replay(request: HttpRequest, dead_letter_id: int) -> HttpResponse:
     """The API's `POST /dead-letters/{id}/replay` (editor): the failed run continues, or a from_step replay starts."""
-    try:
-        letter = execution_selectors.dead_letter_get(user=request.user, dead_letter_id=dead_letter_id)
-    except NotFound as error:
-        raise Http404(error.detail) from None
+    letter = _or_404(execution_selectors.dead_letter_get, user=request.user, dead_letter_id=dead_letter_id)
     chosen = Action("Replay", Role.EDITOR, execution_services.dead_letter_replay, "replayed")
     try:
         replay = _perform(request, chosen, letter.execution.company_id, "dead letter", dead_letter=letter)

@@ -7,7 +7,7 @@ password, and every page then shows only the companies they belong to.
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from controlplane.web import actions, plan_pages, views, workflow_pages
+from controlplane.web import actions, approval_pages, plan_pages, views, workflow_pages
 
 app_name = "web"
 
@@ -32,5 +32,7 @@ urlpatterns = [
     path("plans/<uuid:plan_id>/", plan_pages.plan_detail, name="plan-detail"),
     path("plans/<uuid:plan_id>/apply/", plan_pages.plan_apply, name="plan-apply"),
     path("dead-letters/", views.dead_letter_list, name="dead-letter-list"),
+    path("approvals/", approval_pages.approval_inbox, name="approval-inbox"),
+    path("approvals/<int:approval_id>/decide/", approval_pages.approval_decide_action, name="approval-decide"),
     path("dead-letters/<int:dead_letter_id>/replay/", actions.dead_letter_replay, name="dead-letter-replay"),
 ]

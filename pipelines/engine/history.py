@@ -3,7 +3,8 @@
 A `Snapshot` is the run's status and its recorded attempts by (node, shard), oldest first, as one
 read returned them. The rules (a shard's and a node's state, the skip rule, what a node waits on,
 the template context) are pure functions of a graph and a snapshot: the locked claim, the
-lock-free claim and the saga all decide from them, so they cannot drift apart.
+lock-free claim and the saga all decide from them, so they cannot drift apart. A node's width is
+its replicas, or for a map node the item count recorded with its shards (`shard_total`).
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from pipelines.engine.graph import ExecutionGraph, Job
+
+MAP_TYPE = "map"  # `pipelines.steps.map.MAP_TYPE`: a node whose shard count is known at run time
 
 # Attempt statuses (the values of the store's `StepStatus`).
 RUNNING, SUCCEEDED, FAILED, SKIPPED, LOST = "running", "succeeded", "failed", "skipped", "lost"
@@ -29,6 +32,7 @@ class AttemptRecord:
     when the reader loaded them (`claim_known`): the lock-free read does not, and defers any
     running attempt to the locked path. `lost_counts`: whether a lost attempt counts against the
     node's `max_attempts` (False when the engine's database, not the step's process, failed).
+    `shard_count`: how many shards the node ran as; a map node's is known only at run time.
     """
 
     id: int
@@ -44,6 +48,7 @@ class AttemptRecord:
     request_retries: int = 0
     pid: int | None = None
     lost_counts: bool = True
+    shard_count: int = 1
 
     @property
     def claim_known(self) -> bool:
@@ -83,9 +88,22 @@ def shard_state(records: Iterable[AttemptRecord]) -> str:
     return PENDING
 
 
+def shard_total(job: Job, attempts: Mapping[tuple[str, int], Iterable[AttemptRecord]]) -> int | None:
+    """How many shards the node runs as: its replicas, or for a map node the item count recorded
+    with its shards (None until its first shard is recorded: it is pending then, whatever the
+    count). An empty map's join records shard 0 with a count of 0 (`pipelines.engine.fanout`)."""
+    if job.type != MAP_TYPE:
+        return job.replicas
+    first = tuple(attempts.get((job.id, 0), ()))
+    return first[-1].shard_count if first else None
+
+
 def node_state(job: Job, attempts: Mapping[tuple[str, int], Iterable[AttemptRecord]]) -> str:
     """succeeded when every shard succeeded (or was skipped), skipped when all were, else pending."""
-    states = {shard_state(attempts.get((job.id, shard), ())) for shard in range(job.replicas)}
+    total = shard_total(job, attempts)
+    if total is None:
+        return PENDING
+    states = {shard_state(attempts.get((job.id, shard), ())) for shard in range(total)}
     if states == {SKIPPED}:
         return SKIPPED
     if PENDING in states:
@@ -94,12 +112,13 @@ def node_state(job: Job, attempts: Mapping[tuple[str, int], Iterable[AttemptReco
 
 
 def node_output(job: Job, attempts) -> Any:
-    """The node's output: its one shard's output, or the list of shard outputs (merge) by index."""
+    """The node's output: its one shard's output, or the list of shard outputs (merge) by index;
+    a map node's is always the list of its items' outputs in item order."""
     outputs = []
-    for shard in range(job.replicas):
+    for shard in range(shard_total(job, attempts) or 0):
         done = [r for r in attempts.get((job.id, shard), ()) if shard_state((r,)) == SUCCEEDED]
         outputs.append(done[-1].output if done else None)
-    return outputs[0] if job.replicas == 1 else outputs
+    return outputs[0] if job.replicas == 1 and job.type != MAP_TYPE else outputs
 
 
 def waiting_on(graph: ExecutionGraph, node_id: str, attempts) -> list[str]:

@@ -1,7 +1,8 @@
 """Step types: a registry keyed by type name, and the built-in types.
 
 Importing this package registers the built-ins: ``noop``, ``log``, ``python``, ``http``,
-``jq``, ``condition``, ``delay``, ``fail`` and ``notify`` (and the allow-listed python callables).
+``jq``, ``condition``, ``delay``, ``fail``, ``notify``, and the gates ``approval`` and ``map`` (and the
+allow-listed python callables).
 """
 
 from pipelines.steps.base import Field, StepContext, StepType
@@ -23,6 +24,8 @@ from pipelines.steps import http as _http  # noqa: F401,E402
 from pipelines.steps import builtin_callables as _builtin_callables  # noqa: F401,E402
 from pipelines.steps import landing as _landing  # noqa: F401,E402
 from pipelines.steps import notify as _notify  # noqa: F401,E402
+from pipelines.steps import approval as _approval  # noqa: F401,E402
+from pipelines.steps import map as _map  # noqa: F401,E402
 
 __all__ = [
     "Field",

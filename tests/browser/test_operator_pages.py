@@ -1,6 +1,6 @@
 """The operator pages in a real browser: sign in, find a workflow's nodes in its SVG, preview a
 plan and apply it (and see the 409 when the same plan is applied twice), follow a run live until
-it finishes and check its waterfall's bars. (Approving a waiting run waits for approvals to exist.)"""
+it finishes and check its waterfall's bars. (Approving a waiting run: `test_approval_inbox.py`.)"""
 from __future__ import annotations
 
 import re

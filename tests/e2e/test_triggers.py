@@ -1,5 +1,6 @@
-"""Triggers end to end: real `celery beat` (django-celery-beat's DatabaseScheduler) fires a deployed
-schedule every 2 s onto a real worker, the runs succeed, pausing the deployment stops the ticks and
+"""Triggers end to end: real `celery beat` (django-celery-beat's DatabaseScheduler, with interval
+schedules on their grid: workers/beat.py) fires a deployed schedule every 2 s onto a real worker,
+each tick at its own exact time on the grid, the runs succeed, pausing the deployment stops the ticks and
 resuming brings them back; a finished run starts its chained workflow through the triggers sweep.
 
 Beat and the worker are stopped by their process group id; every wait is bounded.
@@ -11,16 +12,18 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 
 import pytest
 from django.conf import settings
 
 from controlplane.deployments.services import deployment_pause, deployment_resume
 from controlplane.executions.models import Execution, ExecutionStatus, Trigger
+from controlplane.fleet.models import Worker, WorkerStatus
 from controlplane.fleet.services import worker_group_create
-from controlplane.triggers.models import FireStatus, ScheduleFire
+from controlplane.triggers.models import FireStatus, Schedule, ScheduleFire
 from controlplane.workflows.models import Workflow
-from tests.controlplane.executions.builders import deploy_version
+from tests.controlplane.executions.builders import deploy_version, make_live_worker
 from tests.controlplane.triggers.conftest import publish
 from tests.e2e.engine_support import wait_live
 from tests.e2e.harness import REPO_ROOT, database_url, wait_until
@@ -47,7 +50,7 @@ def start_beat(redis_test_db, tmp_path):
         log = open(tmp_path / "beat.log", "wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers", "beat", "--loglevel", "INFO",
-             "-S", "django_celery_beat.schedulers:DatabaseScheduler", "--max-interval", "1",
+             "-S", settings.CELERY_BEAT_SCHEDULER, "--max-interval", "1",
              "-s", str(tmp_path / "beat-schedule"), "--pidfile", str(tmp_path / "beat.pid")],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
@@ -97,12 +100,17 @@ def test_beat_fires_a_schedule_and_stops_after_pause(project, owner, ingest, sta
     run = schedule_runs(deployment).filter(status=ExecutionStatus.SUCCEEDED).first()
     assert run.input == {"from": "beat"} and run.trigger_details["schedule"] == "ping"
     assert run.trigger_details["scheduled_at"] and run.created_by is None
+    # every tick is its own grid point (anchor + n * 2 s), never the time the task happened to run
+    anchor = Schedule.objects.select_related("periodic_task").get(deployment=deployment).periodic_task.start_time
+    ticks = list(ScheduleFire.objects.order_by("scheduled_at").values_list("scheduled_at", flat=True))
+    assert all((tick - anchor).total_seconds() % 2 == 0 and tick >= anchor for tick in ticks), ticks
+    assert {datetime.fromisoformat(r.trigger_details["scheduled_at"]) for r in schedule_runs(deployment)} <= set(ticks)
 
     # after pause beat stops firing (its entry is disabled), not merely the fires refused
     deployment_pause(deployment=deployment, user=owner)
     time.sleep(3)  # a tick already sent when pausing is refused; let beat see the change
     fires, runs = ScheduleFire.objects.count(), schedule_runs(deployment).count()
-    time.sleep(6)  # three intervals
+    time.sleep(4)  # two intervals: an entry still enabled fires on its 2 s grid within any such window
     assert ScheduleFire.objects.count() == fires and schedule_runs(deployment).count() == runs
     assert not ScheduleFire.objects.filter(status=FireStatus.STARTED, execution__isnull=True).exists()
 
@@ -124,8 +132,52 @@ def test_a_finished_run_starts_its_chained_workflow(project, owner, ingest, star
                          timeout=60, interval=0.5, what="the chained run to succeed")
     assert chained.trigger == Trigger.WORKFLOW and chained.input["upstream"]["execution"] == str(run.pk)
     assert set(chained.input["upstream"]["output"]) == {"b"}  # the upstream graph's final job
-    time.sleep(6)  # more sweeps: still one chained run
+    # more sweeps, here and on the worker beside them: still one chained run (no need to sleep through beat's)
+    from controlplane.triggers.services import triggers_sweep
+
+    assert [triggers_sweep()["chained"] for _ in range(3)] == [0, 0, 0]
     assert Execution.objects.filter(deployment=downstream).count() == 1
+
+
+def test_a_chained_run_refused_for_want_of_a_worker_starts_when_one_comes_up(
+    project, owner, company, start_worker, landing_dir, start_beat, settings
+):
+    """The downstream group has no worker when the upstream run ends: the sweep records the
+    refusal and tries again with backoff; a worker started later runs the chained run."""
+    from controlplane.executions.services import execution_start
+    from controlplane.triggers.models import ChainRun
+
+    ingest = worker_group_create(company=company, slug="ingest")
+    report = worker_group_create(company=company, slug="report")
+    retry_env = {**ENV, "LANDING_STORE_URL": f"file://{landing_dir}", "CHAIN_RETRY_INITIAL_S": "1",
+                 "CHAIN_RETRY_MAX_DELAY_S": "2", "CHAIN_RETRY_MAX_TRIES": "100"}
+    start_worker([ingest.queue_name, settings.CELERY_TASK_DEFAULT_QUEUE], "triggers1@e2e", concurrency=2,
+                 extra_env=retry_env)
+    wait_live(ingest)
+    upstream = deploy(project, owner, "ingest-flow", graph())
+    downstream_graph = graph(on={"workflow": "ingest-flow"})
+    for node in downstream_graph["nodes"]:
+        node["group"] = "report"
+    # Planning wants a live worker in the group: a worker row that then goes offline, as the fleet
+    # sweep marks one whose process died (no process behind it: rollout waits for no reply).
+    settings.DEPLOY_CONTROL_TIMEOUT_S = 0.05
+    gone = make_live_worker("report0@e2e", report)
+    downstream = deploy(project, owner, "report-flow", downstream_graph)
+    Worker.objects.filter(pk=gone.pk).update(status=WorkerStatus.OFFLINE)
+    _ensure_sweep_task()
+    start_beat()
+    execution_start(deployment=upstream, input={"n": 1}, user=owner)
+
+    refused = wait_until(lambda: ChainRun.objects.filter(deployment=downstream).exclude(tries=[]).first(),
+                         timeout=60, interval=0.5, what="the chained start to be refused")
+    assert refused.execution is None and refused.tries[0]["error"]["error"] == "no_live_worker"
+    start_worker([report.queue_name], "report1@e2e", extra_env=retry_env)
+
+    chained = wait_until(lambda: Execution.objects.filter(deployment=downstream, status=ExecutionStatus.SUCCEEDED).first(),
+                         timeout=60, interval=0.5, what="the chained run to succeed once a worker is up")
+    link = ChainRun.objects.get(deployment=downstream)
+    assert (link.execution_id, link.next_try_at, link.error) == (chained.pk, None, None)
+    assert len(link.tries) >= 1 and Execution.objects.filter(deployment=downstream).count() == 1
 
 
 def _ensure_sweep_task():

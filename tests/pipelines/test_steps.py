@@ -461,3 +461,11 @@ def test_http_refuses_non_http_urls_at_run_time():
     with pytest.raises(StepFailed) as info:
         get_step_type("http").run({"url": "file:///etc/passwd"}, ctx())
     assert info.value.retryable is False
+
+
+def test_an_approval_input_form_may_not_match_patterns_but_may_name_a_property_pattern():
+    from pipelines.steps.approval import input_schema_issues
+
+    issues = input_schema_issues({"properties": {"pattern": {"type": "string"},
+                                                 "b": {"type": "array", "items": {"pattern": "(a+)+$"}}}}, "s")
+    assert [i.path for i in issues] == ["s.properties.b.items.pattern"]

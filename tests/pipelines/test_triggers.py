@@ -257,3 +257,22 @@ def test_yaml_unquoted_on_key_is_the_chaining_trigger():
             "schedules:\n  - {name: nightly, cron: '0 2 * * *', timezone: Europe/Paris}\n")
     doc = load_document(text)
     assert doc["on"] == {"workflow": "ingest", "status": "any"} and validate_graph(doc).ok
+
+
+def test_interval_ticks_count_from_the_anchor_in_whole_steps():
+    from datetime import datetime, timedelta, timezone
+
+    from pipelines.triggers import first_interval_tick, interval_tick
+
+    utc = timezone.utc
+    anchor = datetime(2026, 12, 1, 10, 0, 7, tzinfo=utc)
+    assert interval_tick(60, datetime(2026, 12, 1, 10, 5, 30, tzinfo=utc)) == datetime(2026, 12, 1, 10, 5, tzinfo=utc)
+    assert interval_tick(60, datetime(2026, 12, 1, 10, 5, 6, tzinfo=utc), anchor) == anchor + timedelta(minutes=4)
+    assert interval_tick(60, anchor + timedelta(minutes=4), anchor) == anchor + timedelta(minutes=4)  # a tick is its own
+    assert interval_tick(60, anchor - timedelta(seconds=1), anchor) == anchor - timedelta(minutes=1)
+    paris = datetime(2026, 12, 1, 11, 5, 30, tzinfo=timezone(timedelta(hours=1)))
+    assert interval_tick(60, paris) == datetime(2026, 12, 1, 10, 5, tzinfo=utc)
+    assert first_interval_tick(30, datetime(2026, 12, 1, 10, 0, tzinfo=utc)) == datetime(2026, 12, 1, 10, 0, 30, tzinfo=utc)
+    # decades of ticks stay exact: no float seconds
+    far = datetime(2090, 1, 1, 0, 0, 0, 999_999, tzinfo=utc)
+    assert interval_tick(7, far) <= far and (far - interval_tick(7, far)) < timedelta(seconds=7)

@@ -24,8 +24,10 @@ from controlplane.deployments.models import artifact_key
 from controlplane.egress.selectors import company_egress_policy
 from controlplane.executions.mail import send_step_email
 from controlplane.executions.models import EventType, Execution, StepRun, StepStatus
+from controlplane.executions.services.map_items import map_item_run
 from controlplane.executions.store import store_write
 from pipelines.engine import idempotency_key
+from pipelines.engine.fanout import is_map, item_reads_upstream
 # Waits and time limits are the engine's (pure) rules; re-exported for the task shims and dispatch.
 from pipelines.engine.limits import (  # noqa: F401
     HARD_LIMIT_GRACE_S,
@@ -173,7 +175,9 @@ def runs_in_transaction(job: dict[str, Any]) -> bool:
 
 def needs_upstream_outputs(job: dict[str, Any]) -> bool:
     """Whether running `job` reads upstream outputs: its config templates them, or its step type
-    reads the context itself. Otherwise a claim loads statuses only."""
+    reads the context itself (a map's item: its child step). Otherwise a claim loads statuses only."""
+    if is_map(job.get("type")):
+        return item_reads_upstream(job)
     if find_templates(job.get("config") or {}, "config"):
         return True
     try:
@@ -212,7 +216,7 @@ def run_attempt(company_id: int, run: StepRun, job: dict[str, Any], context: dic
     What runs is the artifact the job was pinned to (`job["artifact"]`, its digest): from this
     process's artifact cache, else loaded from the store and checked; a missing or altered one is a
     non-retryable error naming the job and digests. (Runs pinned before the store existed have no
-    digest and run the graph's copy.)"""
+    digest and run the graph's copy.) A map node's shard runs the map's child step on its item."""
     key = (str(run.execution_id), run.node_id, run.shard, run.attempt)
     if key in _exhausted:
         return _exhausted[key]
@@ -225,6 +229,11 @@ def run_attempt(company_id: int, run: StepRun, job: dict[str, Any], context: dic
         except ArtifactRefused as exc:
             return None, None, exc.to_error()
         job = runnable_job(job, spec)
+    if is_map(job.get("type")):  # shard i of a map node runs its child step on item i
+        try:
+            job, context = map_item_run(run.execution_id, run.node_id, run.shard, job, context)
+        except StepFailed as exc:
+            return None, None, exc.to_dict()
     context["shard"] = {"index": run.shard, "count": run.shard_count}
     result = run_spec(
         job,

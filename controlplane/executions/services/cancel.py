@@ -35,9 +35,10 @@ from controlplane.tenancy.models import Role
 
 logger = logging.getLogger(__name__)
 
-# The statuses a cancel stops. TODO(approval): add ExecutionStatus.WAITING here once it exists on
-# main: a waiting run holds no task, so the rest (events, revoke, saga) applies to it unchanged.
-CANCELLABLE = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+# The statuses a cancel stops. A waiting run (stopped at an approval) holds no task, so the rest
+# (events, revoke, saga) applies to it unchanged; its pending approval is closed by the approvals
+# sweep once the run has ended, and a decision on it meanwhile is refused (`not_waiting`).
+CANCELLABLE = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING, ExecutionStatus.WAITING)
 MAX_REASON = 2000
 
 # A step's state when its run was cancelled, as its `step.cancelled` event says.
@@ -45,7 +46,7 @@ PENDING, RETRYING, INTERRUPTED, FINISHING = "pending", "retrying", "interrupted"
 
 
 def execution_cancel(*, execution: Execution, user, compensate: bool = False, reason: str | None = None) -> Execution:
-    """Cancel a pending or running run (editors); the run as it is now.
+    """Cancel a pending, running or waiting run (editors); the run as it is now.
 
     Without `compensate` the run is `cancelled` at once. With it the run is `compensating`
     until its saga, in a task of its own, has waited (bounded) for the steps still running to
@@ -63,8 +64,8 @@ def execution_cancel(*, execution: Execution, user, compensate: bool = False, re
     with transaction.atomic():
         locked = locked_execution(execution.pk)
         if locked.status not in CANCELLABLE:
-            raise Conflict(f"execution is {locked.status}; only pending or running executions can be cancelled",
-                           code="not_cancellable")
+            raise Conflict(f"execution is {locked.status}; only pending, running or waiting executions can be "
+                           "cancelled", code="not_cancellable")
         jobs = pinned_graph(locked.pk, locked.graph).jobs
         running = list(StepRun.objects.filter(execution_id=locked.pk, status=StepStatus.RUNNING, is_compensation=False)
                        .only("id", "node_id", "shard", "attempt", "worker", "task_id", "status"))

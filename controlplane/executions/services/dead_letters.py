@@ -48,10 +48,12 @@ from controlplane.executions.services.events import (
     events_append_with_run,
     locked_execution,
 )
+from controlplane.executions.services.map_items import map_expansion, map_item_rerun
 from controlplane.executions.services.replay import ACTIVE, VERSIONS, replay_start
 from controlplane.executions.store import store_write
 from controlplane.tenancy.access import require_role
 from controlplane.tenancy.models import Role
+from pipelines.engine.fanout import is_map
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +78,19 @@ def dead_letter_replay(*, dead_letter: DeadLetter, user, input: Any = None, vers
     with transaction.atomic():
         letter = DeadLetter.objects.select_for_update().get(pk=dead_letter.pk)
         _check_open(letter)
+        if (letter.payload.get("job") or {}).get("type") == "approval":
+            # People decide an approval; no task can rerun it. A replay of the run asks them again.
+            raise Conflict(f"dead letter {letter.pk} is a rejected or expired approval ({letter.node_id!r}); "
+                           f"replay the run instead (POST executions/{letter.execution_id}/replay) to ask again",
+                           code="approval_not_replayable")
+        if is_map((letter.payload.get("job") or {}).get("type")) and map_expansion(letter.execution_id,
+                                                                                 letter.node_id) is None:
+            # The map's gate failed, not an item: what failed is its list, rendered from upstream
+            # outputs; there is no item to rerun. A replay from the map renders it again.
+            raise Conflict(f"dead letter {letter.pk} is map {letter.node_id!r} failing on its items "
+                           f"({letter.error.get('message', '')}); fix the list or max_items and replay the run "
+                           f"from the map (POST executions/{letter.execution_id}/replay with mode from_step, "
+                           f"from_step {letter.node_id!r})", code="map_items_not_replayable")
         original = locked_execution(letter.execution_id)
         by = getattr(user, "username", None)
         if _can_continue(original):
@@ -177,6 +192,8 @@ def dead_letter_rerun_execute(*, dead_letter_id: int, delivery: Delivery) -> Out
         if "replay_input" in payload:  # modified by an operator: no longer the deployed artifact
             spec.pop("artifact", None)
         context = payload.get("context") or {}
+        if is_map(job.get("type")) and not spec.get("artifact"):  # a map item: its child step, on its item
+            spec, context = map_item_rerun(execution.pk, letter.shard, job, config, context)
     rendered, output, error = run_attempt(execution.company_id, run, spec, context)
     with transaction.atomic():
         execution = locked_execution(letter.execution_id)
@@ -212,6 +229,11 @@ def _carry_on_after_commit(execution: Execution) -> None:
     from controlplane.executions.dispatch import build_signature, publish  # dispatch imports the services
     from controlplane.executions.services.start import execution_queues
 
+    from controlplane.executions.services.segments import has_gates, segment_redrive
+
+    if has_gates(execution):  # a gated run carries on with its current segment only
+        segment_redrive(execution)
+        return
     execution_id, canvas, queues = str(execution.pk), execution.canvas, execution_queues(execution)
     transaction.on_commit(lambda: publish(execution_id, build_signature(execution_id, canvas, queues)))
 

@@ -58,9 +58,18 @@ from controlplane.executions.services.state import (
     remember_run,
     template_context,
 )
-from controlplane.executions.store import execution_row, is_postgresql, run_progress, store_write, succeeded_event
+from controlplane.executions.services.segments import graph_has_gates
+from controlplane.executions.store import (
+    attempt_record,
+    execution_row,
+    is_postgresql,
+    run_progress,
+    store_write,
+    succeeded_event,
+)
 from pipelines.engine import FINISH, IGNORE, RUN, AttemptRecord, DeliveryFacts, Snapshot, decide, decide_finish
 from pipelines.engine.decider import RECORDED
+from pipelines.engine.fanout import is_map
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +85,8 @@ def step_execute_unlocked(*, execution_id, node_id: str, shard: int, shard_count
     if pinned is None or node_id not in pinned.jobs or not runs_in_transaction(pinned.jobs[node_id]):
         return None
     job = pinned.jobs[node_id]
+    if final and graph_has_gates(pinned.graph):
+        return None  # the last task of a segment opens the next one, under the lock (`segments`)
     if _first_try_of_a_plain_step(pinned, job, final, delivery):
         outcome = _claim_first_attempt_in_one_statement(pinned, job, execution_id, shard, shard_count, delivery)
         if outcome is not None:
@@ -88,7 +99,7 @@ def step_execute_unlocked(*, execution_id, node_id: str, shard: int, shard_count
     status, event_seq, rows = progress
     # The read has no claim details (task, try, process): a running attempt makes the decision
     # `defer`, and the locked path, which reads them, decides instead.
-    snapshot = Snapshot.of(execution_id, status, [AttemptRecord(*row) for row in rows])
+    snapshot = Snapshot.of(execution_id, status, [attempt_record(row) for row in rows])
     decision = decide(pinned.graph, node_id, shard, snapshot, DeliveryFacts(task_id=delivery.task_id,
                       retries=delivery.retries), timezone.now())
     if decision.kind == IGNORE and decision.reason == RECORDED and not final:
@@ -131,7 +142,9 @@ def _first_try_of_a_plain_step(pinned: PinnedGraph, job, final: bool, delivery: 
     no attempt yet, and one statement can check all three as it writes."""
     if final or delivery.retries or needs_upstream_outputs(job):
         return False
-    return all(edge.branch is None for edge in pinned.graph.incoming.get(job["id"], ()))
+    # A map predecessor's shard count is known only from its recorded shards, not from the graph.
+    return all(edge.branch is None and not is_map(pinned.graph.job(edge.source).type)
+               for edge in pinned.graph.incoming.get(job["id"], ()))
 
 
 def _claim_first_attempt_in_one_statement(pinned: PinnedGraph, job, execution_id, shard: int, shard_count: int,

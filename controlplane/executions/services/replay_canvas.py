@@ -2,38 +2,20 @@
 
 `version: pinned` replays on the original run's own pinned graph (its version, its artifacts as
 they were), and a dead-letter replay may run its failed step with a modified input: both hand
-`execution_start` a `StartCanvas` of their own (`pin=`), compiled here from a graph the way
-`start_canvas` compiles the deployment's.
+`execution_start` a `StartCanvas` of their own (`pin=`), compiled here from a graph by the builder
+`start_canvas` compiles the deployment's with (so a replay's steps are fused alike).
 """
 from __future__ import annotations
 
 import copy
 from typing import Any
 
-from controlplane.executions.services.start_canvas import StartCanvas
-from controlplane.fleet.models import queue_name_for
-from pipelines.canvas import CanvasNode, compile_canvas
+from controlplane.executions.services.start_canvas import StartCanvas, compile_graph
 
 
 def canvas_for_graph(graph: dict[str, Any], company_slug: str) -> StartCanvas:
     """A fresh `StartCanvas` of `graph` (copied: the run never shares objects with its source)."""
-    graph = copy.deepcopy(graph)
-    jobs = graph.get("jobs") or []
-    if not jobs:  # the start refuses it (`not_deployed`)
-        return StartCanvas(graph, {}, "", 0, {}, [])
-    plan = compile_canvas(
-        [CanvasNode(job["id"], job["replicas"], job["group"]) for job in jobs],
-        [(edge["from"], edge["to"]) for edge in graph.get("edges", [])],
-    )
-    canvas = {**plan.to_dict(), "timeouts": {job["id"]: job["timeout_s"] for job in jobs if job.get("timeout_s")}}
-    placements: list[tuple[str, str | None]] = []
-    for job in jobs:
-        placements.append((f"jobs.{job['id']}.group", job["group"]))
-        compensate = job.get("compensate") or {}
-        if compensate.get("group"):
-            placements.append((f"jobs.{job['id']}.compensate.group", compensate["group"]))
-    queues = {slug: queue_name_for(company_slug, slug) for _, slug in placements if slug}
-    return StartCanvas(graph, canvas, plan.strategy, plan.task_count, queues, placements)
+    return compile_graph(copy.deepcopy(graph), company_slug)
 
 
 def with_configs(graph: dict[str, Any], configs: dict[str, Any]) -> dict[str, Any]:

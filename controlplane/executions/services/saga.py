@@ -5,9 +5,11 @@ that asked for it: `cancel.py`).
 once; a redelivered saga task sees `saga.compensating` already recorded and stops). It waits until
 no step of the run is still running (a branch in flight may still complete, and then it must be
 undone too), then publishes one chain: a `flowplane.compensate` per succeeded step that has a
-`compensate` spec, latest completion first, each on the queue where the step ran (or its
-compensation's own group), then `flowplane.saga_finish`. Steps that never completed are not
-compensated. A compensation is claimed like a step (is_compensation=True), so it runs once.
+`compensate` spec and ran in this run, latest completion first, each on the queue where the step
+ran (or its compensation's own group), then `flowplane.saga_finish`. Steps that never completed
+are not compensated, and neither are a replay's reused and mocked steps, which never ran in it:
+`saga.compensating` lists them under `not_compensated` with the reason. A compensation is claimed
+like a step (is_compensation=True), so it runs once.
 """
 from __future__ import annotations
 
@@ -28,10 +30,12 @@ from controlplane.executions.services.attempts import (
 )
 from controlplane.executions.services.state import pinned_graph, template_context
 from controlplane.executions.services.events import event_append, was_cancelled
+from controlplane.executions.services.map_items import map_item_or_none
 from controlplane.executions.store import attempt_records, locked_execution, store_write
 from controlplane.fleet.models import queue_name_for
 from pipelines.engine import DONE, FAIL, IGNORE, RETRY, AttemptRecord, DeliveryFacts, Job, Snapshot, decide, settle
 from pipelines.engine.decider import RECORDED
+from pipelines.engine.fanout import is_map, item_context
 
 
 def saga_start(*, execution_id, delivery: Delivery) -> Outcome:
@@ -48,20 +52,39 @@ def saga_start(*, execution_id, delivery: Delivery) -> Outcome:
             return Outcome("wait", "waiting", countdown=wait_countdown(delivery.retries),
                            detail=f"steps {running} are still running")
         jobs = pinned_graph(execution.pk, execution.graph).graph.by_id
-        undo = sorted(
-            (r for r in runs if r.status == StepStatus.SUCCEEDED and jobs[r.node_id].compensate),
-            key=lambda r: r.completed_seq or 0,
-            reverse=True,
-        )
+        # Every shard is a step run of its own, so a replicated or map node is undone per shard
+        # (per completed item); an empty map's join (a node of 0 shards) ran nothing to undo.
+        done = [r for r in runs if r.status == StepStatus.SUCCEEDED and jobs[r.node_id].compensate and r.shard_count]
+        not_run = prerecorded_steps(execution) if execution.replay_of_id else {}
+        undo = sorted((r for r in done if (r.node_id, r.shard) not in not_run),
+                      key=lambda r: r.completed_seq or 0, reverse=True)
         plan = [(r.pk, compensation_queue(execution, r, jobs[r.node_id])) for r in undo]
         event_append(
             execution=execution,
             type=EventType.SAGA_COMPENSATING,
             data={"steps": [{"node_id": r.node_id, "shard": r.shard, "queue": q} for r, (_, q) in zip(undo, plan)],
-                  "still_running": running},
+                  "still_running": running,
+                  "not_compensated": [{"node_id": r.node_id, "shard": r.shard, **not_run[(r.node_id, r.shard)]}
+                                      for r in done if (r.node_id, r.shard) in not_run]},
         )
         transaction.on_commit(lambda: _dispatch_compensations(execution_id, plan, delivery.queue))
         return Outcome("done", "compensating", detail=f"{len(plan)} compensation(s)")
+
+
+def prerecorded_steps(execution: Execution) -> dict[tuple[str, int], dict]:
+    """{(node, shard): why} of the replay's steps recorded without running (`step.reused`,
+    `step.mocked`): this run did not perform their effect, so its saga must not undo it (a reused
+    step's effect belongs to the original run, whose own saga answers for it)."""
+    out = {}
+    for type, data in execution.events.filter(type__in=(EventType.STEP_REUSED, EventType.STEP_MOCKED)).values_list(
+            "type", "data"):
+        if type == EventType.STEP_MOCKED:
+            why = {"reason": "mocked", "detail": "the replay recorded a mocked output; the step never ran"}
+        else:
+            why = {"reason": "reused", "reused_from": data.get("reused_from"),
+                   "detail": "the replay reused the original run's output; the step did not run again"}
+        out[(data["node_id"], data["shard"])] = why
+    return out
 
 
 def compensation_queue(execution: Execution, run: StepRun, job: Job) -> str:
@@ -121,6 +144,9 @@ def compensation_execute(*, execution_id, step_run_id: int, delivery: Delivery) 
         context = template_context(execution, Snapshot.of(execution.pk, execution.status, attempt_records(
             execution.pk, with_output=True)))
         company_id = execution.company_id
+        if is_map(job.type):  # a map item's compensation sees its item, as the item did (none if mocked)
+            context = item_context(context, map_item_or_none(execution.pk, original.node_id, original.shard),
+                                   original.shard)
         context["compensating"] = {"node_id": original.node_id, "shard": original.shard,
                                    "input": original.input, "output": original.output}
     rendered, output, error = run_spec(

@@ -153,7 +153,11 @@ def execution_start(
             )
             remember_run(execution)  # this process dispatches it; often runs it too
             queues = pinned.queues
-            transaction.on_commit(lambda: _dispatch(execution.pk, canvas, queues))
+            if canvas.get("segments") and canvas["segments"][0]["plan"] is None:
+                # A gate first: nothing to publish before it opens (an approval sets the run waiting).
+                transaction.on_commit(lambda: _advance(execution.pk))
+            else:
+                transaction.on_commit(lambda: _dispatch(execution.pk, canvas, queues))
     except IntegrityError:
         # A concurrent request with the same key won the insert.
         existing = Execution.objects.filter(company=company, idempotency_key=idempotency_key).first()
@@ -181,12 +185,25 @@ def _dispatch(execution_id, canvas: dict[str, Any], queues: dict[str, str]) -> N
     try:
         publish(execution_id, build_signature(str(execution_id), canvas, queues))
     except Exception as exc:
-        logger.exception("execution.dispatch_failed", extra={"execution_id": str(execution_id)})
-        with transaction.atomic():
-            locked = locked_execution(execution_id)
-            if locked.status == ExecutionStatus.RUNNING:
-                locked.status = ExecutionStatus.FAILED
-                locked.error = {"message": f"dispatch failed: {exc}"}
-                locked.finished_at = timezone.now()
-                event_append(execution=locked, type=EventType.EXECUTION_FAILED, data={"error": locked.error},
-                             update_fields=["status", "error", "finished_at"])
+        _dispatch_failed(execution_id, exc)
+
+
+def _dispatch_failed(execution_id, exc: Exception) -> None:
+    logger.exception("execution.dispatch_failed", extra={"execution_id": str(execution_id)})
+    with transaction.atomic():
+        locked = locked_execution(execution_id)
+        if locked.status in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING):
+            locked.status = ExecutionStatus.FAILED
+            locked.error = {"message": f"dispatch failed: {exc}"}
+            locked.finished_at = timezone.now()
+            event_append(execution=locked, type=EventType.EXECUTION_FAILED, data={"error": locked.error},
+                         update_fields=["status", "error", "finished_at"])
+
+
+def _advance(execution_id) -> None:
+    from controlplane.executions.services.segments import segment_advance  # segments imports start: at call time
+
+    try:
+        segment_advance(execution_id)
+    except Exception as exc:  # like a failed dispatch: the run fails instead of hiding it
+        _dispatch_failed(execution_id, exc)

@@ -24,7 +24,7 @@ from controlplane.deployments.models import Deployment
 from controlplane.deployments.selectors import deployment_execution_graph
 from controlplane.executions.services.attempts import runs_in_transaction
 from controlplane.fleet.models import queue_name_for
-from pipelines.canvas import CanvasNode, compile_canvas, fuse_steps
+from pipelines.engine.segments import compile_segments
 
 # Per process: at most this many deployments, and this many characters of graph and canvas JSON
 # (a 2,000-node graph is about a megabyte; most are a few kilobytes).
@@ -113,16 +113,21 @@ def fusible_nodes(jobs: list[dict[str, Any]]) -> set[str]:
 
 
 def _compile(deployment: Deployment, company_slug: str) -> _Compiled:
-    graph = deployment_execution_graph(deployment)
-    jobs = graph["jobs"]
+    built = compile_graph(deployment_execution_graph(deployment), company_slug)
+    return _Compiled(json.dumps(built.graph), json.dumps(built.canvas), built.strategy, built.task_count,
+                     tuple(sorted(built.queues.items())), tuple(built.placements))
+
+
+def compile_graph(graph: dict[str, Any], company_slug: str) -> StartCanvas:
+    """The canvas of an execution graph, with its queues and placements: what a start pins, from
+    the deployment's artifacts here or from a graph of a replay's choosing (`replay_canvas`).
+    `graph` is kept as it is, not copied."""
+    jobs = graph.get("jobs") or []
     if not jobs:  # nothing to compile: the start refuses it (`not_deployed`)
-        return _Compiled(json.dumps(graph), "{}", "", 0, (), ())
-    plan = compile_canvas(
-        [CanvasNode(job["id"], job["replicas"], job["group"]) for job in jobs],
-        [(edge["from"], edge["to"]) for edge in graph["edges"]],
-    )
-    plan = fuse_steps(plan, fusible_nodes(jobs))
-    canvas = {**plan.to_dict(), "timeouts": {job["id"]: job["timeout_s"] for job in jobs if job["timeout_s"]}}
+        return StartCanvas(graph, {}, "", 0, {}, [])
+    # Gates (approval, map) cut the canvas into segments published one at a time (`segments`).
+    plan = compile_segments(jobs, graph.get("edges", []), fusible=fusible_nodes(jobs))
+    canvas = {**plan, "timeouts": {job["id"]: job["timeout_s"] for job in jobs if job.get("timeout_s")}}
     placements: list[tuple[str, str | None]] = []
     for job in jobs:
         placements.append((f"jobs.{job['id']}.group", job["group"]))
@@ -130,5 +135,4 @@ def _compile(deployment: Deployment, company_slug: str) -> _Compiled:
         if compensate.get("group"):
             placements.append((f"jobs.{job['id']}.compensate.group", compensate["group"]))
     queues = {slug: queue_name_for(company_slug, slug) for _, slug in placements if slug}
-    return _Compiled(json.dumps(graph), json.dumps(canvas), plan.strategy, plan.task_count,
-                     tuple(sorted(queues.items())), tuple(placements))
+    return StartCanvas(graph, canvas, plan["strategy"], plan["task_count"], queues, placements)

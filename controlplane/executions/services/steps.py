@@ -41,7 +41,10 @@ from controlplane.executions.services.attempts import (
     step_idempotency_key,
 )
 from controlplane.executions.services.events import was_cancelled
+from controlplane.executions.services.map_gate import empty_map_join
 from controlplane.executions.services.optimistic import step_execute_unlocked
+from controlplane.executions.services.start import execution_queues
+from controlplane.executions.services.segments import has_gates, segment_advance_locked, segment_pending_nodes
 from controlplane.executions.services.state import claim_reads, pinned_graph, template_context
 from controlplane.executions.store import attempt_records, locked_execution, store_write, succeeded_event
 from pipelines.engine import (
@@ -61,6 +64,7 @@ from pipelines.engine import (
     settle,
 )
 from pipelines.engine.decider import RECORDED, wait_or_give_up
+from pipelines.engine.fanout import is_map
 from pipelines.engine.history import PENDING, node_state
 
 logger = logging.getLogger(__name__)
@@ -161,11 +165,18 @@ def finish_after(
         execution = locked if locked is not None else locked_execution(execution_id)
         if execution.status != ExecutionStatus.RUNNING:
             return outcome
-        if _finish_locked(execution, delivery).kind != FINISH:
-            queue = delivery.queue
-            transaction.on_commit(lambda: _dispatch_finish(execution_id, queue))
+        if has_gates(execution):  # the last task of a segment: open the next one (or finish)
+            detail = segment_advance_locked(execution, delivery=delivery)
+            return Outcome("done", outcome.status, detail=f"{outcome.status}; {detail}")
+        if finish_locked(execution, delivery).kind != FINISH:
+            dispatch_finish_after_commit(execution_id, delivery.queue)
             return outcome
     return Outcome("done", ExecutionStatus.SUCCEEDED, detail=f"{outcome.status}; run finished")
+
+
+def dispatch_finish_after_commit(execution_id, queue: str) -> None:
+    """After commit, the stand-alone finish, which waits (bounded) for what is still pending."""
+    transaction.on_commit(lambda: _dispatch_finish(execution_id, queue))
 
 
 def _dispatch_finish(execution_id, queue: str) -> None:
@@ -301,6 +312,24 @@ def _record_locked(execution: Execution, run: StepRun, job, rendered, output, er
     return Outcome("fail", StepStatus.FAILED, detail=error["message"])
 
 
+def gate_attempt_record(execution: Execution, job: dict[str, Any], *, rendered: Any = None, output: Any = None,
+                        error: dict[str, Any] | None = None, worker: str = "", started_at=None) -> Outcome:
+    """Record the outcome of a gate that no task ran (an approval decided by a person), as a step
+    attempt recorded the usual way (`_record_locked`): `error` None -> succeeded with `output`
+    (downstream templates read `.steps.<id>.output`); a non-retryable `error` -> failed,
+    dead-lettered, and the run goes to the saga (also from `waiting`). `worker`: who decided
+    (shown where the worker of a step would be); `started_at`: when the gate began waiting, so the
+    attempt's duration is the wait. The caller holds the execution lock."""
+    previous = list(StepRun.objects.filter(execution_id=execution.pk, node_id=job["id"], shard=0,
+                                           is_compensation=False).only("attempt"))
+    delivery = Delivery(worker=worker[:255], queue=execution_queues(execution)[job["group"]])
+    run = new_attempt(execution, job, 0, 1, previous, delivery, deferred=True)
+    run.started_at = started_at or run.started_at
+    if error is not None:
+        error = {**error, "retryable": False}
+    return _record_locked(execution, run, job, rendered, output, error, {})
+
+
 def _write_attempt(execution: Execution, run: StepRun, events, fields: list[str], *, completes: bool = False) -> None:
     """Insert the attempt claimed in this transaction, or save the fields of a stored one, with its events."""
     if run.pk is None:
@@ -310,9 +339,9 @@ def _write_attempt(execution: Execution, run: StepRun, events, fields: list[str]
 
 
 def fail_execution(execution: Execution, *, error: dict[str, Any], saga_queue: str) -> bool:
-    """running -> compensating, once: the caller holds the row lock, so only the first failing
+    """running (or waiting at a gate) -> compensating, once: the caller holds the row lock, so only the first failing
     branch wins; it appends `execution.failed` and, after commit, publishes the saga."""
-    if execution.status != ExecutionStatus.RUNNING:
+    if execution.status not in (ExecutionStatus.RUNNING, ExecutionStatus.WAITING):
         return False
     execution.status = ExecutionStatus.COMPENSATING
     execution.error = error
@@ -340,13 +369,16 @@ def _waited(execution: Execution, delivery: Delivery, decision) -> Outcome:
 
 
 def merge_execute(*, execution_id, node_id: str, shards: int, delivery: Delivery, final: bool = False) -> Outcome:
-    """The join of a replicated node: complete once every shard is recorded (outputs stay in the
-    store; `.steps.<id>.output` is the list of shard outputs by index)."""
+    """The join of a replicated node or of a map node's items: complete once every shard is
+    recorded (outputs stay in the store; `.steps.<id>.output` is the list of shard outputs by
+    index). A map without items has no shard to wait for: its join records the node done with `[]`."""
     with transaction.atomic():
         execution = locked_execution(execution_id)
         if execution.status != ExecutionStatus.RUNNING:
             return Outcome("ignore", execution.status, detail=f"execution is {execution.status}")
         graph = pinned_graph(execution.pk, execution.graph).graph
+        if shards == 0 and is_map(graph.job(node_id).type):
+            empty_map_join(execution, node_id, delivery)
         attempts = Snapshot.of(execution.pk, execution.status, attempt_records(execution.pk, with_output=False))
         state = node_state(graph.job(node_id), attempts.attempts)
         if state == PENDING:
@@ -367,7 +399,13 @@ def execution_finish(*, execution_id, delivery: Delivery) -> Outcome:
     """The end of the canvas: succeeded once every node is recorded succeeded or skipped."""
     with transaction.atomic():
         execution = locked_execution(execution_id)
-        decision = _finish_locked(execution, delivery)
+        if execution.status == ExecutionStatus.RUNNING and has_gates(execution):
+            pending = segment_pending_nodes(execution)
+            if pending:
+                return _waited(execution, delivery, wait_or_give_up(
+                    DeliveryFacts(retries=delivery.retries), f"nodes {pending} of the segment have not completed"))
+            return Outcome("done", execution.status, detail=segment_advance_locked(execution, delivery=delivery))
+        decision = finish_locked(execution, delivery)
         if decision.kind == FINISH:
             return Outcome("done", execution.status)
         if decision.kind == IGNORE:
@@ -375,7 +413,7 @@ def execution_finish(*, execution_id, delivery: Delivery) -> Outcome:
         return _waited(execution, delivery, decision)
 
 
-def _finish_locked(execution: Execution, delivery: Delivery):
+def finish_locked(execution: Execution, delivery: Delivery):
     """`decide_finish` for the locked `execution`; on FINISH it is written: running -> succeeded."""
     if execution.status not in (ExecutionStatus.RUNNING, ExecutionStatus.SUCCEEDED):
         return decide_finish(None, Snapshot.of(execution.pk, execution.status, ()), DeliveryFacts())

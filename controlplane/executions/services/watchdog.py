@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from controlplane.executions.models import EventType, Execution, ExecutionEvent, ExecutionStatus, StepRun, StepStatus
 from controlplane.executions.services.events import event_append, locked_execution
+from controlplane.executions.services.segments import has_gates, segment_redrive
 from controlplane.executions.services.start import execution_queues
 from controlplane.executions.services.steps import fail_execution
 
@@ -73,8 +74,13 @@ def _redrive(execution_id, *, now, stall: timedelta) -> str | None:
             return "failed"
         event_append(execution=execution, type=EventType.EXECUTION_REDRIVEN,
                      data={"redrives": redrives, "idle_s": idle_s, "after": last.type})
-        canvas, queues = execution.canvas, execution_queues(execution)
-        transaction.on_commit(lambda: _publish(execution_id, canvas, queues))
+        if has_gates(execution):
+            # Only the current segment: a later one is not due, and a waiting run is never stalled
+            # (it is not `running`, so it is no candidate).
+            segment_redrive(execution)
+        else:
+            canvas, queues = execution.canvas, execution_queues(execution)
+            transaction.on_commit(lambda: _publish(execution_id, canvas, queues))
     logger.warning("execution.redriven", extra={"execution_id": str(execution_id), "redrives": redrives})
     return "redriven"
 

@@ -3,7 +3,8 @@ resume enables them again, undeploy removes them. Called inside the lifecycle se
 
 Schedules become django-celery-beat `PeriodicTask`s (`flowplane.schedule_fire`, kwargs
 `{"schedule_id": ...}`) on a `CrontabSchedule` carrying the schedule's timezone, or an
-`IntervalSchedule` for `every_s`. Beat's DatabaseScheduler notices the change through
+`IntervalSchedule` for `every_s`, whose `start_time` is the anchor of its ticks (the first
+epoch-aligned tick after it was registered; `workers/beat.py` fires on that grid). Beat's DatabaseScheduler notices the change through
 `PeriodicTasks.changed`, which the model's save and delete signal.
 """
 from __future__ import annotations
@@ -12,13 +13,14 @@ import json
 import logging
 
 from django.db import transaction
+from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from controlplane.deployments.models import Deployment, DeploymentStatus
 from controlplane.triggers.models import ChainTrigger, Schedule
 from controlplane.workflows.models import Workflow
 from pipelines.cron import parse_cron
-from pipelines.triggers import ScheduleSpec, chain_specs, schedule_specs, trigger_issues
+from pipelines.triggers import ScheduleSpec, chain_specs, first_interval_tick, schedule_specs, trigger_issues
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +98,11 @@ def _register(schedule: Schedule, enabled: bool) -> None:
         interval, _ = IntervalSchedule.objects.get_or_create(every=schedule.every_s, period=IntervalSchedule.SECONDS)
         when = {"interval": interval, "crontab": None}
     task = schedule.periodic_task or PeriodicTask(name=schedule.task_name)
+    # An interval's grid is anchored once and kept across re-applies, so its ticks stay where they were.
+    if schedule.cron:
+        task.start_time = None
+    elif task.start_time is None or task.interval_id is None:
+        task.start_time = first_interval_tick(schedule.every_s, timezone.now())
     task.task = FIRE_TASK
     task.kwargs = json.dumps({"schedule_id": schedule.pk})
     task.enabled = enabled

@@ -8,15 +8,26 @@ overlap policy says otherwise.
 - allow_all: every tick starts a run.
 
 The schedule row is locked while a tick is handled, so two deliveries of one tick, or a tick and the
-sweep, never both start a run; `(schedule, scheduled_at)` is unique besides. The scheduled time is
-the schedule's latest tick at or before the moment the task runs (cron in its timezone; an interval
-counts from the epoch). With a catch-up window, ticks missed while beat or the workers were down
-that are no older than the window fire too (oldest first, through the overlap policy).
+sweep, never both start a run; `(schedule, scheduled_at)` is unique besides.
+
+The scheduled time of a tick is its nominal time, never the moment the task happens to run:
+
+- interval: `anchor + n * every_s`, the anchor being the beat entry's `start_time` (apply sets it
+  to the first epoch-aligned tick after registering, so `every_s: 60` ticks on the minute; the
+  epoch for entries registered before). Beat fires on that grid (`workers/beat.py`) and sends
+  the tick's time as `scheduled_at`, so a tick that waited in the queue keeps its own time and
+  cannot take the next one's. One that waited longer than its interval and the catch-up window
+  is recorded `skipped` (late) instead of starting a run a whole interval behind. Without
+  `scheduled_at` (a task sent by hand) the tick is the latest one at or before now.
+- cron: the latest cron tick at or before the moment the task runs, in the schedule's timezone.
+
+With a catch-up window, ticks missed while beat or the workers were down that are no older than
+the window fire too (oldest first, through the overlap policy).
 """
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -28,6 +39,7 @@ from controlplane.executions.services.start import SYSTEM, execution_start
 from controlplane.triggers.models import FireStatus, OverlapPolicy, Schedule, ScheduleFire
 from controlplane.workflows.models import WorkflowStatus
 from pipelines.cron import parse_cron
+from pipelines.triggers import interval_tick
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +50,38 @@ MAX_CATCHUP_TICKS = 20
 def latest_tick(schedule: Schedule, now: datetime) -> datetime | None:
     if schedule.cron:
         return parse_cron(schedule.cron).previous(now, schedule.timezone)
-    every = schedule.every_s
-    return datetime.fromtimestamp(int(now.timestamp()) // every * every, tz=dt_timezone.utc)
+    return interval_tick(schedule.every_s, now, schedule_anchor(schedule))
+
+
+def schedule_anchor(schedule: Schedule) -> datetime | None:
+    """The tick an interval schedule's grid counts from: its beat entry's start time."""
+    task = schedule.periodic_task
+    return task.start_time if task is not None else None
+
+
+def nominal_tick(schedule: Schedule, scheduled_at: str | None, now: datetime) -> datetime | None:
+    """The tick a delivery is for: the time beat sent with it (interval schedules), on the grid;
+    else, or when that is not a time or lies more than an interval ahead, the latest tick by now."""
+    if scheduled_at is None or schedule.cron:
+        return latest_tick(schedule, now)
+    try:
+        sent = datetime.fromisoformat(scheduled_at)
+    except (TypeError, ValueError):
+        sent = None
+    if sent is None or sent.tzinfo is None or sent > now + timedelta(seconds=schedule.every_s):
+        logger.warning("schedule.bad_scheduled_at", extra={"schedule_id": schedule.pk, "scheduled_at": scheduled_at})
+        return latest_tick(schedule, now)
+    return interval_tick(schedule.every_s, sent, schedule_anchor(schedule))
+
+
+def lateness(schedule: Schedule, tick: datetime, now: datetime) -> str:
+    """Why an interval tick is too late to start a run ("" when it is not): it may start one within
+    one interval of its time, or within the catch-up window when that is longer."""
+    age = (now - tick).total_seconds()
+    if schedule.cron or age <= max(schedule.every_s, schedule.catchup_window_s):
+        return ""
+    return (f"late: delivered {age:.0f} s after its time, more than the interval ({schedule.every_s} s) and "
+            f"the catch-up window ({schedule.catchup_window_s} s)")
 
 
 def missed_ticks(schedule: Schedule, tick: datetime) -> list[datetime]:
@@ -58,20 +100,23 @@ def missed_ticks(schedule: Schedule, tick: datetime) -> list[datetime]:
     return out[::-1]
 
 
-def schedule_fire(*, schedule_id: int, now: datetime | None = None) -> dict:
-    """Handle the tick of `schedule_id` due at `now` (beat's task); returns {tick: status}."""
+def schedule_fire(*, schedule_id: int, scheduled_at: str | None = None, now: datetime | None = None) -> dict:
+    """Handle one tick of `schedule_id` (beat's task; `scheduled_at`: the tick's time as beat sent
+    it, see the module docstring); returns {tick: status}."""
     now = now or timezone.now()
     with transaction.atomic():
-        schedule = Schedule.objects.select_for_update(of=("self",)).select_related("deployment__workflow").filter(pk=schedule_id).first()
+        schedule = (Schedule.objects.select_for_update(of=("self",))
+                    .select_related("deployment__workflow", "periodic_task").filter(pk=schedule_id).first())
         if schedule is None:
             return {"status": "gone"}
-        tick = latest_tick(schedule, now)
+        tick = nominal_tick(schedule, scheduled_at, now)
         if tick is None or (schedule.last_tick_at is not None and tick <= schedule.last_tick_at):
             return {"status": "duplicate"}
-        ticks = [*missed_ticks(schedule, tick), tick]
+        late = lateness(schedule, tick, now)
+        ticks = [] if late else [*missed_ticks(schedule, tick), tick]
         schedule.last_tick_at = tick
         schedule.save(update_fields=["last_tick_at", "updated_at"])
-        fires = [_fire(schedule, t) for t in ticks]
+        fires = [_record(schedule, tick, FireStatus.SKIPPED, late)] if late else [_fire(schedule, t) for t in ticks]
     return {f.scheduled_at.isoformat(): f.status for f in fires if f is not None}
 
 

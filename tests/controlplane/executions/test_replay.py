@@ -2,10 +2,20 @@
 version choice, the links and events on both runs, and the API's refusals."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from controlplane.executions.models import EventType, Execution, ExecutionStatus, ReplayMode, StepRun, StepStatus
-from controlplane.executions.services import Delivery, execution_replay, execution_start, step_execute
+from controlplane.executions.services import (
+    Delivery,
+    compensation_execute,
+    execution_replay,
+    execution_start,
+    saga_finish,
+    saga_start,
+    step_execute,
+)
 from controlplane.tenancy.models import Role
 from tests.controlplane.executions.builders import deploy_version, edges, job, make_deployment, make_version
 from tests.factories import add_member
@@ -177,3 +187,69 @@ def test_runs_are_listed_by_trigger_and_counted_per_status(original, owner, outs
     assert replays["total"] == 1
     assert client_for(outsider).get(f"{URL}/summary").json()["total"] == 0
     assert api.get(f"{URL}/summary?trigger=cron").status_code == 400
+
+
+def test_a_failed_replay_compensates_only_the_steps_it_ran_not_the_reused_or_mocked_ones(
+    original, deployment, project, owner
+):
+    """Given a -> b -> c -> d whose a, b, c each have a compensation, and a fix deployed since in
+    which d now fails: a from_step c replay reuses a, mocks b, runs c, and d fails for good. Its
+    saga undoes c alone: a's effect belongs to the original (its own saga's business), b never ran."""
+    undo = {"type": "log", "config": {"message": "undo"}}
+    nodes = [job(n, "jq", config={"program": f'{{step: "{n}"}}'}, compensate=undo) for n in "abc"]
+    v2 = make_version(project, [*nodes, job("d", "fail", config={"retryable": False})],
+                      edges(("a", "b"), ("b", "c"), ("c", "d")), user=owner, workflow=deployment.workflow)
+    deploy_version(v2, user=owner)
+    replay = execution_replay(execution=original, user=owner, mode=ReplayMode.FROM_STEP, version="active",
+                              from_step="c", mock={"b": {"mocked": True}})
+
+    outcomes = run_through(replay, nodes=("a", "b", "c", "d"))
+    assert outcomes["d"].action == "fail"
+    started = saga_start(execution_id=replay.pk, delivery=DELIVERY)
+    assert saga_start(execution_id=replay.pk, delivery=DELIVERY).action == "ignore"  # a redelivered saga task
+    planned = replay.events.get(type=EventType.SAGA_COMPENSATING).data
+    for step in planned["steps"]:  # the chain the saga published
+        run = StepRun.objects.get(execution=replay, node_id=step["node_id"], shard=step["shard"], is_compensation=False)
+        assert compensation_execute(execution_id=replay.pk, step_run_id=run.pk, delivery=DELIVERY).action == "done"
+    saga_finish(execution_id=replay.pk, delivery=DELIVERY)
+
+    assert started.detail == "1 compensation(s)"
+    assert [step["node_id"] for step in planned["steps"]] == ["c"]
+    skipped = {step["node_id"]: step for step in planned["not_compensated"]}
+    assert {node: step["reason"] for node, step in skipped.items()} == {"a": "reused", "b": "mocked"}
+    assert skipped["a"]["reused_from"]["execution"] == str(original.pk)
+    replay.refresh_from_db()
+    assert replay.status == ExecutionStatus.COMPENSATED
+    assert dict(StepRun.objects.filter(execution=replay, is_compensation=False).values_list("node_id", "status")) == {
+        "a": StepStatus.SUCCEEDED, "b": StepStatus.SUCCEEDED, "c": StepStatus.COMPENSATED, "d": StepStatus.FAILED}
+    assert replay.events.get(type=EventType.SAGA_COMPENSATED).data["compensated"] == [{"node_id": "c", "shard": 0}]
+
+
+def test_a_failed_exact_replay_compensates_every_step_it_ran(original, deployment, project, owner):
+    undo = {"type": "log", "config": {"message": "undo"}}
+    v2 = make_version(project, [job("a", "noop", compensate=undo), job("d", "fail", config={"retryable": False})],
+                      edges(("a", "d")), user=owner, workflow=deployment.workflow)
+    deploy_version(v2, user=owner)
+    replay = execution_replay(execution=original, user=owner, mode=ReplayMode.EXACT, version="active")
+
+    run_through(replay, nodes=("a", "d"))
+    saga_start(execution_id=replay.pk, delivery=DELIVERY)
+
+    planned = replay.events.get(type=EventType.SAGA_COMPENSATING).data
+    assert ([step["node_id"] for step in planned["steps"]], planned["not_compensated"]) == (["a"], [])
+
+
+def test_a_replay_compiles_its_canvas_like_a_start_fused_and_runs_it_past_reused_steps(original, deployment, owner):
+    """One builder for both (start_canvas.compile_graph): the jq chain runs as one fused task in a
+    replay too, and that task walks past the reused step without running it."""
+    from controlplane.executions.services.fused import steps_execute
+
+    started, _ = execution_start(deployment=deployment, input={"order": 3}, user=owner)
+    replay = execution_replay(execution=original, user=owner, mode=ReplayMode.FROM_STEP, version="pinned",
+                              from_step="b", input={"order": 4})
+
+    assert replay.canvas == started.canvas and '"kind": "steps", "nodes": ["a", "b", "c"]' in json.dumps(replay.canvas)
+    outcome = steps_execute(execution_id=replay.pk, node_ids=["a", "b", "c"], delivery=DELIVERY, final=True)
+    replay.refresh_from_db()
+    assert (outcome.action, replay.status) == ("done", ExecutionStatus.SUCCEEDED)
+    assert outputs(replay)["a"] == {"step": "a", "order": 1} and outputs(replay)["c"] == {"step": "c", "order": 4}

@@ -7,6 +7,7 @@ import json
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 import pytest
+from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from controlplane.deployments.services import deployment_pause, deployment_resume, deployment_rollback, deployment_undeploy
@@ -199,3 +200,80 @@ def test_applying_onto_a_paused_deployment_enables_its_unchanged_schedules(deplo
     assert tasks_of(deployment)["nightly"].enabled is False
     deploy(doc(schedules=[NIGHTLY], params={"v": 2}))  # a new version, the same schedule; apply makes it active
     assert tasks_of(deployment)["nightly"].enabled is True
+
+
+def test_apply_anchors_an_interval_on_the_epoch_grid_once_and_keeps_it(deploy):
+    deployment = deploy(doc(schedules=[every("ping", 30), NIGHTLY]))
+    tasks = tasks_of(deployment)
+    anchor = tasks["ping"].start_time
+    assert anchor.timestamp() % 30 == 0 and timezone.now() < anchor <= timezone.now() + timedelta(seconds=30)
+    assert tasks["nightly"].start_time is None  # cron ticks are exact already
+    deploy(doc(schedules=[every("ping", 30, overlap="allow_all"), NIGHTLY]))
+    assert tasks_of(deployment)["ping"].start_time == anchor
+
+
+def test_a_delayed_interval_tick_keeps_its_own_time_and_never_takes_the_next_ones(deploy):
+    """Beat sends each tick's time; the one that waited in the queue past the next tick's time
+    (it used to become that tick, and the next one a duplicate) is its own tick."""
+    deploy(doc(schedules=[every(overlap="allow_all", catchup_window_s=120)]))
+    schedule = Schedule.objects.get()
+
+    late = schedule_fire(schedule_id=schedule.pk, scheduled_at=at(5).isoformat(), now=at(6, 5))
+    on_time = schedule_fire(schedule_id=schedule.pk, scheduled_at=at(6).isoformat(), now=at(6, 6))
+    again = schedule_fire(schedule_id=schedule.pk, scheduled_at=at(6).isoformat(), now=at(6, 40))  # redelivered
+
+    assert (late, on_time, again) == ({at(5).isoformat(): "started"}, {at(6).isoformat(): "started"},
+                                      {"status": "duplicate"})
+    assert sorted(e.trigger_details["scheduled_at"] for e in Execution.objects.all()) == [
+        at(5).isoformat(), at(6).isoformat()]
+
+
+def test_a_tick_later_than_its_interval_and_window_is_recorded_skipped_not_run(deploy):
+    deploy(doc(schedules=[every(overlap="allow_all")]))
+    schedule = Schedule.objects.get()
+
+    assert schedule_fire(schedule_id=schedule.pk, scheduled_at=at(5).isoformat(), now=at(6, 5)) == {
+        at(5).isoformat(): "skipped"}
+    assert schedule_fire(schedule_id=schedule.pk, scheduled_at=at(6).isoformat(), now=at(6, 6)) == {
+        at(6).isoformat(): "started"}
+    skipped = ScheduleFire.objects.get(scheduled_at=at(5))
+    assert skipped.reason.startswith("late: delivered 65 s after its time") and skipped.execution is None
+    assert Execution.objects.count() == 1
+
+
+@pytest.mark.parametrize("sent, tick", [
+    pytest.param("2026-12-01T10:05:17+00:00", at(5), id="off-grid-snapped"),
+    pytest.param("not a time", at(7), id="not-a-time"),
+    pytest.param("2026-12-01T10:05:00", at(7), id="naive"),
+    pytest.param("2099-01-01T00:00:00+00:00", at(7), id="far-future"),
+    pytest.param(["2026"], at(7), id="not-a-string"),
+])
+def test_a_bad_scheduled_at_falls_back_to_the_latest_tick_and_never_blocks_later_ones(deploy, sent, tick):
+    deploy(doc(schedules=[every(overlap="allow_all")]))
+    schedule = Schedule.objects.get()
+
+    assert list(schedule_fire(schedule_id=schedule.pk, scheduled_at=sent, now=at(7, 30))) == [tick.isoformat()]
+    assert list(schedule_fire(schedule_id=schedule.pk, scheduled_at=at(8).isoformat(), now=at(8, 1))) == [
+        at(8).isoformat()]
+
+
+def test_the_migration_anchors_interval_entries_registered_without_a_grid_and_back(deploy):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("controlplane.triggers.migrations.0004_fixes_anchor_interval_schedules")
+    deployment = deploy(doc(schedules=[every("ping", 30), NIGHTLY]))
+    tasks = tasks_of(deployment)
+    PeriodicTask.objects.filter(pk=tasks["ping"].pk).update(start_time=None)  # as registered before
+    sweep = PeriodicTask.objects.create(name="other", task="flowplane.triggers_sweep", interval=tasks["ping"].interval)
+
+    migration.anchor(apps, None)
+
+    anchored = tasks_of(deployment)
+    assert anchored["ping"].start_time.timestamp() % 30 == 0 and anchored["ping"].start_time > timezone.now()
+    assert anchored["nightly"].start_time is None
+    sweep.refresh_from_db()
+    assert sweep.start_time is None  # only schedule fires
+    migration.unanchor(apps, None)
+    assert tasks_of(deployment)["ping"].start_time is None
