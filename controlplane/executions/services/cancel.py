@@ -27,7 +27,7 @@ from django.utils import timezone
 from controlplane.core.errors import ApplicationError, Conflict
 from controlplane.executions.models import EventType, Execution, ExecutionStatus, StepRun, StepStatus
 from controlplane.executions.services.start import execution_queues
-from controlplane.executions.services.steps import dispatch_saga
+from controlplane.executions.services import steps as step_services
 from controlplane.executions.store import attempt_records, locked_execution, pinned_graph, store_write
 from controlplane.fleet.models import Worker, WorkerStatus
 from controlplane.tenancy.access import require_role
@@ -89,7 +89,7 @@ def execution_cancel(*, execution: Execution, user, compensate: bool = False, re
         saga_queue = queues.get(locked.graph["jobs"][0]["group"]) if compensate and locked.graph.get("jobs") else None
         transaction.on_commit(lambda: _stop_tasks(execution_id, set(queues.values()), terminate))
         if saga_queue:
-            transaction.on_commit(lambda: dispatch_saga(execution_id, saga_queue))
+            transaction.on_commit(lambda: step_services._dispatch_saga(execution_id, saga_queue))
     logger.info("execution.cancelled", extra={"execution_id": str(locked.pk), "compensate": compensate,
                                               "interrupted": len(interrupted), "steps": len(steps)})
     return locked

@@ -348,11 +348,11 @@ def fail_execution(execution: Execution, *, error: dict[str, Any], saga_queue: s
     store_write(execution=execution, events=[(EventType.EXECUTION_FAILED, {"error": error})],
                 execution_fields=["status", "error"])
     execution_id = execution.pk
-    transaction.on_commit(lambda: dispatch_saga(execution_id, saga_queue))
+    transaction.on_commit(lambda: _dispatch_saga(execution_id, saga_queue))
     return True
 
 
-def dispatch_saga(execution_id, queue: str) -> None:
+def _dispatch_saga(execution_id, queue: str) -> None:
     """Publish the saga of a run that is compensating (a failure's, or a cancel's)."""
     from controlplane.executions.dispatch import publish, saga_signature  # dispatch imports the services
 

@@ -24,6 +24,8 @@ def publishes(monkeypatch):
     monkeypatch.setattr("controlplane.executions.dispatch.build_signature",
                         lambda execution_id, canvas, queues: type("P", (), {
                             "apply_async": lambda self: published.append(canvas)})())
+    # The stand-in is no canvas: publish it without recording task ids (`dispatch.publish`).
+    monkeypatch.setattr("controlplane.executions.dispatch.publish", lambda execution_id, signature: signature.apply_async())
     return published
 
 

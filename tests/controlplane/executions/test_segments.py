@@ -55,6 +55,8 @@ def published(monkeypatch):
 
     monkeypatch.setattr("controlplane.executions.dispatch.build_signature",
                         lambda execution_id, canvas, queues: Published(canvas))
+    # The stand-in is no canvas: publish it without recording task ids (`dispatch.publish`).
+    monkeypatch.setattr("controlplane.executions.dispatch.publish", lambda execution_id, signature: signature.apply_async())
     return canvases
 
 
