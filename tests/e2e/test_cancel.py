@@ -194,3 +194,34 @@ def test_a_step_waiting_for_its_retry_countdown_is_revoked(group, project, owner
     assert not _left_anywhere(execution, group.queue_name)
     states = [e.data["state"] for e in execution.events.filter(type=EventType.STEP_CANCELLED)]
     assert states == ["retrying"]
+
+
+def test_cancel_of_a_running_map_stops_its_items(group, project, owner, client_for):
+    deployment = make_deployment(project, [
+        job("discover", "jq", config={"program": "[range(20)]"}),
+        job("each", "map", config={"items": "{{ .steps.discover.output }}", "max_parallel": 3,
+                                   "step": {"type": "delay", "config": {"seconds": 2}}}),
+        job("after", "jq", config={"program": ".steps.each.output"}),
+    ], edges(("discover", "each"), ("each", "after")), user=owner)
+    execution, _ = execution_start(deployment=deployment, input={}, user=owner)
+    wait_until(lambda: _running(execution, "each").exists(), timeout=60, what="the first items to start")
+
+    _cancel(client_for(owner), execution)
+
+    cancelled = Execution.objects.get(pk=execution.pk)
+    last_attempt_at_cancel = StepRun.objects.filter(execution=execution).aggregate(last=Max("id"))["last"]
+    wait_until(lambda: not _running(execution).exists(), timeout=60, what="the running items to finish")
+    wait_until(lambda: not _left_anywhere(execution, group.queue_name), timeout=60,
+               what="the run's queued tasks to be dropped")
+    assert not StepRun.objects.filter(execution=execution, id__gt=last_attempt_at_cancel).exists()
+    assert not cancelled.events.filter(seq__gt=cancelled.event_seq, type=EventType.STEP_STARTED).exists()
+    assert StepRun.objects.filter(execution=execution, node_id="each").count() < 20
+    finishing = cancelled.events.get(type=EventType.EXECUTION_CANCELLED).data["finishing"]
+    states = {(e.data["node_id"], e.data["shard"]): e.data["state"]
+              for e in cancelled.events.filter(type=EventType.STEP_CANCELLED)}
+    assert finishing and all(states[("each", item["shard"])] == "finishing" for item in finishing)
+    assert states[("after", 0)] == "pending"
+    assert Execution.objects.get(pk=execution.pk).status == ExecutionStatus.CANCELLED
+    # The items were published as segments, through the same tracking.
+    item_tasks = set(StepRun.objects.filter(execution=execution, node_id="each").values_list("task_id", flat=True))
+    assert item_tasks and item_tasks <= run_task_ids(execution.pk)

@@ -103,8 +103,12 @@ def _step_events(jobs: dict[str, dict], records, running: list[StepRun], interru
     interrupted_ids = {run.pk for run in interrupted}
     running_ids = {run.pk for run in running}
     events = []
+    seen: dict[str, set[int]] = defaultdict(set)
+    for node_id, shard in latest:
+        seen[node_id].add(shard)
     for node_id, job in jobs.items():
-        for shard in range(int(job.get("replicas") or 1)):
+        # A map's items are shards known only once it expanded: those with an attempt are listed.
+        for shard in sorted(set(range(int(job.get("replicas") or 1))) | seen[node_id]):
             record = latest.get((node_id, shard))
             if record is None:
                 state = PENDING
