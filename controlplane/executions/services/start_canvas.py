@@ -20,11 +20,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Hashable
 
+from django.conf import settings
+
 from controlplane.deployments.models import Deployment
 from controlplane.deployments.selectors import deployment_execution_graph
 from controlplane.executions.services.attempts import runs_in_transaction
 from controlplane.fleet.models import queue_name_for
-from pipelines.canvas import CanvasNode, compile_canvas, fuse_steps
+from pipelines.canvas import CanvasNode, compile_canvas, fuse_steps, pack_headers
 
 # Per process: at most this many deployments, and this many characters of graph and canvas JSON
 # (a 2,000-node graph is about a megabyte; most are a few kilobytes).
@@ -100,7 +102,8 @@ def start_canvas_cache_clear() -> None:
 
 
 def fusible_nodes(jobs: list[dict[str, Any]]) -> set[str]:
-    """The jobs a chain may run several of in one task (`pipelines.canvas.fuse_steps`).
+    """The jobs a chain may run several of in one task (`pipelines.canvas.fuse_steps`), and a wide
+    chord header several of its parts in one (`pipelines.canvas.pack_headers`).
 
     Side-effect-free steps only: each is claimed and recorded in one go after it ran, so a fused
     task that dies half-way leaves the recorded ones recorded and the rest unclaimed, and its
@@ -121,7 +124,8 @@ def _compile(deployment: Deployment, company_slug: str) -> _Compiled:
         [CanvasNode(job["id"], job["replicas"], job["group"]) for job in jobs],
         [(edge["from"], edge["to"]) for edge in graph["edges"]],
     )
-    plan = fuse_steps(plan, fusible_nodes(jobs))
+    fusible = fusible_nodes(jobs)
+    plan = pack_headers(fuse_steps(plan, fusible), fusible, parts=int(settings.ENGINE_HEADER_PARTS))
     canvas = {**plan.to_dict(), "timeouts": {job["id"]: job["timeout_s"] for job in jobs if job["timeout_s"]}}
     placements: list[tuple[str, str | None]] = []
     for job in jobs:
