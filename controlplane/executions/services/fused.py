@@ -15,7 +15,8 @@ unfused chain would have stopped (a packed sibling after it then runs with the t
 
 Only side-effect-free nodes are fused: each is claimed and recorded in one statement after it ran,
 so a task killed half-way leaves every node either recorded or untouched, and the redelivery (or
-the watchdog's re-drive of the canvas) runs what is left.
+the watchdog's re-drive of the canvas) runs what is left. Their writes are durable together
+(`store.durable_together`): the task waits for one WAL flush before it returns, not one per node.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from collections.abc import Sequence
 
 from controlplane.executions.services.attempts import Delivery, Outcome
 from controlplane.executions.services.steps import step_execute
+from controlplane.executions.store import durable_together
 
 
 def steps_execute(*, execution_id, node_ids: Sequence[str], delivery: Delivery, final: bool = False) -> Outcome:
@@ -32,9 +34,10 @@ def steps_execute(*, execution_id, node_ids: Sequence[str], delivery: Delivery, 
         raise ValueError("a fused run of steps needs at least one node id")
     last = len(node_ids) - 1
     outcome = Outcome("done")
-    for index, node_id in enumerate(node_ids):
-        outcome = step_execute(execution_id=execution_id, node_id=node_id, shard=0, shard_count=1,
-                               delivery=delivery, final=final and index == last)
-        if outcome.action != "done":
-            return outcome
+    with durable_together():
+        for index, node_id in enumerate(node_ids):
+            outcome = step_execute(execution_id=execution_id, node_id=node_id, shard=0, shard_count=1,
+                                   delivery=delivery, final=final and index == last)
+            if outcome.action != "done":
+                break
     return outcome
