@@ -19,7 +19,7 @@ from django.utils import timezone
 from controlplane.catalog.services import secret_resolve
 from controlplane.core.errors import ApplicationError
 from controlplane.core.logs import bind_attempt_context
-from controlplane.deployments.artifacts import ArtifactRefused, artifact_spec, runnable_job
+from controlplane.deployments.artifacts import ARTIFACT_NOT_FOUND, ArtifactRefused, artifact_spec, runnable_job
 from controlplane.deployments.models import artifact_key
 from controlplane.egress.selectors import company_egress_policy
 from controlplane.executions.models import EventType, Execution, StepRun, StepStatus
@@ -214,14 +214,11 @@ def run_attempt(company_id: int, run: StepRun, job: dict[str, Any], context: dic
     key = (str(run.execution_id), run.node_id, run.shard, run.attempt)
     if key in _exhausted:
         return _exhausted[key]
-    if job.get("artifact"):
-        try:
-            spec = artifact_spec(
-                company_id=company_id, digest=job["artifact"], job_id=run.node_id, worker=run.worker,
-                key=lambda: artifact_key(run.execution.deployment_id, run.node_id),
-            )
-        except ArtifactRefused as exc:
-            return None, None, exc.to_error()
+    try:
+        spec = pinned_artifact(company_id, job, worker=run.worker, deployment_id=run.execution.deployment_id)
+    except ArtifactRefused as exc:
+        return None, None, exc.to_error()
+    if spec is not None:
         job = runnable_job(job, spec)
     context["shard"] = {"index": run.shard, "count": run.shard_count}
     result = run_spec(
@@ -243,6 +240,29 @@ def run_attempt(company_id: int, run: StepRun, job: dict[str, Any], context: dic
         while len(_exhausted) > EXHAUSTED_MEMO_SIZE:
             _exhausted.popitem(last=False)
     return result
+
+
+def pinned_artifact(company_id: int, job: dict[str, Any], *, worker: str, deployment_id) -> dict[str, Any] | None:
+    """The verified spec of the artifact `job` was pinned to (`job["artifact"]`): this process's
+    cache, else the store (`artifact_spec`); None when the job names none (a run pinned before
+    the store existed, or a config an operator modified: the graph's copy runs). Raises
+    `ArtifactRefused` for a missing or altered artifact."""
+    if not job.get("artifact"):
+        return None
+    return artifact_spec(company_id=company_id, digest=job["artifact"], job_id=job["id"], worker=worker,
+                         key=lambda: artifact_key(deployment_id, job["id"]))
+
+
+def compensation_spec(company_id: int, job: dict[str, Any], *, worker: str, deployment_id) -> dict[str, Any]:
+    """The `compensate` spec a compensation of `job` runs: its pinned artifact's, as a step runs
+    its artifact's spec (the graph's copy only when the job names no artifact). Raises
+    `ArtifactRefused` for a missing or altered artifact, or one without a compensation."""
+    spec = pinned_artifact(company_id, job, worker=worker, deployment_id=deployment_id)
+    compensate = job.get("compensate") if spec is None else spec.get("compensate")
+    if not compensate:
+        raise ArtifactRefused(ARTIFACT_NOT_FOUND, f"job {job['id']!r} is pinned to artifact {job.get('artifact')}, "
+                              "which holds no compensation to run", job_id=job["id"], expected=job.get("artifact"))
+    return compensate
 
 
 def company_secret_resolver(company_id: int):

@@ -6,7 +6,9 @@ no step of the run is still running (a branch in flight may still complete, and 
 undone too), then publishes one chain: a `flowplane.compensate` per succeeded step that has a
 `compensate` spec, latest completion first, each on the queue where the step ran (or its
 compensation's own group), then `flowplane.saga_finish`. Steps that never completed are not
-compensated. A compensation is claimed like a step (is_compensation=True), so it runs once.
+compensated. A compensation is claimed like a step (is_compensation=True), so it runs once, and
+runs the `compensate` spec of the artifact its run pinned (`attempts.compensation_spec`), as a
+step runs its artifact's spec.
 """
 from __future__ import annotations
 
@@ -17,8 +19,10 @@ from django.utils import timezone
 from controlplane.executions.models import EventType, Execution, ExecutionStatus, StepRun, StepStatus
 from controlplane.executions.services.attempts import (
     MAX_WAITS,
+    ArtifactRefused,
     Delivery,
     Outcome,
+    compensation_spec,
     lost_counts,
     mark_lost,
     process_gone,
@@ -104,7 +108,11 @@ def compensation_execute(*, execution_id, step_run_id: int, delivery: Delivery) 
                 "compensation": True}
         if decision.kind == FAIL:  # no attempts left
             return _compensation_failed(execution, original, base, decision.error)
-        spec = job.compensate
+        try:
+            spec, refused = compensation_spec(execution.company_id, pinned.jobs[original.node_id],
+                                              worker=delivery.worker, deployment_id=execution.deployment_id), None
+        except ArtifactRefused as exc:  # recorded as the attempt's (non-retryable) error, like a step's
+            spec, refused = job.compensate or {}, exc.to_error()
         run = StepRun(
             execution=execution, node_id=original.node_id, shard=original.shard, shard_count=original.shard_count,
             attempt=decision.attempt, is_compensation=True, group=spec.get("group") or original.group,
@@ -122,6 +130,8 @@ def compensation_execute(*, execution_id, step_run_id: int, delivery: Delivery) 
         company_id = execution.company_id
         context["compensating"] = {"node_id": original.node_id, "shard": original.shard,
                                    "input": original.input, "output": original.output}
+    if refused is not None:
+        return _record_compensation(execution_id, run.pk, original.pk, None, None, refused)
     rendered, output, error = run_spec(
         spec,
         context=context,
