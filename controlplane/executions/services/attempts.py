@@ -321,10 +321,12 @@ def process_gone(run: StepRun, delivery: Delivery) -> bool:
     return False
 
 
-def mark_lost(execution: Execution, run: StepRun, *, reason: str, counts: bool = True) -> None:
+def mark_lost(execution: Execution, run: StepRun, *, reason: str, counts: bool = True,
+              retry_in_s: float | None = None) -> None:
     """Record that a running attempt will never report (its worker died or it was killed), with its
     `step.lost` event. `counts`: whether it counts against the node's max_attempts (not when the
-    engine's own database failed under it; see `pipelines.engine.decider`)."""
+    engine's own database failed under it; see `pipelines.engine.decider`). `retry_in_s`: the
+    node's retry delay the next attempt waits, when the caller knows it (the event says so)."""
     run.status = StepStatus.LOST
     run.finished_at = timezone.now()
     details = {"worker": run.worker} if counts else {"worker": run.worker, "counts": False}
@@ -332,7 +334,8 @@ def mark_lost(execution: Execution, run: StepRun, *, reason: str, counts: bool =
     store_write(execution=execution, update=[(run, ["status", "finished_at", "error"])], events=[(
         EventType.STEP_LOST,
         {"node_id": run.node_id, "shard": run.shard, "attempt": run.attempt, "worker": run.worker,
-         "compensation": run.is_compensation, "reason": reason},
+         "compensation": run.is_compensation, "reason": reason,
+         **({"retry_in_s": round(retry_in_s, 3)} if retry_in_s is not None else {})},
     )])
 
 

@@ -33,7 +33,7 @@ from controlplane.executions.services.state import pinned_graph, template_contex
 from controlplane.executions.services.events import event_append
 from controlplane.executions.store import attempt_records, locked_execution, store_write
 from controlplane.fleet.models import queue_name_for
-from pipelines.engine import DONE, FAIL, IGNORE, RETRY, AttemptRecord, DeliveryFacts, Job, Snapshot, decide, settle
+from pipelines.engine import DONE, FAIL, IGNORE, RETRY, WAIT, AttemptRecord, DeliveryFacts, Job, Snapshot, decide, settle
 from pipelines.engine.decider import RECORDED
 
 
@@ -103,11 +103,13 @@ def compensation_execute(*, execution_id, step_run_id: int, delivery: Delivery) 
             return Outcome("ignore", decision.status, detail="duplicate delivery")
         if decision.lose is not None:
             mark_lost(execution, mine[decision.lose.record.id], reason=decision.lose.reason,
-                      counts=decision.lose.counts)
+                      counts=decision.lose.counts, retry_in_s=decision.countdown if decision.kind == WAIT else None)
         base = {"node_id": original.node_id, "shard": original.shard, "attempt": decision.attempt,
                 "compensation": True}
         if decision.kind == FAIL:  # no attempts left
             return _compensation_failed(execution, original, base, decision.error)
+        if decision.kind == WAIT:  # a lost attempt's backoff
+            return Outcome("wait", decision.status, countdown=decision.countdown, detail=decision.detail)
         try:
             spec, refused = compensation_spec(execution.company_id, pinned.jobs[original.node_id],
                                               worker=delivery.worker, deployment_id=execution.deployment_id), None
