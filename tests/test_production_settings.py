@@ -76,3 +76,10 @@ def test_a_malformed_proxy_header_setting_names_itself(tmp_path, value):
 def test_a_debug_flag_that_is_not_a_boolean_is_refused(tmp_path):
     result = manage(tmp_path, "check", DEBUG="maybe")
     assert result.returncode != 0 and "DEBUG='maybe' is not a boolean" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["1", "0", "-4", "many", "2.5"])
+def test_engine_header_parts_below_two_or_not_an_integer_is_refused_naming_itself(tmp_path, value):
+    result = manage(tmp_path, "check", DEBUG="1", ENGINE_HEADER_PARTS=value)
+    assert result.returncode != 0
+    assert f"ENGINE_HEADER_PARTS={value!r} is not an integer >= 2" in result.stderr
