@@ -292,10 +292,12 @@ def store_write(
     *, execution: Execution, events: Sequence[Event], insert: StepRun | None = None,
     update: Sequence[tuple[StepRun, Sequence[str]]] = (), completes: StepRun | None = None,
     completion: int | None = None, execution_fields: Sequence[str] = (), expect_seq: int | None = None,
-    expect_running: bool = False, expect_succeeded: tuple[Sequence[str], int] | None = None,
+    expect_running: bool = False, expect_succeeded: tuple[Sequence[str], int] | None = None, create: bool = False,
 ) -> list[ExecutionEvent] | None:
     """Append `events` to the locked `execution` and, with them, make the change they describe:
 
+    - `create`: `execution` itself is new and unsaved (a run starting): it is inserted with
+      `events`, numbered from 1, in one statement, and nothing else may be given;
     - `insert`: a new, unsaved attempt; `update`: attempts already stored, with the fields set on
       the instances to save; `execution_fields`: fields of the execution set on the instance;
     - `completes` (the inserted or an updated attempt) gets `events[completion]`'s seq as its
@@ -314,6 +316,11 @@ def store_write(
     """
     if not events and not (execution.status == ExecutionStatus.COMPENSATING and not execution_fields):
         raise ValueError("every change to an attempt or a run's status appends its event; pass `events`")
+    if create:
+        if insert is not None or update or completes is not None or execution_fields or expect_seq is not None \
+                or expect_running or expect_succeeded is not None or not execution._state.adding:
+            raise ValueError("`create` inserts a new, unsaved execution with its events and nothing else")
+        return _insert_execution(execution, events)
     if completes is not None and completion is None:
         completion = len(events) - 1
     if expect_seq is not None or expect_running:
@@ -455,28 +462,35 @@ def _append_statement(execution, events, update_fields, created_at, *, run, comp
     return sql, params
 
 
-def execution_insert_with_event(*, execution: Execution, type: str, data: dict[str, Any]) -> ExecutionEvent:
-    """Insert the new, unsaved `execution` with its first event (seq 1): one statement on
+def _insert_execution(execution: Execution, events: Sequence[Event]) -> list[ExecutionEvent]:
+    """Insert the new, unsaved `execution` with `events` numbered from 1: one statement on
     PostgreSQL. Nobody else can see the row before it commits, so there is no lock to take."""
+    events = [(type, data or {}) for type, data in events]
     if not is_postgresql():
         execution.save(force_insert=True)
-        return _append(execution, [(type, data)], (), run=None)[0]
-    execution.event_seq = 1
+        return _append(execution, events, (), run=None)
+    execution.event_seq = len(events)
     created_at = timezone.now()
     params = [_db_value(execution, field) for field in _EXECUTION_INSERT.fields]
-    params += [type, json.dumps(data, cls=DjangoJSONEncoder), created_at]
+    params.append(created_at)
+    for index, (type, data) in enumerate(events, start=1):
+        params += [index, type, json.dumps(data, cls=DjangoJSONEncoder)]
     sql = (
         f"WITH inserted AS (INSERT INTO {Execution._meta.db_table} ({_EXECUTION_INSERT.sql()})"
         f" VALUES ({', '.join(['%s'] * len(_EXECUTION_INSERT.fields))}) RETURNING id)"
         f" INSERT INTO {ExecutionEvent._meta.db_table} (execution_id, seq, type, data, created_at)"
-        " SELECT inserted.id, 1, %s, %s::jsonb, %s FROM inserted RETURNING id"
+        f" SELECT inserted.id, v.ord, v.type, v.data::jsonb, %s FROM inserted,"
+        f" (VALUES {', '.join(['(%s, %s, %s)'] * len(events))}) AS v(ord, type, data) RETURNING id, seq"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        (event_id,) = cursor.fetchone()
+        ids = dict((seq, event_id) for event_id, seq in cursor.fetchall())
     execution._state.adding, execution._state.db = False, connection.alias
-    logger.info(type, extra={"execution_id": str(execution.pk), "seq": 1})
-    return ExecutionEvent(id=event_id, execution=execution, seq=1, type=type, data=data, created_at=created_at)
+    appended = [ExecutionEvent(id=ids[seq], execution=execution, seq=seq, type=type, data=data, created_at=created_at)
+                for seq, (type, data) in enumerate(events, start=1)]
+    for event in appended:
+        logger.info(event.type, extra={"execution_id": str(execution.pk), "seq": event.seq})
+    return appended
 
 
 ATTEMPT_UNIQUE = "step_run_unique_attempt"
