@@ -140,10 +140,8 @@ def decide(graph: ExecutionGraph, node_id: str, shard: int, snapshot: Snapshot, 
     if exhausted is not None:
         return Decision(FAIL if compensation else DEAD_LETTER, attempt=attempt, idempotency_key=key, lose=lose,
                         error=exhausted, detail=exhausted["message"])
-    if lose is not None and lose.counts:
-        # Like a failed attempt, a lost one is retried after the node's backoff: a process that
-        # dies under a step (out of memory, a poisoned input) does not come back at once.
-        countdown = job.retry.delay_for(lose.record.attempt, rand)
+    if lose is not None:
+        countdown = lost_retry_delay(job, lose.record.attempt, counts=lose.counts, rand=rand)
         if countdown > 0:
             return Decision(WAIT, lose=lose, countdown=countdown, status="waiting",
                             detail=f"attempt {lose.record.attempt} was lost; attempt {attempt} starts after the "
@@ -157,6 +155,14 @@ def decide(graph: ExecutionGraph, node_id: str, shard: int, snapshot: Snapshot, 
         return Decision(SKIP, attempt=attempt, idempotency_key=key, lose=lose, status=SKIPPED,
                         detail="all incoming edges are dead")
     return Decision(RUN, attempt=attempt, idempotency_key=key, lose=lose)
+
+
+def lost_retry_delay(job: Job, attempt: int, *, counts: bool = True, rand: random.Random | None = None) -> float:
+    """Seconds the attempt after lost attempt number `attempt` waits. Like a failed attempt, a lost
+    one that counts is retried after the node's backoff: a process that dies under a step (out of
+    memory, a poisoned input) does not come back at once. One that does not count (the engine's
+    own database failed under it) is taken over by the same task's retry, which has waited already."""
+    return job.retry.delay_for(attempt, rand) if counts else 0.0
 
 
 def _loss(current: AttemptRecord, job: Job, facts: DeliveryFacts, now: datetime) -> Loss | None:
