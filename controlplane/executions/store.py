@@ -21,7 +21,8 @@ did. A fused task of N steps thus waits for one flush, not N, and by the time it
 Celery acknowledges it) every write it made is as durable as before. Only a PostgreSQL crash
 inside the block can lose some of them, and then the database is as if those statements never
 ran: the task has not been acknowledged, nothing outside PostgreSQL has acted on them (the
-steps have no side effects; the chord counts the task only once it returns), and any later
+steps have no side effects; the chord counts the task only once it returns; only a live event
+stream may have shown their events, whose numbers the redelivery then uses again), and any later
 synchronous commit that could depend on them flushes them first, so the redelivery (or the
 watchdog's re-drive) runs them again, as after a worker killed at that point.
 """
