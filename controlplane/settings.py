@@ -272,6 +272,17 @@ RECORD_RETRY_FOR_S = float(os.environ.get("RECORD_RETRY_FOR_S", "60"))
 # attempt over) do not count against a node's max_attempts; a shard that lost this many fails for
 # good. Attempts lost to a dead process or worker count against max_attempts like failures.
 STEP_MAX_LOST_ATTEMPTS = int(os.environ.get("STEP_MAX_LOST_ATTEMPTS", "3"))
+# A chord header with more side-effect-free single-shard parts on one group than this runs them as
+# this many tasks, each a slice of them in order (`pipelines.canvas.pack_headers`): a fan-out of
+# cheap steps then costs one broker round trip per task instead of one per step, and still runs
+# on up to this many processes at once.
+try:
+    ENGINE_HEADER_PARTS = int(os.environ.get("ENGINE_HEADER_PARTS", "16"))
+except ValueError:
+    ENGINE_HEADER_PARTS = 0
+if ENGINE_HEADER_PARTS < 2:
+    raise ImproperlyConfigured(f"ENGINE_HEADER_PARTS={os.environ.get('ENGINE_HEADER_PARTS')!r} is not an integer "
+                               ">= 2 (how many tasks a wide chord header keeps); use e.g. 16")
 # The watchdog: a run with nothing running and no event for this long has its canvas published
 # again (the claims make that harmless); after this many re-drives in a row with no progress it fails.
 EXECUTION_STALL_AFTER_S = float(os.environ.get("EXECUTION_STALL_AFTER_S", "60"))

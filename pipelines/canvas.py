@@ -24,6 +24,10 @@ Mapping (series-parallel graphs map exactly: no task waits for anything it does 
 
     a -> b -> c  (fused)        Steps(a, b, c)        see `fuse_steps`
 
+       +-> b1 -+
+    a -+  ...  +-> j (packed)   Chain(a, Chord(header=(Steps(b1..b7), ..., Steps(b94..b100)), body=j))
+       +-> b100+                see `pack_headers`
+
 How: the graph's reachability order is split recursively. Nodes that fall apart into unrelated
 groups are a *parallel* composition (a chord header); nodes that fall into blocks where every
 node of one block precedes every node of the next are a *series* composition (a chain). A parallel
@@ -35,7 +39,8 @@ Shape guarantees for the ``workers`` converter: a Chain has >= 2 items and never
 Chord has >= 2 header items; a header item or body may be a task, a Chain or a Chord (a replicated
 node is a Chord even inside a header). Work after a fork/join lives in the chord's body, so k
 fork/joins in a row nest k chords deep. After `fuse_steps` a task may also be a ``StepsTask``
-(kind "steps" in the plan's dict form): several nodes of a chain run in order by one task.
+(kind "steps" in the plan's dict form): several nodes of a chain run in order by one task; after
+`pack_headers` a header part may be one too, holding unrelated sibling nodes.
 
 Fallback (strategy "layered"): a block that is neither series nor parallel holds an "N" (W shape,
 crossed diamonds) that chain/chord cannot express without duplicating tasks. That block alone is
@@ -63,7 +68,7 @@ from pipelines.graph import find_cycle
 
 __all__ = [
     "Barrier", "CanvasNode", "CanvasPlan", "Chain", "Chord", "MergeTask", "StepTask", "StepsTask",
-    "compile_canvas", "fuse_steps", "iter_tasks", "plan_from_dict",
+    "compile_canvas", "fuse_steps", "iter_tasks", "pack_headers", "plan_from_dict",
 ]
 
 
@@ -208,7 +213,7 @@ def fuse_steps(plan: CanvasPlan, fusible: Collection[str]) -> CanvasPlan:
     Only a chain's consecutive items are fused: each starts after the previous one completed
     anyway, so running them in one task keeps every edge and adds no wait. Chord header parts,
     bodies, merges and barriers stay as they are (their joins are what the canvas needs Celery
-    for). Which nodes may be fused is the caller's rule (the engine: side-effect-free steps
+    for; `pack_headers` packs the parts of a wide header). Which nodes may be fused is the caller's rule (the engine: side-effect-free steps
     without a time limit of their own); expanding each ``StepsTask`` back into a chain of its
     steps gives the unfused plan again.
     """
@@ -242,6 +247,58 @@ def _fuse(item: PlanItem, fusible: frozenset[str]) -> PlanItem:
         items.append(_fuse(sub, fusible))
     flush()
     return items[0] if len(items) == 1 else Chain(tuple(items))
+
+
+def pack_headers(plan: CanvasPlan, packable: Collection[str], *, parts: int) -> CanvasPlan:
+    """The plan with every chord header that has more than ``parts`` packable parts on one group
+    packed into ``parts`` ``StepsTask``s of that group, each running a contiguous slice of them
+    in order (slices as even as possible, header order kept).
+
+    A packable part is a single-shard step of a ``packable`` node, or a ``StepsTask`` (already
+    fused, so made of such nodes). The parts of one header are unrelated (none depends on
+    another) and all start once the chord starts, so running some of them one after another in
+    one task keeps every edge; what it trades is parallelism beyond ``parts`` tasks, for one broker
+    round trip (publish, deliver, chord count, ack) per part instead of one per node: on a wide
+    fan-out of cheap side-effect-free steps that round trip is most of the work. Other parts
+    (replicated nodes, chains with other steps, nested chords) and bodies stay as they are; a
+    header keeps at least ``parts`` >= 2 parts, so it stays a chord.
+    """
+    if not isinstance(parts, int) or parts < 2:
+        raise ValueError(f"parts={parts!r}: a packed chord header keeps at least 2 parts; use an int >= 2")
+    root = _pack(plan.root, frozenset(packable), parts)
+    return CanvasPlan(root, plan.strategy, sum(1 for _ in iter_tasks(root)))
+
+
+def _pack(item: PlanItem, packable: frozenset[str], parts: int) -> PlanItem:
+    if isinstance(item, Chain):
+        return Chain(tuple(_pack(sub, packable, parts) for sub in item.items))
+    if not isinstance(item, Chord):
+        return item
+    header = [_pack(sub, packable, parts) for sub in item.header]
+    by_group: dict[str | None, list[int]] = {}
+    for index, sub in enumerate(header):
+        if isinstance(sub, StepsTask) or (isinstance(sub, StepTask) and sub.shards == 1 and sub.node in packable):
+            by_group.setdefault(sub.group, []).append(index)
+    packed: dict[int, StepsTask] = {}  # first index of each slice -> its task
+    dropped: set[int] = set()
+    for group, indices in by_group.items():
+        if len(indices) <= parts:
+            continue
+        size, extra = divmod(len(indices), parts)
+        start = 0
+        for k in range(parts):
+            end = start + size + (1 if k < extra else 0)
+            chunk = indices[start:end]
+            if len(chunk) > 1:  # a slice of one part stays that part
+                packed[chunk[0]] = StepsTask(tuple(node for i in chunk for node in _nodes_of(header[i])), group)
+                dropped.update(chunk[1:])
+            start = end
+    new_header = tuple(packed.get(i, sub) for i, sub in enumerate(header) if i not in dropped)
+    return Chord(new_header, _pack(item.body, packable, parts))
+
+
+def _nodes_of(task: StepTask | StepsTask) -> tuple[str, ...]:
+    return task.nodes if isinstance(task, StepsTask) else (task.node,)
 
 
 def iter_tasks(plan: CanvasPlan | PlanItem) -> Iterator[Task]:

@@ -97,3 +97,10 @@ def test_the_default_cache_is_the_brokers_redis_when_there_is_one(tmp_path, brok
 def test_a_malformed_hook_throttle_rate_names_itself(tmp_path, rate):
     result = manage(tmp_path, "check", SECRET_KEY=PRODUCTION_KEY, HOOK_THROTTLE_RATE=rate)
     assert result.returncode != 0 and f"HOOK_THROTTLE_RATE={rate!r}" in result.stderr
+
+
+@pytest.mark.parametrize("value", ["1", "0", "-4", "many", "2.5"])
+def test_engine_header_parts_below_two_or_not_an_integer_is_refused_naming_itself(tmp_path, value):
+    result = manage(tmp_path, "check", DEBUG="1", ENGINE_HEADER_PARTS=value)
+    assert result.returncode != 0
+    assert f"ENGINE_HEADER_PARTS={value!r} is not an integer >= 2" in result.stderr

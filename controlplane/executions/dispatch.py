@@ -163,16 +163,19 @@ def compensation_signature(execution_id: str, plan: list[tuple[int, str]], finis
     return chain(*steps, finish) if steps else finish
 
 
-def republish(request: dict[str, Any], queue: str):
+def republish(request: dict[str, Any], queue: str, *, countdown: float = 0.0):
     """Publish a stored request (`workers.routing.request_fields`) again to `queue`, keeping its
     task id and canvas options (chain, chord, group, callbacks), as Celery's own
-    `Task.signature_from_request` does for a retry, by task name. Not through `publish`: the task
-    id, and those of the canvas it carries on, were recorded when the canvas was published."""
+    `Task.signature_from_request` does for a retry, by task name; due after `countdown` seconds. Not
+    through `publish`: the task id, and those of the canvas it carries on, were recorded when the
+    canvas was published."""
     fields = {k: v for k, v in request.items() if k != "task"}
     if fields.get("timelimit"):
         fields["timelimit"] = tuple(fields["timelimit"])
     context = Context(fields)
     options = {**context.as_execution_options(), "ignore_result": bool(fields.get("ignore_result")), "queue": queue}
+    if countdown > 0:
+        options["countdown"] = countdown
     priority = (context.delivery_info or {}).get("priority")
     if priority is not None:
         options["priority"] = priority

@@ -12,13 +12,28 @@ unchanged event sequence proves an unchanged run. `connection.vendor` is switche
 PostgreSQL gets one statement per write (the counter bump, any change to the execution row, the
 events and the inserted attempt), elsewhere (SQLite, the embedded default) the same writes are
 separate statements inside the caller's transaction.
+
+Durable together (`durable_together`, what a fused task wraps its steps in): the lock-free
+writes of side-effect-free steps inside the block commit without waiting for the WAL to reach
+disk (`synchronous_commit` off for that statement's transaction only), and leaving the block
+waits once for all of them, unless a synchronous commit after them (the run's finish) already
+did. A fused task of N steps thus waits for one flush, not N, and by the time it returns (and
+Celery acknowledges it) every write it made is as durable as before. Only a PostgreSQL crash
+inside the block can lose some of them, and then the database is as if those statements never
+ran: the task has not been acknowledged, nothing outside PostgreSQL has acted on them (the
+steps have no side effects; the chord counts the task only once it returns; only a live event
+stream may have shown their events, whose numbers the redelivery then uses again), and any later
+synchronous commit that could depend on them flushes them first, so the redelivery (or the
+watchdog's re-drive) runs them again, as after a worker killed at that point.
 """
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 from collections import OrderedDict
-from typing import Any, Iterable, Sequence
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, Sequence
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
@@ -246,14 +261,49 @@ def succeeded_event(execution: Execution, skipped: Sequence[str]) -> Event:
     return EventType.EXECUTION_SUCCEEDED, {"duration_ms": duration_ms, "skipped": list(skipped)}
 
 
+class _Unflushed:
+    """Whether a `durable_together` block has writes whose commit has not been flushed yet."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending = False
+
+
+_TOGETHER: contextvars.ContextVar[_Unflushed | None] = contextvars.ContextVar("store_durable_together", default=None)
+
+
+@contextmanager
+def durable_together() -> Iterator[None]:
+    """Inside: lock-free writes of steps (not a run's finish) commit without waiting for the WAL
+    flush; leaving the block normally waits for one flush of them all (module docstring). An
+    exception leaves without it: the task did not complete, and its retry runs what was lost."""
+    if not is_postgresql():
+        yield
+        return
+    state = _Unflushed()
+    token = _TOGETHER.set(state)
+    try:
+        yield
+    finally:
+        _TOGETHER.reset(token)
+    if state.pending:
+        # A transaction with an id commits synchronously, so its commit waits for the WAL to be
+        # flushed up to its own record: past every commit before it.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT txid_current()")
+
+
 def store_write(
     *, execution: Execution, events: Sequence[Event], insert: StepRun | None = None,
     update: Sequence[tuple[StepRun, Sequence[str]]] = (), completes: StepRun | None = None,
     completion: int | None = None, execution_fields: Sequence[str] = (), expect_seq: int | None = None,
-    expect_running: bool = False, expect_succeeded: tuple[Sequence[str], int] | None = None,
+    expect_running: bool = False, expect_succeeded: tuple[Sequence[str], int] | None = None, create: bool = False,
 ) -> list[ExecutionEvent] | None:
     """Append `events` to the locked `execution` and, with them, make the change they describe:
 
+    - `create`: `execution` itself is new and unsaved (a run starting): it is inserted with
+      `events`, numbered from 1, in one statement, and nothing else may be given;
     - `insert`: a new, unsaved attempt; `update`: attempts already stored, with the fields set on
       the instances to save; `execution_fields`: fields of the execution set on the instance;
     - `completes` (the inserted or an updated attempt) gets `events[completion]`'s seq as its
@@ -272,20 +322,31 @@ def store_write(
     """
     if not events and not (execution.status == ExecutionStatus.COMPENSATING and not execution_fields):
         raise ValueError("every change to an attempt or a run's status appends its event; pass `events`")
+    if create:
+        if insert is not None or update or completes is not None or execution_fields or expect_seq is not None \
+                or expect_running or expect_succeeded is not None or not execution._state.adding:
+            raise ValueError("`create` inserts a new, unsaved execution with its events and nothing else")
+        return _insert_execution(execution, events)
     if completes is not None and completion is None:
         completion = len(events) - 1
     if expect_seq is not None or expect_running:
         if connection.in_atomic_block or not is_postgresql() or update:
             raise RuntimeError("a conditional write is one statement that commits by itself (PostgreSQL, outside "
                                "transaction.atomic, inserting only)")
+        together = _TOGETHER.get()
+        deferred = together is not None and expect_seq is None  # a run's finish is flushed as it commits
         try:
-            return _append(execution, events, execution_fields, run=insert,
-                           completion=completion if completes is insert else None,
-                           expect=(expect_seq, ExecutionStatus.RUNNING.value, expect_succeeded)) or None
+            appended = _append(execution, events, execution_fields, run=insert,
+                               completion=completion if completes is insert else None,
+                               expect=(expect_seq, ExecutionStatus.RUNNING.value, expect_succeeded),
+                               deferred=deferred)
         except IntegrityError as error:
             if _constraint_of(error) != ATTEMPT_UNIQUE:
                 raise
             return None  # the statement, a transaction of its own, wrote nothing
+        if appended and together is not None:
+            together.pending = deferred  # a synchronous commit flushed every commit before it
+        return appended or None
     if not connection.in_atomic_block:
         raise RuntimeError("store_write changes rows under the execution lock: call it inside transaction.atomic")
     if not events:
@@ -309,7 +370,7 @@ def store_write(
 
 
 def _append(execution, events, update_fields, *, run: StepRun | None, completion: int | None = None,
-            expect: tuple | None = None) -> list[ExecutionEvent]:
+            expect: tuple | None = None, deferred: bool = False) -> list[ExecutionEvent]:
     created_at = timezone.now()
     events = [(type, data or {}) for type, data in events]
     if not is_postgresql():
@@ -322,7 +383,7 @@ def _append(execution, events, update_fields, *, run: StepRun | None, completion
         )
     else:
         sql, params = _append_statement(execution, events, update_fields, created_at, run=run,
-                                        completion=completion, expect=expect)
+                                        completion=completion, expect=expect, deferred=deferred)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             rows = cursor.fetchall()
@@ -343,16 +404,20 @@ def _append(execution, events, update_fields, *, run: StepRun | None, completion
     return appended
 
 
+_DEFERRED_COMMIT = "durability AS (SELECT set_config('synchronous_commit', 'off', true)), "
+
 # The columns an INSERT writes (their SQL list is built once per database, see `Columns`).
 _RUN_INSERT = Columns(StepRun, [f.attname for f in StepRun._meta.concrete_fields if not f.primary_key])
 _EXECUTION_INSERT = Columns(Execution, [f.attname for f in Execution._meta.concrete_fields])
 
 
-def _append_statement(execution, events, update_fields, created_at, *, run, completion, expect=None):
+def _append_statement(execution, events, update_fields, created_at, *, run, completion, expect=None,
+                      deferred: bool = False):
     """WITH bumped AS (UPDATE execution ... RETURNING event_seq), [attempt AS (INSERT step run)]
     INSERT events ... RETURNING id, seq, attempt id. With `expect` (event_seq, status) the update
     applies only to a row still in that state, and the inserts take their rows from it: no row,
-    no writes."""
+    no writes. `deferred`: the statement's own transaction (autocommit) commits without waiting
+    for the WAL flush (`durable_together`); the setting ends with that transaction."""
     quote = connection.ops.quote_name
     sets = ["event_seq = event_seq + %s"]
     params: list[Any] = [len(events)]
@@ -374,8 +439,10 @@ def _append_statement(execution, events, update_fields, created_at, *, run, comp
                 f" AND (SELECT count(*) FROM (SELECT DISTINCT node_id, shard FROM {StepRun._meta.db_table}"
                 " WHERE execution_id = %s AND NOT is_compensation AND status = %s AND node_id = ANY(%s)) AS done) = %s")
             params += [execution.pk, StepStatus.SUCCEEDED.value, list(node_ids), shards]
-    sql = (f"WITH bumped AS (UPDATE {Execution._meta.db_table} SET {', '.join(sets)} WHERE id = %s{condition}"
-           " RETURNING event_seq)")
+    if deferred:  # the update's condition reads the setting, so it is set before anything is written
+        condition += " AND EXISTS (SELECT FROM durability)"
+    sql = (f"WITH {_DEFERRED_COMMIT if deferred else ''}bumped AS (UPDATE {Execution._meta.db_table}"
+           f" SET {', '.join(sets)} WHERE id = %s{condition} RETURNING event_seq)")
     attempt_id = "NULL::bigint"
     if run is not None:
         values = []
@@ -401,28 +468,35 @@ def _append_statement(execution, events, update_fields, created_at, *, run, comp
     return sql, params
 
 
-def execution_insert_with_event(*, execution: Execution, type: str, data: dict[str, Any]) -> ExecutionEvent:
-    """Insert the new, unsaved `execution` with its first event (seq 1): one statement on
+def _insert_execution(execution: Execution, events: Sequence[Event]) -> list[ExecutionEvent]:
+    """Insert the new, unsaved `execution` with `events` numbered from 1: one statement on
     PostgreSQL. Nobody else can see the row before it commits, so there is no lock to take."""
+    events = [(type, data or {}) for type, data in events]
     if not is_postgresql():
         execution.save(force_insert=True)
-        return _append(execution, [(type, data)], (), run=None)[0]
-    execution.event_seq = 1
+        return _append(execution, events, (), run=None)
+    execution.event_seq = len(events)
     created_at = timezone.now()
     params = [_db_value(execution, field) for field in _EXECUTION_INSERT.fields]
-    params += [type, json.dumps(data, cls=DjangoJSONEncoder), created_at]
+    params.append(created_at)
+    for index, (type, data) in enumerate(events, start=1):
+        params += [index, type, json.dumps(data, cls=DjangoJSONEncoder)]
     sql = (
         f"WITH inserted AS (INSERT INTO {Execution._meta.db_table} ({_EXECUTION_INSERT.sql()})"
         f" VALUES ({', '.join(['%s'] * len(_EXECUTION_INSERT.fields))}) RETURNING id)"
         f" INSERT INTO {ExecutionEvent._meta.db_table} (execution_id, seq, type, data, created_at)"
-        " SELECT inserted.id, 1, %s, %s::jsonb, %s FROM inserted RETURNING id"
+        f" SELECT inserted.id, v.ord, v.type, v.data::jsonb, %s FROM inserted,"
+        f" (VALUES {', '.join(['(%s, %s, %s)'] * len(events))}) AS v(ord, type, data) RETURNING id, seq"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        (event_id,) = cursor.fetchone()
+        ids = dict((seq, event_id) for event_id, seq in cursor.fetchall())
     execution._state.adding, execution._state.db = False, connection.alias
-    logger.info(type, extra={"execution_id": str(execution.pk), "seq": 1})
-    return ExecutionEvent(id=event_id, execution=execution, seq=1, type=type, data=data, created_at=created_at)
+    appended = [ExecutionEvent(id=ids[seq], execution=execution, seq=seq, type=type, data=data, created_at=created_at)
+                for seq, (type, data) in enumerate(events, start=1)]
+    for event in appended:
+        logger.info(event.type, extra={"execution_id": str(execution.pk), "seq": event.seq})
+    return appended
 
 
 ATTEMPT_UNIQUE = "step_run_unique_attempt"

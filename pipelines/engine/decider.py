@@ -15,6 +15,8 @@ what the `Decision` says. In order, for a step:
 - the node has used its `max_attempts` (lost attempts count: a process that dies every time would
   otherwise take its group's workers down for ever) -> dead-letter, `lost_repeatedly` when all
   were lost;
+- an attempt is lost now, and counts -> wait the node's retry delay after it (its backoff, as
+  after a failed attempt), then the next delivery runs the next attempt;
 - a predecessor has not completed -> wait (bounded; then fail the run);
 - all incoming edges are dead -> skip;
 - otherwise run attempt max+1 with the shard's idempotency key.
@@ -109,7 +111,7 @@ def idempotency_key(execution_id, node_id: str, shard: int, *, compensation: boo
 
 
 def decide(graph: ExecutionGraph, node_id: str, shard: int, snapshot: Snapshot, facts: DeliveryFacts,
-           now: datetime, *, compensation: bool = False) -> Decision:
+           now: datetime, *, compensation: bool = False, rand: random.Random | None = None) -> Decision:
     """What a delivery of `node_id`'s shard `shard` (or of its compensation) does; see the module."""
     expected = EXECUTION_COMPENSATING if compensation else EXECUTION_RUNNING
     if snapshot.status != expected:
@@ -138,6 +140,12 @@ def decide(graph: ExecutionGraph, node_id: str, shard: int, snapshot: Snapshot, 
     if exhausted is not None:
         return Decision(FAIL if compensation else DEAD_LETTER, attempt=attempt, idempotency_key=key, lose=lose,
                         error=exhausted, detail=exhausted["message"])
+    if lose is not None:
+        countdown = lost_retry_delay(job, lose.record.attempt, counts=lose.counts, rand=rand)
+        if countdown > 0:
+            return Decision(WAIT, lose=lose, countdown=countdown, status="waiting",
+                            detail=f"attempt {lose.record.attempt} was lost; attempt {attempt} starts after the "
+                                   f"node's retry delay")
     if compensation:
         return Decision(RUN, attempt=attempt, idempotency_key=key, lose=lose)
     waiting = waiting_on(graph, node_id, snapshot.attempts)
@@ -147,6 +155,14 @@ def decide(graph: ExecutionGraph, node_id: str, shard: int, snapshot: Snapshot, 
         return Decision(SKIP, attempt=attempt, idempotency_key=key, lose=lose, status=SKIPPED,
                         detail="all incoming edges are dead")
     return Decision(RUN, attempt=attempt, idempotency_key=key, lose=lose)
+
+
+def lost_retry_delay(job: Job, attempt: int, *, counts: bool = True, rand: random.Random | None = None) -> float:
+    """Seconds the attempt after lost attempt number `attempt` waits. Like a failed attempt, a lost
+    one that counts is retried after the node's backoff: a process that dies under a step (out of
+    memory, a poisoned input) does not come back at once. One that does not count (the engine's
+    own database failed under it) is taken over by the same task's retry, which has waited already."""
+    return job.retry.delay_for(attempt, rand) if counts else 0.0
 
 
 def _loss(current: AttemptRecord, job: Job, facts: DeliveryFacts, now: datetime) -> Loss | None:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pipelines.canvas import CanvasNode, compile_canvas, fuse_steps
+from pipelines.canvas import CanvasNode, compile_canvas, fuse_steps, pack_headers
 
 __all__ = ["GATE_TYPES", "Segment", "compile_segments", "current_segment", "split_segments"]
 
@@ -114,10 +114,12 @@ def current_segment(segments: Sequence[Segment], done: Callable[[str], bool]) ->
 
 
 def compile_segments(jobs: Sequence[Mapping[str, Any]], edges: Sequence[Mapping[str, Any]], *,
-                     fusible: Collection[str] = (), gate_types: Collection[str] = GATE_TYPES) -> dict[str, Any]:
+                     fusible: Collection[str] = (), header_parts: int | None = None,
+                     gate_types: Collection[str] = GATE_TYPES) -> dict[str, Any]:
     """The canvas plan dict of a run's graph (`jobs` and `edges` as an execution graph holds them).
 
-    Without gates: exactly `compile_canvas` (then `fuse_steps`)'s plan dict. With gates, the same
+    Without gates: exactly `compile_canvas` (then `fuse_steps`, then `pack_headers` into
+    `header_parts` parts when given)'s plan dict. With gates, the same
     top-level keys for the first segment that has nodes (`root` None when none has), plus
     `segments`: `[{index, gates, nodes, plan}]`, each `plan` the plan dict of that segment's nodes
     alone (None for an empty segment); the edges between segments are kept by running them in
@@ -133,7 +135,10 @@ def compile_segments(jobs: Sequence[Mapping[str, Any]], edges: Sequence[Mapping[
         inside = set(node_ids)
         plan = compile_canvas([CanvasNode(n, by_id[n]["replicas"], by_id[n]["group"]) for n in node_ids],
                               [(a, b) for a, b in pairs if a in inside and b in inside])
-        return fuse_steps(plan, fusible).to_dict()
+        plan = fuse_steps(plan, fusible)
+        if header_parts is not None:
+            plan = pack_headers(plan, fusible, parts=header_parts)
+        return plan.to_dict()
 
     if len(segments) == 1:
         return plan_of(segments[0].nodes) or {}

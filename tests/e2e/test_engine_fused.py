@@ -102,10 +102,15 @@ def test_a_fused_step_that_fails_for_good_compensates_as_the_unfused_chain_does(
     plain = run_to_end(deploy(), owner)
 
     assert fused_tasks(fused) == [["check", "boom", "never"]] and fused_tasks(plain) == []
-    assert fused.status == plain.status == ExecutionStatus.COMPENSATED
     assert record(fused) == record(plain)
+    assert_compensated_alike(fused, plain, recorder, never_ran="never")
+
+
+def assert_compensated_alike(fused, plain, recorder, *, never_ran: str) -> None:
+    """Both runs failed at `boom` and undid `book`; what came after boom never ran."""
+    assert fused.status == plain.status == ExecutionStatus.COMPENSATED
     assert recorder.paths() == ["/book", "/cancel"] * 2
-    assert not StepRun.objects.filter(execution=fused, node_id="never").exists()
+    assert not StepRun.objects.filter(execution=fused, node_id=never_ran).exists()
     assert fused.dead_letters.get().node_id == "boom"
 
 
@@ -155,3 +160,82 @@ def test_a_fused_task_the_broker_lost_is_re_driven_by_the_watchdog(
     assert list(StepRun.objects.filter(execution=execution).order_by("node_id").values_list("node_id", "attempt")) \
         == [("a", 1), ("b", 1), ("c", 1), ("d", 1)]
     assert execution.events.filter(type=EventType.EXECUTION_REDRIVEN).exists()
+
+
+# ------------------------------------------------------------------ packed chord headers
+
+
+def fan_out(project, owner, siblings, **fields):
+    """start -> each of `siblings` (job dicts) -> join (a jq of every sibling's output)."""
+    ids = [s["id"] for s in siblings]
+    program = "[" + ", ".join(f".steps.{i}.output" for i in ids) + "]"
+    return make_deployment(project, [job("start", **fields), *siblings, job("join", "jq", config={"program": program})],
+                           edges(*[("start", i) for i in ids], *[(i, "join") for i in ids]), user=owner)
+
+
+def sorted_record(execution) -> tuple[list, list]:
+    """`record` without the order of events (the siblings of a fan-out complete in any order)."""
+    events, runs = record(execution)
+    return sorted(events, key=repr), runs
+
+
+def test_a_packed_fan_out_with_a_flaky_sibling_leaves_the_record_of_the_unpacked_one(
+        fleet, project, owner, settings):
+    settings.ENGINE_HEADER_PARTS = 3
+    siblings = [job(f"b{i}", "jq", config={"program": f".steps.start.output + {{i: {i}}}"}) for i in range(7)]
+    siblings.append(job("flaky", "fail", config={"fail_attempts": 2}, retry=FAST_RETRY))
+    deployment = fan_out(project, owner, siblings)
+
+    packed = run_to_end(deployment, owner)
+    settings.ENGINE_HEADER_PARTS = 100
+    start_canvas_cache_clear()
+    plain = run_to_end(deployment, owner)
+
+    assert len(fused_tasks(packed)) == 3 and fused_tasks(plain) == []
+    assert packed.status == plain.status == ExecutionStatus.SUCCEEDED, (packed.error, plain.error)
+    assert sorted_record(packed) == sorted_record(plain)
+    assert StepRun.objects.get(execution=packed, node_id="join").output == [
+        *({"i": i} for i in range(7)), {"attempt": 3, "failed_attempts": 2}]
+    # Each sibling ran once, however often the part holding flaky was retried.
+    assert StepRun.objects.filter(execution=packed).exclude(node_id="flaky").count() == 9
+
+
+def test_a_packed_sibling_that_fails_for_good_compensates_as_the_unpacked_one_does(
+        fleet, recorder, project, owner, settings):
+    def deploy():
+        return fan_out(project, owner, [job(f"b{i}") for i in range(4)] + [job("boom", "fail", retry=TWO_FAST_ATTEMPTS)],
+                       type="http", config={"url": recorder.url("/book"), "method": "POST", "json": {}},
+                       compensate={"type": "http", "config": {"url": recorder.url("/cancel"), "method": "POST"}})
+
+    settings.ENGINE_HEADER_PARTS = 2
+    packed = run_to_end(deploy(), owner)
+    settings.ENGINE_HEADER_PARTS = 100
+    start_canvas_cache_clear()
+    plain = run_to_end(deploy(), owner)
+
+    # (Which siblings got recorded before boom failed depends on timing in both runs.)
+    assert len(fused_tasks(packed)) == 2 and fused_tasks(plain) == []
+    assert_compensated_alike(packed, plain, recorder, never_ran="join")
+
+
+def test_a_worker_killed_half_way_through_a_packed_part_loses_nothing_and_repeats_nothing(
+        fleet, start_worker, project, owner, settings):
+    settings.WORKER_OFFLINE_AFTER_S = 2
+    settings.ENGINE_HEADER_PARTS = 2
+    deployment = fan_out(project, owner, [job("b0"), job("b1"), job("slow", "jq", config=SLOW_JQ), job("b3")],
+                         group="load")
+    execution, _ = execution_start(deployment=deployment, input={}, user=owner)
+    assert fused_tasks(execution) == [["b0", "b1"], ["b3", "slow"]]
+
+    wait_until(lambda: StepRun.objects.filter(execution=execution, node_id="b3", status=StepStatus.SUCCEEDED).exists(),
+               timeout=20, interval=0.02, what="the packed part's first node")
+    fleet.workers["ingest"].kill9()  # while `slow` runs
+    replacement = start_worker([fleet.queue("ingest")], "ingest2@e2e", extra_env=WORKER_ENV)
+    execution = wait_until(lambda: fleet_sweep() is not None and ended(execution), timeout=40, interval=0.25,
+                           what="the killed worker to be swept offline and the run to end")
+
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    assert StepRun.objects.filter(execution=execution).count() == 6  # each node once: none run twice
+    runs = dict(StepRun.objects.filter(execution=execution).values_list("node_id", "worker"))
+    assert runs["b3"] == HOSTS["ingest"] and runs["slow"] == replacement.hostname
+    assert StepRun.objects.get(execution=execution, node_id="join").output == [{}, {}, sum(range(600000)), {}]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from datetime import timedelta
 
 import pytest
 
@@ -108,3 +109,28 @@ def test_a_run_whose_next_message_the_broker_lost_is_re_driven_by_the_watchdog(
     assert attempts(execution) == [(1, "succeeded", HOSTS["ingest"])]
     assert attempts(execution, "after") == [(1, "succeeded", "load2@e2e")]
     assert execution.events.filter(type=EventType.EXECUTION_REDRIVEN).exists()
+
+
+def test_a_killed_pool_child_s_attempt_is_retried_after_the_node_s_retry_delay(
+        fleet, recorder, project, owner, settings):
+    settings.WORKER_OFFLINE_AFTER_S = 600  # neither the offline path nor the orphan sweep: Celery's redelivery
+    recorder.hold["/charge"] = threading.Event()
+    deployment = make_deployment(project, [
+        job("charge", "http", config={"url": recorder.url("/charge"), "method": "POST", "json": {}}, timeout_s=30,
+            retry={"max_attempts": 2, "initial_delay_s": 2, "jitter": False}),
+    ], user=owner)
+    execution, _ = execution_start(deployment=deployment, input={}, user=owner)
+    wait_until(lambda: "/charge" in recorder.paths(), timeout=20, what="the charge request")
+    claimed = StepRun.objects.get(execution=execution, node_id="charge", status=StepStatus.RUNNING)
+
+    os.kill(claimed.pid, signal.SIGKILL)
+    lost = wait_until(lambda: execution.events.filter(type=EventType.STEP_LOST).first(), timeout=30, interval=0.2,
+                      what="the redelivery to record the killed child's attempt lost")
+    recorder.hold["/charge"].set()
+    execution = wait_for_end(execution, timeout=30)
+
+    assert execution.status == ExecutionStatus.SUCCEEDED, execution.error
+    assert (lost.data["attempt"], lost.data["retry_in_s"]) == (1, 2.0)
+    second = StepRun.objects.get(execution=execution, node_id="charge", attempt=2)
+    # Not at once: the next attempt started no sooner than the policy's delay after the loss.
+    assert second.started_at >= lost.created_at + timedelta(seconds=2)

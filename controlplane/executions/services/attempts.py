@@ -19,7 +19,7 @@ from django.utils import timezone
 from controlplane.catalog.services import secret_resolve
 from controlplane.core.errors import ApplicationError
 from controlplane.core.logs import bind_attempt_context
-from controlplane.deployments.artifacts import ArtifactRefused, artifact_spec, runnable_job
+from controlplane.deployments.artifacts import ARTIFACT_NOT_FOUND, ArtifactRefused, artifact_spec, runnable_job
 from controlplane.deployments.models import artifact_key
 from controlplane.egress.selectors import company_egress_policy
 from controlplane.executions.mail import send_step_email
@@ -220,14 +220,11 @@ def run_attempt(company_id: int, run: StepRun, job: dict[str, Any], context: dic
     key = (str(run.execution_id), run.node_id, run.shard, run.attempt)
     if key in _exhausted:
         return _exhausted[key]
-    if job.get("artifact"):
-        try:
-            spec = artifact_spec(
-                company_id=company_id, digest=job["artifact"], job_id=run.node_id, worker=run.worker,
-                key=lambda: artifact_key(run.execution.deployment_id, run.node_id),
-            )
-        except ArtifactRefused as exc:
-            return None, None, exc.to_error()
+    try:
+        spec = pinned_artifact(company_id, job, worker=run.worker, deployment_id=run.execution.deployment_id)
+    except ArtifactRefused as exc:
+        return None, None, exc.to_error()
+    if spec is not None:
         job = runnable_job(job, spec)
     if is_map(job.get("type")):  # shard i of a map node runs its child step on item i
         try:
@@ -254,6 +251,29 @@ def run_attempt(company_id: int, run: StepRun, job: dict[str, Any], context: dic
         while len(_exhausted) > EXHAUSTED_MEMO_SIZE:
             _exhausted.popitem(last=False)
     return result
+
+
+def pinned_artifact(company_id: int, job: dict[str, Any], *, worker: str, deployment_id) -> dict[str, Any] | None:
+    """The verified spec of the artifact `job` was pinned to (`job["artifact"]`): this process's
+    cache, else the store (`artifact_spec`); None when the job names none (a run pinned before
+    the store existed, or a config an operator modified: the graph's copy runs). Raises
+    `ArtifactRefused` for a missing or altered artifact."""
+    if not job.get("artifact"):
+        return None
+    return artifact_spec(company_id=company_id, digest=job["artifact"], job_id=job["id"], worker=worker,
+                         key=lambda: artifact_key(deployment_id, job["id"]))
+
+
+def compensation_spec(company_id: int, job: dict[str, Any], *, worker: str, deployment_id) -> dict[str, Any]:
+    """The `compensate` spec a compensation of `job` runs: its pinned artifact's, as a step runs
+    its artifact's spec (the graph's copy only when the job names no artifact). Raises
+    `ArtifactRefused` for a missing or altered artifact, or one without a compensation."""
+    spec = pinned_artifact(company_id, job, worker=worker, deployment_id=deployment_id)
+    compensate = job.get("compensate") if spec is None else spec.get("compensate")
+    if not compensate:
+        raise ArtifactRefused(ARTIFACT_NOT_FOUND, f"job {job['id']!r} is pinned to artifact {job.get('artifact')}, "
+                              "which holds no compensation to run", job_id=job["id"], expected=job.get("artifact"))
+    return compensate
 
 
 def company_secret_resolver(company_id: int):
@@ -312,10 +332,12 @@ def process_gone(run: StepRun, delivery: Delivery) -> bool:
     return False
 
 
-def mark_lost(execution: Execution, run: StepRun, *, reason: str, counts: bool = True) -> None:
+def mark_lost(execution: Execution, run: StepRun, *, reason: str, counts: bool = True,
+              retry_in_s: float | None = None) -> None:
     """Record that a running attempt will never report (its worker died or it was killed), with its
     `step.lost` event. `counts`: whether it counts against the node's max_attempts (not when the
-    engine's own database failed under it; see `pipelines.engine.decider`)."""
+    engine's own database failed under it; see `pipelines.engine.decider`). `retry_in_s`: the
+    node's retry delay the next attempt waits, when the caller knows it (the event says so)."""
     run.status = StepStatus.LOST
     run.finished_at = timezone.now()
     details = {"worker": run.worker} if counts else {"worker": run.worker, "counts": False}
@@ -323,7 +345,8 @@ def mark_lost(execution: Execution, run: StepRun, *, reason: str, counts: bool =
     store_write(execution=execution, update=[(run, ["status", "finished_at", "error"])], events=[(
         EventType.STEP_LOST,
         {"node_id": run.node_id, "shard": run.shard, "attempt": run.attempt, "worker": run.worker,
-         "compensation": run.is_compensation, "reason": reason},
+         "compensation": run.is_compensation, "reason": reason,
+         **({"retry_in_s": round(retry_in_s, 3)} if retry_in_s is not None else {})},
     )])
 
 

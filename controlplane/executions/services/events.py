@@ -11,7 +11,6 @@ from typing import Any, Sequence
 
 from controlplane.executions.models import EventType, Execution, ExecutionEvent, ExecutionStatus, StepRun
 from controlplane.executions.store import (  # noqa: F401  (re-exported: start and the tests import them here)
-    execution_insert_with_event,
     locked_execution,
     store_write,
 )

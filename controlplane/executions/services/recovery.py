@@ -1,5 +1,6 @@
 """Lost work: attempts whose worker went offline are marked lost and their task re-published, and
-the other messages such a worker held go back on their queues.
+the other messages such a worker held go back on their queues. The re-published task is due after
+the node's retry delay (`pipelines.engine.decider.lost_retry_delay`), as after a failed attempt.
 
 Connected to the `controlplane.fleet.hooks` signals (see `apps.py`). The re-published
 message carries the SAME task id and the stored chain/chord/group options (as Celery's own
@@ -19,7 +20,9 @@ from django.db import transaction
 from controlplane.executions.models import StepRun, StepStatus
 from controlplane.executions.services.attempts import mark_lost
 from controlplane.executions.services.events import locked_execution
+from controlplane.executions.services.state import pinned_graph
 from controlplane.fleet.models import Worker, WorkerStatus
+from pipelines.engine.decider import lost_retry_delay
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +98,11 @@ def _recover(candidates, reason) -> set[str]:
             run = StepRun.objects.select_for_update().get(pk=run_id)
             if run.status != StepStatus.RUNNING:
                 continue  # it reported after all
-            mark_lost(execution, run, reason=reason(run))
+            delay = lost_retry_delay(pinned_graph(execution.pk, execution.graph).graph.job(run.node_id), run.attempt)
+            mark_lost(execution, run, reason=reason(run), retry_in_s=delay)
             if run.request:
-                transaction.on_commit(lambda request=run.request, queue=run.queue: _republish(request, queue))
+                transaction.on_commit(lambda request=run.request, queue=run.queue, delay=delay:
+                                      _republish(request, queue, delay))
                 republished.add(run.task_id)
     if republished:
         logger.warning("step.recovered_lost", extra={"count": len(republished)})
@@ -120,10 +125,10 @@ def _unacked_restore_queues(queues: set[str], delivered_before: datetime, *, ski
     return unacked_restore(queues, delivered_before, skip_task_ids=skip_task_ids)
 
 
-def _republish(request: dict, queue: str) -> None:
+def _republish(request: dict, queue: str, countdown: float) -> None:
     from controlplane.executions.dispatch import republish  # dispatch imports the services: at call time
 
-    republish(request, queue)
+    republish(request, queue, countdown=countdown)
 
 
 def step_runs_expire() -> int:

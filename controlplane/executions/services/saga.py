@@ -9,7 +9,8 @@ undone too), then publishes one chain: a `flowplane.compensate` per succeeded st
 ran (or its compensation's own group), then `flowplane.saga_finish`. Steps that never completed
 are not compensated, and neither are a replay's reused and mocked steps, which never ran in it:
 `saga.compensating` lists them under `not_compensated` with the reason. A compensation is claimed
-like a step (is_compensation=True), so it runs once.
+like a step (is_compensation=True), so it runs once, and runs the `compensate` spec of the
+artifact its run pinned (`attempts.compensation_spec`), as a step runs its artifact's spec.
 """
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from django.utils import timezone
 from controlplane.executions.models import EventType, Execution, ExecutionStatus, StepRun, StepStatus
 from controlplane.executions.services.attempts import (
     MAX_WAITS,
+    ArtifactRefused,
     Delivery,
     Outcome,
+    compensation_spec,
     lost_counts,
     mark_lost,
     process_gone,
@@ -33,7 +36,7 @@ from controlplane.executions.services.events import event_append, was_cancelled
 from controlplane.executions.services.map_items import map_item_or_none
 from controlplane.executions.store import attempt_records, locked_execution, store_write
 from controlplane.fleet.models import queue_name_for
-from pipelines.engine import DONE, FAIL, IGNORE, RETRY, AttemptRecord, DeliveryFacts, Job, Snapshot, decide, settle
+from pipelines.engine import DONE, FAIL, IGNORE, RETRY, WAIT, AttemptRecord, DeliveryFacts, Job, Snapshot, decide, settle
 from pipelines.engine.decider import RECORDED
 from pipelines.engine.fanout import is_map, item_context
 
@@ -123,12 +126,18 @@ def compensation_execute(*, execution_id, step_run_id: int, delivery: Delivery) 
             return Outcome("ignore", decision.status, detail="duplicate delivery")
         if decision.lose is not None:
             mark_lost(execution, mine[decision.lose.record.id], reason=decision.lose.reason,
-                      counts=decision.lose.counts)
+                      counts=decision.lose.counts, retry_in_s=decision.countdown if decision.kind == WAIT else None)
         base = {"node_id": original.node_id, "shard": original.shard, "attempt": decision.attempt,
                 "compensation": True}
         if decision.kind == FAIL:  # no attempts left
             return _compensation_failed(execution, original, base, decision.error)
-        spec = job.compensate
+        if decision.kind == WAIT:  # a lost attempt's backoff
+            return Outcome("wait", decision.status, countdown=decision.countdown, detail=decision.detail)
+        try:
+            spec, refused = compensation_spec(execution.company_id, pinned.jobs[original.node_id],
+                                              worker=delivery.worker, deployment_id=execution.deployment_id), None
+        except ArtifactRefused as exc:  # recorded as the attempt's (non-retryable) error, like a step's
+            spec, refused = job.compensate or {}, exc.to_error()
         run = StepRun(
             execution=execution, node_id=original.node_id, shard=original.shard, shard_count=original.shard_count,
             attempt=decision.attempt, is_compensation=True, group=spec.get("group") or original.group,
@@ -149,6 +158,8 @@ def compensation_execute(*, execution_id, step_run_id: int, delivery: Delivery) 
                                    original.shard)
         context["compensating"] = {"node_id": original.node_id, "shard": original.shard,
                                    "input": original.input, "output": original.output}
+    if refused is not None:
+        return _record_compensation(execution_id, run.pk, original.pk, None, None, refused)
     rendered, output, error = run_spec(
         spec,
         context=context,

@@ -18,7 +18,7 @@ from controlplane.core.errors import ApplicationError, Conflict, NotFound
 from controlplane.deployments.models import Deployment
 from controlplane.deployments.selectors import deployment_check_accepts
 from controlplane.executions.models import EventType, Execution, ExecutionStatus, Trigger
-from controlplane.executions.services.events import event_append, execution_insert_with_event, locked_execution
+from controlplane.executions.services.events import event_append, locked_execution, store_write
 from controlplane.executions.services.start_canvas import StartCanvas, start_canvas
 from controlplane.executions.services.start_reads import deployment_for_start
 from controlplane.executions.services.state import remember_run
@@ -143,14 +143,13 @@ def execution_start(
                 created_by=user if getattr(user, "is_authenticated", False) else None,
                 started_at=timezone.now(),
             )
-            execution_insert_with_event(
-                execution=execution,
-                type=EventType.EXECUTION_STARTED,
-                data={"deployment": deployment.pk, "environment": deployment.environment,
-                      "version": version.pk, "version_number": version.number,
-                      "trigger": trigger, "strategy": pinned.strategy, "tasks": pinned.task_count,
-                      **({"trigger_details": trigger_details} if trigger_details else {})},
-            )
+            store_write(execution=execution, create=True, events=[(
+                EventType.EXECUTION_STARTED,
+                {"deployment": deployment.pk, "environment": deployment.environment,
+                 "version": version.pk, "version_number": version.number,
+                 "trigger": trigger, "strategy": pinned.strategy, "tasks": pinned.task_count,
+                 **({"trigger_details": trigger_details} if trigger_details else {})},
+            )])
             remember_run(execution)  # this process dispatches it; often runs it too
             queues = pinned.queues
             if canvas.get("segments") and canvas["segments"][0]["plan"] is None:

@@ -20,6 +20,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Hashable
 
+from django.conf import settings
+
 from controlplane.deployments.models import Deployment
 from controlplane.deployments.selectors import deployment_execution_graph
 from controlplane.executions.services.attempts import runs_in_transaction
@@ -100,7 +102,8 @@ def start_canvas_cache_clear() -> None:
 
 
 def fusible_nodes(jobs: list[dict[str, Any]]) -> set[str]:
-    """The jobs a chain may run several of in one task (`pipelines.canvas.fuse_steps`).
+    """The jobs a chain may run several of in one task (`pipelines.canvas.fuse_steps`), and a wide
+    chord header several of its parts in one (`pipelines.canvas.pack_headers`).
 
     Side-effect-free steps only: each is claimed and recorded in one go after it ran, so a fused
     task that dies half-way leaves the recorded ones recorded and the rest unclaimed, and its
@@ -126,7 +129,8 @@ def compile_graph(graph: dict[str, Any], company_slug: str) -> StartCanvas:
     if not jobs:  # nothing to compile: the start refuses it (`not_deployed`)
         return StartCanvas(graph, {}, "", 0, {}, [])
     # Gates (approval, map) cut the canvas into segments published one at a time (`segments`).
-    plan = compile_segments(jobs, graph.get("edges", []), fusible=fusible_nodes(jobs))
+    plan = compile_segments(jobs, graph.get("edges", []), fusible=fusible_nodes(jobs),
+                            header_parts=int(settings.ENGINE_HEADER_PARTS))
     canvas = {**plan, "timeouts": {job["id"]: job["timeout_s"] for job in jobs if job.get("timeout_s")}}
     placements: list[tuple[str, str | None]] = []
     for job in jobs:

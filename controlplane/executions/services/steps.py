@@ -205,7 +205,7 @@ def _claim_locked(execution_id, node_id, shard, shard_count, delivery: Delivery,
         return Outcome(action, decision.status, detail=decision.detail)
     if decision.lose is not None:
         mark_lost(execution, stored[decision.lose.record.id], reason=decision.lose.reason,
-                  counts=decision.lose.counts)
+                  counts=decision.lose.counts, retry_in_s=decision.countdown if decision.kind == WAIT else None)
     if decision.kind == WAIT:
         return Outcome("wait", decision.status, countdown=decision.countdown, detail=decision.detail)
     if decision.kind == FAIL:

@@ -2,11 +2,14 @@
 process under the same node name, a redelivery that finds its claimer dead."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
+import redis
+from django.conf import settings
 from django.utils import timezone
 
 from controlplane.executions.models import EventType, StepRun, StepStatus
@@ -64,6 +67,29 @@ class TestSweep:
         assert (killed.status, alive.status) == (StepStatus.LOST, StepStatus.RUNNING)
         assert "pid 299" in execution.events.filter(type=EventType.STEP_LOST).get().data["reason"]
         assert len(callbacks) == 1
+
+    def test_the_lost_attempt_s_task_is_republished_due_after_the_node_s_retry_delay(
+        self, groups, project, owner, django_capture_on_commit_callbacks
+    ):
+        deployment = make_deployment(project, [job("a", retry={"max_attempts": 3, "initial_delay_s": 3,
+                                                                "jitter": False})], user=owner)
+        execution = execution_start(deployment=deployment, input={}, user=owner)[0]
+        claimed = timezone.now() - timedelta(seconds=10)
+        heartbeat(process_started_at=claimed - timedelta(minutes=1))
+        killed = running(execution, "a", pid=299, started_at=claimed)
+        killed.request = {**killed.request, "args": [str(execution.pk), "a", 0, 1], "kwargs": {}}
+        killed.save(update_fields=["request"])
+        broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+
+        with django_capture_on_commit_callbacks(execute=True):
+            assert step_runs_recover_orphaned() == 1
+
+        lost = execution.events.filter(type=EventType.STEP_LOST).get()
+        assert lost.data["retry_in_s"] == 3.0
+        messages = [json.loads(raw) for raw in broker.lrange("wg.acme.ingest", 0, -1)]
+        republished = [m["headers"] for m in messages if m["headers"].get("id") == "t-a"]
+        assert len(republished) == 1 and republished[0]["eta"]
+        assert datetime.fromisoformat(republished[0]["eta"]) >= lost.created_at + timedelta(seconds=3)
 
     def test_an_attempt_claimed_after_the_last_heartbeat_is_left_alone(self, execution):
         # The heartbeat could not have listed a child forked after it.

@@ -17,8 +17,11 @@ from controlplane.deployments.artifact_cache import cache
 from controlplane.deployments.artifacts import artifact_loaded
 from controlplane.deployments.models import Artifact, ArtifactImmutable, JobDeployment, artifact_key
 from controlplane.deployments.services import artifacts_store, desired_artifacts, drift_accept
-from controlplane.executions.models import StepRun, StepStatus
-from controlplane.executions.services import Delivery, execution_start, step_execute
+from controlplane.executions.models import Execution, ExecutionStatus, StepRun, StepStatus
+from controlplane.executions.services import (
+    Delivery, compensation_execute, execution_start, saga_start, step_execute,
+)
+from controlplane.executions.store import _PINNED_CACHE
 from controlplane.fleet.models import Worker
 from pipelines.planner import spec_digest
 from tests.controlplane.executions.builders import edges, job, make_deployment
@@ -250,3 +253,67 @@ def test_the_admin_shows_stored_artifacts_read_only(admin_client, groups, projec
     page = admin_client.get(f"/admin/deployments/artifact/{row.pk}/change/")
     assert page.status_code == 200 and b'name="_save"' not in page.content
     assert admin_client.post(f"/admin/deployments/artifact/{row.pk}/delete/", {"post": "yes"}).status_code == 403
+
+
+class TestCompensationsRunFromTheArtifact:
+    """A compensation runs the `compensate` spec of the artifact its run pinned, like a step."""
+
+    @staticmethod
+    def failed_run(project, owner, undo: str = "undo v1"):
+        """a (log, compensated by a log of `undo`) -> boom (fails for good): compensating, a to undo."""
+        deployment = make_deployment(project, [
+            job("a", "log", config={"message": "did"}, compensate={"type": "log", "config": {"message": undo}}),
+            job("boom", "fail", config={"retryable": False}),
+        ], edges(("a", "boom")), user=owner)
+        execution = start(deployment, owner)
+        step(execution)
+        step(execution, "boom")
+        assert saga_start(execution_id=execution.pk, delivery=DELIVERY).action == "done"
+        return execution
+
+    @staticmethod
+    def compensate(execution) -> StepRun:
+        original = attempt(execution)
+        compensation_execute(execution_id=execution.pk, step_run_id=original.pk, delivery=DELIVERY)
+        return StepRun.objects.filter(execution=execution, node_id="a", is_compensation=True).latest("attempt")
+
+    def test_a_compensation_runs_the_pinned_artifact_not_the_graph_s_copy(self, groups, project, owner):
+        execution = self.failed_run(project, owner)
+        # The run's graph copy says something else (as a hand edit of the row would): the
+        # artifact, checked against its digest, is what runs.
+        graph = execution.graph
+        graph["jobs"][0]["compensate"]["config"]["message"] = "edited in the graph"
+        Execution.objects.filter(pk=execution.pk).update(graph=graph)
+        _PINNED_CACHE.clear()
+        cache.clear()
+
+        run = self.compensate(execution)
+
+        assert run.status == StepStatus.SUCCEEDED and run.output == {"message": "undo v1"}
+
+    def test_a_run_pinned_before_a_reapply_compensates_with_the_old_spec(self, groups, project, owner):
+        execution = self.failed_run(project, owner, undo="undo v1")
+        make_deployment(project, [
+            job("a", "log", config={"message": "did"}, compensate={"type": "log", "config": {"message": "undo v2"}}),
+            job("boom", "fail", config={"retryable": False}),
+        ], edges(("a", "boom")), user=owner, workflow=execution.deployment.workflow)
+        cache.clear()
+
+        assert self.compensate(execution).output == {"message": "undo v1"}
+
+    @pytest.mark.parametrize("how", ["altered", "missing"])
+    def test_a_tampered_or_missing_artifact_fails_the_compensation_for_good(self, groups, project, owner, how):
+        execution = self.failed_run(project, owner)
+        digest = execution.graph["jobs"][0]["artifact"]
+        cache.clear()
+        altered = {**Artifact.objects.get(digest=digest).spec,
+                   "compensate": {"type": "log", "config": {"message": "injected"}}}
+        tamper(digest, altered if how == "altered" else None)
+
+        run = self.compensate(execution)
+
+        assert run.status == StepStatus.FAILED and run.error["retryable"] is False
+        assert run.error["code"] == {"altered": "artifact_mismatch", "missing": "artifact_not_found"}[how]
+        assert "injected" not in json.dumps([run.input, run.output])
+        execution.refresh_from_db()
+        assert execution.status == ExecutionStatus.COMPENSATION_FAILED

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.db import transaction
 
-from controlplane.executions.models import EventType, StepRun, StepStatus
+from controlplane.executions.models import EventType, Execution, StepRun, StepStatus
 from controlplane.executions.store import locked_execution, store_write
 from tests.controlplane.executions.test_services import start, step
 
@@ -90,3 +90,35 @@ def test_every_recorded_attempt_of_a_run_has_its_event(groups, project, owner):
         wanted = kinds[status] if isinstance(kinds[status], tuple) else (kinds[status],)
         assert any(type in wanted and data.get("node_id") == node_id
                    and data.get("attempt", attempt) == attempt for type, data in events), (node_id, attempt, status)
+
+
+@pytest.mark.django_db
+def test_a_run_is_created_through_the_store_with_its_events_numbered_from_one(groups, project, owner):
+    execution = start(project, owner, [{"id": "a", "type": "noop", "group": "ingest"}])
+    assert list(execution.events.values_list("seq", "type")) == [(1, "execution.started")]
+    fresh = Execution(company=execution.company, deployment=execution.deployment, version=execution.version,
+                      environment=execution.environment, trigger=execution.trigger, input={"n": 1},
+                      graph=execution.graph, canvas=execution.canvas, status=execution.status,
+                      started_at=execution.started_at)
+
+    with transaction.atomic():
+        appended = store_write(execution=fresh, create=True, events=[("execution.started", {"n": 1}),
+                                                                      ("note", None)])
+
+    assert [(e.seq, e.type, e.data) for e in appended] == [(1, "execution.started", {"n": 1}), (2, "note", {})]
+    stored = Execution.objects.get(pk=fresh.pk)
+    assert stored.event_seq == 2 and stored.input == {"n": 1}
+    assert list(stored.events.order_by("seq").values_list("seq", "type")) == [(1, "execution.started"), (2, "note")]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("extra", [{"events": []}, {"execution_fields": ["status"]}, {"expect_running": True},
+                                   {"existing": True}], ids=["no event", "fields", "conditional", "not new"])
+def test_creating_a_run_takes_its_events_and_nothing_else(groups, project, owner, extra):
+    execution = start(project, owner, [{"id": "a", "type": "noop", "group": "ingest"}])
+    target = execution if extra.pop("existing", False) else Execution(
+        company=execution.company, deployment=execution.deployment, version=execution.version, graph={},
+        canvas={}, status=execution.status)
+    kwargs = {"events": [("execution.started", {})], **extra}
+    with transaction.atomic(), pytest.raises(ValueError):
+        store_write(execution=target, create=True, **kwargs)

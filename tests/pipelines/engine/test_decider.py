@@ -65,9 +65,44 @@ def test_a_dead_claimer_is_lost_first_and_counts_against_max_attempts():
 
     decision = decide(CHAIN, "b", 0, history, DeliveryFacts(task_id="t-2", claimer_gone=True), NOW)
 
-    assert (decision.kind, decision.attempt) == (RUN, 2)
+    # Recorded lost now, then the node's retry delay after it, as after a failed attempt.
+    assert decision.kind == WAIT and 0 <= decision.countdown <= 1.0  # b's default backoff: 1 s, full jitter
     assert (decision.lose.record, decision.lose.cause, decision.lose.counts) == (b_running, PROCESS_GONE, True)
     assert "pid 77" in decision.lose.reason
+    after = snapshot(attempt("a", "succeeded"), attempt("b", "lost"))
+    assert (decide(CHAIN, "b", 0, after, LOOKED, NOW).kind, decide(CHAIN, "b", 0, after, LOOKED, NOW).attempt) \
+        == (RUN, 2)
+
+
+@pytest.mark.parametrize("retry, countdown", [
+    ({"max_attempts": 3, "initial_delay_s": 4, "jitter": False}, 4.0),
+    ({"max_attempts": 3, "initial_delay_s": 4, "max_delay_s": 2.5, "jitter": False}, 2.5),
+    ({"max_attempts": 3, "initial_delay_s": 4, "backoff": "fixed", "jitter": False}, 4.0),
+    ({"max_attempts": 3, "initial_delay_s": 0, "jitter": False}, None),
+], ids=["exponential", "capped", "fixed", "no delay: runs at once"])
+def test_a_counted_loss_waits_the_node_s_retry_delay_for_that_attempt(retry, countdown):
+    g = graph([job("a", retry=retry)])
+    lost_second = snapshot(attempt("a", "lost", attempt=1), attempt("a", "running", attempt=2, pid=5))
+
+    decision = decide(g, "a", 0, lost_second, DeliveryFacts(task_id="t-2", claimer_gone=True), NOW)
+
+    if countdown is None:
+        assert (decision.kind, decision.attempt) == (RUN, 3)
+    else:  # the delay after attempt 2, doubled from the first unless fixed or capped
+        expected = countdown if retry.get("backoff") == "fixed" or "max_delay_s" in retry else countdown * 2
+        assert (decision.kind, decision.countdown, decision.lose.record.attempt) == (WAIT, expected, 2)
+
+
+def test_a_loss_that_does_not_count_and_a_compensation_s_loss_follow_the_same_rule():
+    g = graph([job("a", retry={"max_attempts": 3, "initial_delay_s": 2, "jitter": False})])
+    running = attempt("a", "running", task_id="t-1", retries=0)
+    # The engine's own database failed under it: the same task's retry takes over at once.
+    taken_over = decide(g, "a", 0, snapshot(running), DeliveryFacts(task_id="t-1", retries=1, claimer_gone=False), NOW)
+    assert (taken_over.kind, taken_over.lose.counts) == (RUN, False)
+    lost = attempt("a", "running", compensation=True)
+    compensation = decide(g, "a", 0, snapshot(attempt("a", "succeeded"), lost, status="compensating"),
+                          DeliveryFacts(task_id="t-2", claimer_gone=True), NOW, compensation=True)
+    assert (compensation.kind, compensation.countdown) == (WAIT, 2.0)
 
 
 def test_with_one_attempt_a_killed_claimer_fails_the_node_for_good():
@@ -103,7 +138,7 @@ def test_an_attempt_past_its_hard_time_limit_is_lost():
 
     decision = decide(g, "a", 0, snapshot(old), LOOKED, NOW)
 
-    assert (decision.kind, decision.lose.cause) == (RUN, EXPIRED)
+    assert (decision.kind, decision.lose.cause) == (WAIT, EXPIRED)
     assert decide(g, "a", 0, snapshot(attempt("a", "running", seconds_ago=2)), LOOKED, NOW).kind == IGNORE
 
 
