@@ -141,7 +141,10 @@ def decide(graph: ExecutionGraph, node_id: str, shard: int, snapshot: Snapshot, 
         return Decision(FAIL if compensation else DEAD_LETTER, attempt=attempt, idempotency_key=key, lose=lose,
                         error=exhausted, detail=exhausted["message"])
     if lose is not None:
-        countdown = lost_retry_delay(job, lose.record.attempt, counts=lose.counts, rand=rand)
+        # The jitter is drawn from the shard and attempt, not the clock: a decision is a function of
+        # its inputs (the locked and lock-free reads, and any redelivery, must reach the same one).
+        jitter = rand if rand is not None else random.Random(f"{key}:{attempt}")
+        countdown = lost_retry_delay(job, lose.record.attempt, counts=lose.counts, rand=jitter)
         if countdown > 0:
             return Decision(WAIT, lose=lose, countdown=countdown, status="waiting",
                             detail=f"attempt {lose.record.attempt} was lost; attempt {attempt} starts after the "
