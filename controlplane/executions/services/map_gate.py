@@ -53,17 +53,18 @@ class MapOpening:
     error: dict[str, Any] | None = None
 
 
-def map_gate_open(execution: Execution, job: Any, snapshot: Snapshot | None = None) -> MapOpening:
-    """Open the gate of map node `job` (its pinned job dict, or the engine's `Job`) of the locked
-    `execution`; see the module. `snapshot` is not trusted for outputs: the items' template needs
-    every upstream output, so they are read here."""
-    spec = _job_spec(execution, job)
+def map_gate_open(execution: Execution, job: dict[str, Any], snapshot: Snapshot | None = None) -> MapOpening:
+    """Open the gate of map node `job` (its job dict) of the locked `execution`; see the module.
+    `snapshot`: the run's attempts with their outputs, as the advance read them under the same
+    lock (the items' template needs every upstream output); read here when None."""
+    spec = pinned_graph(execution.pk, execution.graph).jobs[job["id"]]
     node_id = spec["id"]
     recorded = map_expansion(execution.pk, node_id)
     if recorded is not None:
         return MapOpening(RUN, map_plan(node_id, recorded["count"], recorded["max_parallel"], spec["group"]),
                           recorded["count"])
-    snapshot = Snapshot.of(execution.pk, execution.status, attempt_records(execution.pk, with_output=True))
+    if snapshot is None:
+        snapshot = Snapshot.of(execution.pk, execution.status, attempt_records(execution.pk, with_output=True))
     mine = snapshot.of_shard(node_id, 0)
     if mine:  # recorded without items: its gate failed when it first opened
         return MapOpening(FAILED_GATE, error={"message": f"map node {node_id!r} was recorded "
@@ -91,11 +92,6 @@ def map_gate(execution: Execution, job: dict[str, Any], snapshot: Snapshot) -> G
     plan; once the gate failed the step the run is compensating, which ends the advance."""
     opening = map_gate_open(execution, job, snapshot)
     return GateOpen(RUN, opening.plan) if opening.state == RUN else GateOpen(RESOLVED)
-
-
-def _job_spec(execution: Execution, job: Any) -> dict[str, Any]:
-    node_id = job if isinstance(job, str) else job["id"] if isinstance(job, dict) else job.id
-    return pinned_graph(execution.pk, execution.graph).jobs[node_id]
 
 
 def _record_failed(execution: Execution, spec: dict[str, Any], error: dict[str, Any]) -> None:
