@@ -27,6 +27,7 @@ from controlplane.executions import services as execution_services
 from controlplane.tenancy.access import require_role
 from controlplane.tenancy.models import Role
 from controlplane.tenancy.selectors import is_db_id
+from controlplane.web.lookups import or_404
 from controlplane.workflows import operations as workflow_operations
 from controlplane.workflows import selectors as workflow_selectors
 from controlplane.workflows import services as workflow_services
@@ -68,14 +69,6 @@ def _perform(request: HttpRequest, action: Action, company_id: int, what: str, *
         raise DjangoPermissionDenied(error.detail) from None
 
 
-def _or_404(select: Callable[..., Any], **lookup) -> Any:
-    """The object a selector finds for the caller; another company's (or none) is a 404."""
-    try:
-        return select(**lookup)
-    except NotFound as error:
-        raise Http404(error.detail) from None
-
-
 def _act_on_deployment(request: HttpRequest, deployment, chosen: Action, done: str, **target) -> HttpResponse:
     """Run `chosen` on `deployment`, say how it went, and go back to the deployment's page."""
     try:
@@ -91,7 +84,7 @@ def _act_on_deployment(request: HttpRequest, deployment, chosen: Action, done: s
 def deployment_action(request: HttpRequest, deployment_id: int, action: str) -> HttpResponse:
     if action not in DEPLOYMENT_ACTIONS or not is_db_id(deployment_id):
         raise Http404("no such deployment action")
-    deployment = _or_404(deployment_selectors.deployment_get, user=request.user, deployment_id=deployment_id)
+    deployment = or_404(deployment_selectors.deployment_get, user=request.user, deployment_id=deployment_id)
     chosen = DEPLOYMENT_ACTIONS[action]
     return _act_on_deployment(request, deployment, chosen, f"Deployment #{deployment.pk} {chosen.done}.")
 
@@ -101,7 +94,7 @@ def deployment_action(request: HttpRequest, deployment_id: int, action: str) -> 
 def execution_action(request: HttpRequest, execution_id, action: str) -> HttpResponse:
     if action not in EXECUTION_ACTIONS:
         raise Http404("no such execution action")
-    execution = _or_404(execution_selectors.execution_get, user=request.user, execution_id=execution_id)
+    execution = or_404(execution_selectors.execution_get, user=request.user, execution_id=execution_id)
     chosen = EXECUTION_ACTIONS[action]
     try:
         result = _perform(request, chosen, execution.company_id, "execution", execution=execution)
@@ -130,7 +123,7 @@ def drift_action(request: HttpRequest, deployment_id: int, action: str) -> HttpR
     `accept-drift` and `reconcile` routes do, with their role (editor)."""
     if action not in DRIFT_ACTIONS or not is_db_id(deployment_id):
         raise Http404("no such drift action")
-    deployment = _or_404(deployment_selectors.deployment_get, user=request.user, deployment_id=deployment_id)
+    deployment = or_404(deployment_selectors.deployment_get, user=request.user, deployment_id=deployment_id)
     chosen = DRIFT_ACTIONS[action]
     target = {"drift": request.POST.get("drift", "")} if action == "accept" else {}
     return _act_on_deployment(request, deployment, chosen, f"Deployment #{deployment.pk}: {chosen.done}.", **target)
@@ -140,7 +133,7 @@ def drift_action(request: HttpRequest, deployment_id: int, action: str) -> HttpR
 @login_required
 def dead_letter_replay(request: HttpRequest, dead_letter_id: int) -> HttpResponse:
     """The API's `POST /dead-letters/{id}/replay` (editor): the failed run continues, or a from_step replay starts."""
-    letter = _or_404(execution_selectors.dead_letter_get, user=request.user, dead_letter_id=dead_letter_id)
+    letter = or_404(execution_selectors.dead_letter_get, user=request.user, dead_letter_id=dead_letter_id)
     chosen = Action("Replay", Role.EDITOR, execution_services.dead_letter_replay, "replayed")
     try:
         replay = _perform(request, chosen, letter.execution.company_id, "dead letter", dead_letter=letter)
@@ -189,10 +182,7 @@ def workflow_action(request: HttpRequest, workflow_id: int, action: str) -> Http
     """Pause, resume, archive (the API's status route) or clone (`name` from the form) a workflow."""
     if action not in WORKFLOW_ACTIONS or not is_db_id(workflow_id):
         raise Http404("no such workflow action")
-    try:
-        workflow = workflow_selectors.workflow_get(user=request.user, workflow_id=workflow_id)
-    except NotFound as error:
-        raise Http404(error.detail) from None
+    workflow = or_404(workflow_selectors.workflow_get, user=request.user, workflow_id=workflow_id)
     chosen = WORKFLOW_ACTIONS[action]
     target = {"name": request.POST.get("name", "").strip()[:200]} if action == "clone" else {}
     try:

@@ -13,14 +13,15 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
 from controlplane.approvals import selectors
 from controlplane.approvals.models import ApprovalStatus
 from controlplane.approvals.services import approval_decide
-from controlplane.core.errors import ApplicationError, NotFound
+from controlplane.core.errors import ApplicationError
+from controlplane.web.lookups import or_404
 
 SIMPLE_TYPES = ("string", "number", "integer", "boolean")
 RECENT_SHOWN = 20
@@ -81,10 +82,7 @@ def approval_inbox(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def approval_decide_action(request: HttpRequest, approval_id: int) -> HttpResponse:
-    try:
-        approval = selectors.approval_get(user=request.user, approval_id=approval_id)
-    except NotFound as error:
-        raise Http404(error.detail) from None
+    approval = or_404(selectors.approval_get, user=request.user, approval_id=approval_id)
     decision = request.POST.get("decision", "")
     try:
         data = _input_from_form(request.POST, approval.input_schema) if decision == "approve" else None

@@ -22,6 +22,7 @@ from controlplane.tenancy.access import require_role, role_in
 from controlplane.tenancy.models import Role
 from controlplane.web import selectors as pages
 from controlplane.web.forms import PlanForm
+from controlplane.web.lookups import or_404
 from controlplane.web.plan_lines import plan_groups
 from controlplane.workflows.selectors import version_by_number, workflow_get
 
@@ -54,10 +55,7 @@ def plan_context(plan) -> dict:
 @require_http_methods(["GET", "HEAD", "POST"])
 @login_required
 def plan_new(request: HttpRequest, workflow_id: int) -> HttpResponse:
-    try:
-        workflow = workflow_get(user=request.user, workflow_id=workflow_id)
-    except NotFound as error:
-        raise Http404(error.detail) from None
+    workflow = or_404(workflow_get, user=request.user, workflow_id=workflow_id)
     company_id = workflow.project.company_id
     if request.method != "POST":
         form = PlanForm(workflow=workflow, user=request.user, initial=request.GET.dict() or None)
@@ -79,10 +77,7 @@ def plan_new(request: HttpRequest, workflow_id: int) -> HttpResponse:
 
 
 def _plan(request: HttpRequest, plan_id):
-    try:
-        return deployments.plan_get(user=request.user, plan_id=plan_id)
-    except NotFound as error:
-        raise Http404(error.detail) from None
+    return or_404(deployments.plan_get, user=request.user, plan_id=plan_id)
 
 
 def _render_plan(request, plan, *, refusal: str = "", status: int = 200) -> HttpResponse:

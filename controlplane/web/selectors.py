@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from controlplane.deployments.models import LIVE_STATUSES, DeploymentEvent, JobDeployment
 from controlplane.deployments.selectors import current_deployment, deployment_jobs, deployment_list
-from controlplane.executions.models import ExecutionEvent, ExecutionStatus
+from controlplane.executions.models import ExecutionStatus
 from controlplane.executions.selectors import execution_list
 from controlplane.fleet.selectors import worker_group_list, worker_list
 from controlplane.fleet.serializers import WorkerOutSerializer
@@ -127,9 +127,3 @@ def group_capacity(groups) -> dict[int, dict[str, int]]:
         .annotate(widest=Max("replicas"), total=Sum("replicas"), jobs=Count("id"))
     )
     return {row["group_id"]: {"widest": row["widest"], "total": row["total"], "jobs": row["jobs"]} for row in rows}
-
-
-def execution_last_seq(execution) -> int:
-    """The seq of the run's newest event (0 before the first): what a live page compares to move on."""
-    newest = ExecutionEvent.objects.filter(execution=execution).order_by("-seq").values_list("seq", flat=True)
-    return newest.first() or 0

@@ -6,8 +6,6 @@ are a 404, exactly as in the API (the selectors raise `NotFound`, turned into `H
 """
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
-
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -15,7 +13,6 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 
-from controlplane.core.errors import NotFound
 from controlplane.deployments import selectors as deployments
 from controlplane.deployments.services import deployment_drift
 from controlplane.executions import selectors as executions
@@ -27,23 +24,16 @@ from controlplane.tenancy.selectors import is_db_id
 from controlplane.web import selectors as pages
 from controlplane.web.actions import DEPLOYMENT_ACTIONS, EXECUTION_ACTIONS, allowed
 from controlplane.web.forms import ExecutionFilterForm
+from controlplane.web.lookups import or_404
 from controlplane.web.plan_pages import plan_context
 from controlplane.web.waterfall import waterfall
 
-T = TypeVar("T")
 
 EXECUTIONS_PER_PAGE = 50
 EVENTS_SHOWN = 500
 DEPLOYMENT_EVENTS_PER_PAGE = 25
 DEAD_LETTERS_PER_PAGE = 50
 POLL_MS = 1500  # how often a running execution's page asks whether it moved on
-
-
-def _or_404(select: Callable[..., T], **kwargs: Any) -> T:
-    try:
-        return select(**kwargs)
-    except NotFound as error:
-        raise Http404(error.detail) from None
 
 
 @require_safe
@@ -69,7 +59,7 @@ def execution_list(request: HttpRequest) -> HttpResponse:
 @require_safe
 @login_required
 def execution_detail(request: HttpRequest, execution_id) -> HttpResponse:
-    execution = _or_404(executions.execution_get, user=request.user, execution_id=execution_id)
+    execution = or_404(executions.execution_get, user=request.user, execution_id=execution_id)
     events = list(executions.execution_events(execution=execution, limit=EVENTS_SHOWN + 1))
     timeline = executions.execution_timeline(execution=execution)
     return render(
@@ -80,7 +70,7 @@ def execution_detail(request: HttpRequest, execution_id) -> HttpResponse:
             "timeline": timeline,
             "waterfall": waterfall(timeline, now=timezone.now()),
             "live": execution.status not in TERMINAL_EXECUTION_STATUSES,
-            "last_seq": pages.execution_last_seq(execution),
+            "last_seq": execution.event_seq,
             "poll_ms": POLL_MS,
             "events": events[:EVENTS_SHOWN],
             "events_truncated": len(events) > EVENTS_SHOWN,
@@ -94,12 +84,12 @@ def execution_detail(request: HttpRequest, execution_id) -> HttpResponse:
 @login_required
 def execution_progress(request: HttpRequest, execution_id) -> JsonResponse:
     """What the execution page polls while the run goes: its status and newest event's seq."""
-    execution = _or_404(executions.execution_get, user=request.user, execution_id=execution_id)
+    execution = or_404(executions.execution_get, user=request.user, execution_id=execution_id)
     return JsonResponse({
         "execution": str(execution.pk),
         "status": execution.status,
         "finished": execution.status in TERMINAL_EXECUTION_STATUSES,
-        "last_seq": pages.execution_last_seq(execution),
+        "last_seq": execution.event_seq,
     })
 
 
@@ -108,7 +98,7 @@ def execution_progress(request: HttpRequest, execution_id) -> JsonResponse:
 def deployment_detail(request: HttpRequest, deployment_id: int) -> HttpResponse:
     if not is_db_id(deployment_id):  # digits no bigint holds name nothing (and must not reach SQL)
         raise Http404("deployment not found")
-    deployment = _or_404(deployments.deployment_get, user=request.user, deployment_id=deployment_id)
+    deployment = or_404(deployments.deployment_get, user=request.user, deployment_id=deployment_id)
     events = deployments.deployment_events(deployment=deployment).reverse()  # newest first
     page = Paginator(events, DEPLOYMENT_EVENTS_PER_PAGE).get_page(request.GET.get("page"))
     plan = deployments.last_applied_plan(deployment)

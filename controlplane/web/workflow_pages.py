@@ -7,20 +7,17 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
-from controlplane.core.errors import NotFound
 from controlplane.tenancy.access import role_in
 from controlplane.tenancy.models import Role
 from controlplane.web import selectors as pages
 from controlplane.web.actions import workflow_buttons
+from controlplane.web.lookups import or_404
 from controlplane.workflows.selectors import version_by_number, version_diff, version_list, workflow_get
 from pipelines.graph_layout import layout_diff, layout_graph
 
 
 def _workflow(request: HttpRequest, workflow_id: int):
-    try:
-        return workflow_get(user=request.user, workflow_id=workflow_id)
-    except NotFound as error:
-        raise Http404(error.detail) from None
+    return or_404(workflow_get, user=request.user, workflow_id=workflow_id)
 
 
 def _number(request: HttpRequest, name: str) -> int | None:
@@ -34,10 +31,7 @@ def _number(request: HttpRequest, name: str) -> int | None:
 
 
 def _version(request: HttpRequest, workflow, number: int):
-    try:
-        return version_by_number(user=request.user, workflow=workflow, number=number)
-    except NotFound as error:
-        raise Http404(error.detail) from None
+    return or_404(version_by_number, user=request.user, workflow=workflow, number=number)
 
 
 def _is_editor(role: Role | None) -> bool:
