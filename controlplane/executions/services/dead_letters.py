@@ -50,6 +50,7 @@ from controlplane.executions.services.events import (
 )
 from controlplane.executions.services.map_items import map_expansion, map_item_rerun
 from controlplane.executions.services.replay import ACTIVE, VERSIONS, replay_start
+from controlplane.executions.services.watchdog import redrive_after_commit
 from controlplane.executions.store import store_write
 from controlplane.tenancy.access import require_role
 from controlplane.tenancy.models import Role
@@ -176,7 +177,7 @@ def dead_letter_rerun_execute(*, dead_letter_id: int, delivery: Delivery) -> Out
         mine = list(StepRun.objects.filter(execution=execution, node_id=letter.node_id, shard=letter.shard,
                                            is_compensation=False))
         if any(run.status == StepStatus.SUCCEEDED for run in mine):
-            _carry_on_after_commit(execution)
+            redrive_after_commit(execution)
             return Outcome("done", StepStatus.SUCCEEDED, detail="already rerun; the run carries on")
         for current in (run for run in mine if run.status == StepStatus.RUNNING):
             if current.task_id != delivery.task_id:
@@ -206,7 +207,7 @@ def dead_letter_rerun_execute(*, dead_letter_id: int, delivery: Delivery) -> Out
             run.status, run.output = StepStatus.SUCCEEDED, output
             store_write(execution=execution, update=[(run, ["input", "finished_at", "status", "output"])],
                         events=[(EventType.STEP_COMPLETED, {**base, "output": output})], completes=run)
-            _carry_on_after_commit(execution)
+            redrive_after_commit(execution)
             return Outcome("done", StepStatus.SUCCEEDED, detail="rerun succeeded; the run carries on")
         return _failed_again(execution, letter, run, error, base)
 
@@ -222,20 +223,6 @@ def _failed_again(execution: Execution, letter: DeadLetter, run: StepRun, error:
     event_append(execution=execution, type=EventType.STEP_DEAD_LETTERED, data=base)
     fail_execution(execution, error={**base, "error": error}, saga_queue=run.queue)
     return Outcome("fail", StepStatus.FAILED, detail=error.get("message", "failed"))
-
-
-def _carry_on_after_commit(execution: Execution) -> None:
-    """Publish the run's canvas again once the rerun is committed: claims skip what is recorded."""
-    from controlplane.executions.dispatch import build_signature, publish  # dispatch imports the services
-    from controlplane.executions.services.start import execution_queues
-
-    from controlplane.executions.services.segments import has_gates, segment_redrive
-
-    if has_gates(execution):  # a gated run carries on with its current segment only
-        segment_redrive(execution)
-        return
-    execution_id, canvas, queues = str(execution.pk), execution.canvas, execution_queues(execution)
-    transaction.on_commit(lambda: publish(execution_id, build_signature(execution_id, canvas, queues)))
 
 
 @transaction.atomic

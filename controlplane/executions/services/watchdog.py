@@ -74,20 +74,25 @@ def _redrive(execution_id, *, now, stall: timedelta) -> str | None:
             return "failed"
         event_append(execution=execution, type=EventType.EXECUTION_REDRIVEN,
                      data={"redrives": redrives, "idle_s": idle_s, "after": last.type})
-        if has_gates(execution):
-            # Only the current segment: a later one is not due, and a waiting run is never stalled
-            # (it is not `running`, so it is no candidate).
-            segment_redrive(execution)
-        else:
-            canvas, queues = execution.canvas, execution_queues(execution)
-            transaction.on_commit(lambda: _publish(execution_id, canvas, queues))
+        redrive_after_commit(execution)
     logger.warning("execution.redriven", extra={"execution_id": str(execution_id), "redrives": redrives})
     return "redriven"
 
 
+def redrive_after_commit(execution: Execution) -> None:
+    """Publish again, once the caller's transaction (holding the run's row lock) commits, what the
+    locked `execution` is due: its current segment only for a gated run (a later one is not due,
+    and a waiting run is never re-driven), else its whole canvas. Claims skip what is recorded."""
+    if has_gates(execution):
+        segment_redrive(execution)
+        return
+    execution_id, canvas, queues = execution.pk, execution.canvas, execution_queues(execution)
+    transaction.on_commit(lambda: _publish(execution_id, canvas, queues))
+
+
 def _publish(execution_id, canvas, queues) -> None:
     """Publish the canvas again. A broker that fails now is retried by the next sweep (the run has
-    its `execution.redriven` event, and no progress, so the next re-drive is due at once)."""
+    made no progress, so a re-drive is due at once)."""
     from controlplane.executions.dispatch import build_signature, publish  # dispatch imports the services
 
     try:
